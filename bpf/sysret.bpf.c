@@ -1,0 +1,794 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * sysretstat: classify every return from a syscall to user mode as
+ * SYSRET, IRET (with its reason) or ERETU, and time each path.
+ *
+ * A return is counted at raw_syscalls:sys_exit with a provisional
+ * verdict from the registers as they are then.  Until the thread enters
+ * the kernel again, later events may still change the registers the
+ * kernel's guard will test (signal frame, restart, ptrace exit stop,
+ * rseq fixup) or end the thread before it returns; each of those moves
+ * the already counted return to its final outcome.  Counting eagerly
+ * keeps every view live; corrections are rare, so their cost is not.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "sysret.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* x86-64 selectors and flags (arch/x86/include/asm/segment.h, processor-flags.h) */
+#define USER_CS		0x33
+#define USER32_CS	0x23
+#define USER_DS		0x2b
+#define EFLAGS_TF	0x100UL
+#define EFLAGS_RF	0x10000UL
+#define EFLAGS_VM	0x20000UL
+#define TS_COMPAT	0x0002
+#define X32_SYSCALL_BIT	0x40000000UL
+#define SIGTRAP		5
+#define NR_PTRACE_X64	101
+#define PTRACE_SINGLESTEP	9
+#define PTRACE_SYSEMU_SINGLESTEP 32
+#define PTRACE_EVENTMSG_SYSCALL_EXIT 2
+
+/* Thread state flags. */
+#define T_IN_SYSCALL	0x01	/* sys_enter seen, sys_exit not yet */
+#define T_NEW		0x02	/* forked; its first return is ahead */
+#define T_OPEN		0x04	/* last return can still be corrected */
+#define T_COMPAT_RESTART 0x08	/* next entry re-executes the vDSO int $0x80 */
+#define T_EXITED	0x10
+#define T_FILTER_KNOWN	0x20
+#define T_FILTER_IN	0x40
+
+/* How the syscall in flight entered the kernel. */
+enum entry_kind { K_X64, K_X32, K_INT80, K_FAST32 };
+
+#define NO_BUCKET 0xffff
+
+struct task_state {
+	__u64 enter_ts;
+	__u64 enter_ip;		/* compat: the vDSO landing pad at entry */
+	/* The registers of the last return, to tell its exit path apart. */
+	__u64 last_ip;
+	__u64 last_sp;
+	__u64 last_ax;
+	__u64 last_orig_ax;
+	__s64 last_lat;
+	__s32 enter_nr;
+	__u32 seq;		/* bumped per return: dump only what changed */
+	__u32 dumped_seq;
+	__u16 last_slot;
+	__u16 last_bucket;
+	__u8 flags;
+	__u8 enter_kind;
+	__u8 last_outcome;
+	__u8 pad;
+	struct sr_counts counts;
+};
+
+struct proc_state {
+	__u32 seq;
+	__u32 dumped_seq;
+	__u32 flags;
+	__u32 pad;
+	struct sr_hist hist[SR_NR_LAT];
+};
+
+const volatile struct sr_config cfg SEC(".rodata.cfg") = {};
+
+struct sr_lost lost = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_state);
+} tstate SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct proc_state);
+} pstate SEC(".maps");
+
+/* One slot per syscall (sysret.h); the last key is this CPU's
+ * histogram allocator: its hidx is the number of indexes handed out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SR_NR_SLOTS + 1);
+	__type(key, __u32);
+	__type(value, struct sr_slot);
+} syscalls SEC(".maps");
+
+struct sc_hist_pair {
+	struct sr_hist h[SR_NR_LAT];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 512);	/* resized from cfg.sc_hists */
+	__type(key, __u32);
+	__type(value, struct sc_hist_pair);
+} sc_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} filter_tgids SEC(".maps");
+
+/* Exit-time records, drained (read and deleted) by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct sr_thread_rec);
+} exited_threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2048);
+	__type(key, __u32);
+	__type(value, struct sr_proc_rec);
+} exited_procs SEC(".maps");
+
+/* Scratch space for a process record, too big for the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sr_proc_rec);
+} scratch SEC(".maps");
+
+extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
+extern void bpf_task_release(struct task_struct *p) __ksym;
+
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r, shift;
+
+	r = (v > 0xFFFFFFFFULL) << 5; v >>= r;
+	shift = (v > 0xFFFF) << 4; v >>= shift; r |= shift;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+static __always_inline __u32 hist_bucket(__u64 v)
+{
+	__u32 msb;
+
+	if (v < 8)
+		return v;
+	if (v >= (1ULL << SR_HIST_MAX_POW))
+		return SR_HIST_BUCKETS - 1;
+	msb = log2_u64(v);
+	return 8 + (msb - 3) * 8 + ((v >> (msb - 3)) & 7);
+}
+
+static __always_inline int lat_path(__u8 outcome)
+{
+	return outcome >= SR_O_FIRST_IRET ? SR_LAT_IRET : SR_LAT_FAST;
+}
+
+/* Events outrank the guard: once a signal frame is built, nothing the
+ * guard could say is more specific.  Reasons that decide the path
+ * before any register is looked at cannot be overridden at all. */
+static __always_inline int rank(__u8 o)
+{
+	switch (o) {
+	case SR_O_PTRACE:	return 2;
+	case SR_O_RESTART:	return 3;
+	case SR_O_RSEQ:		return 4;
+	case SR_O_SIGNAL:	return 5;
+	case SR_O_FORK_CHILD:
+	case SR_O_XEN_PV:
+	case SR_O_INT80:
+	case SR_O_ERETU:	return 9;
+	case SR_O_SYSRET:	return 0;
+	default:		return 1;	/* guard conditions */
+	}
+}
+
+static __always_inline __u32 syscall_slot(__u8 kind, __s64 nr)
+{
+	switch (kind) {
+	case K_X64:
+		return (nr >= 0 && nr < SR_SLOTS_X64 - 1) ? nr : SR_SLOTS_X64 - 1;
+	case K_X32:
+		nr &= ~X32_SYSCALL_BIT;
+		return SR_SLOTS_X64 + SR_SLOTS_I386 +
+		       ((nr >= 0 && nr < SR_SLOTS_X32 - 1) ? nr : SR_SLOTS_X32 - 1);
+	default:
+		return SR_SLOTS_X64 +
+		       ((nr >= 0 && nr < SR_SLOTS_I386 - 1) ? nr : SR_SLOTS_I386 - 1);
+	}
+}
+
+/* do_syscall_64()'s SYSRET guard, in the kernel's order. */
+static __always_inline __u8 guard64(struct pt_regs *regs, bool force_tf)
+{
+	__u64 ip = regs->ip, flags = regs->flags;
+
+	if (cfg.pre_6_7) {
+		/* <= 6.6 (entry_64.S): RCX, canonical, CS, R11, RF|TF, SS. */
+		int shift = cfg.la57 ? 7 : 16;
+
+		if (regs->cx != ip)
+			return SR_O_RCX_NE_RIP;
+		if ((__u64)(((__s64)(ip << shift)) >> shift) != ip)
+			return SR_O_RIP_NONCANONICAL;
+		if (regs->cs != USER_CS)
+			return SR_O_CS_NOT_USER;
+		if (regs->r11 != flags)
+			return SR_O_R11_NE_RFLAGS;
+		if (flags & EFLAGS_RF)
+			return SR_O_RFLAGS_RF;
+		if ((flags & EFLAGS_TF) || force_tf)
+			return SR_O_RFLAGS_TF;
+		if (regs->ss != USER_DS)
+			return SR_O_SS_NOT_USER;
+		return SR_O_SYSRET;
+	}
+	if (regs->cx != ip)
+		return SR_O_RCX_NE_RIP;
+	if (regs->r11 != flags)
+		return SR_O_R11_NE_RFLAGS;
+	if (regs->cs != USER_CS)
+		return SR_O_CS_NOT_USER;
+	if (regs->ss != USER_DS)
+		return SR_O_SS_NOT_USER;
+	if (ip >= cfg.task_size_max)
+		return SR_O_RIP_NONCANONICAL;
+	if (flags & EFLAGS_RF)
+		return SR_O_RFLAGS_RF;
+	if ((flags & EFLAGS_TF) || force_tf)
+		return SR_O_RFLAGS_TF;
+	return SR_O_SYSRET;
+}
+
+/* do_fast_syscall_32()'s SYSRETL predicate. */
+static __always_inline __u8 guard32(struct pt_regs *regs, __u64 landing)
+{
+	if (regs->ip != landing)
+		return SR_O_COMPAT_GUARD;
+	if (regs->cs != USER32_CS || regs->ss != USER_DS)
+		return SR_O_COMPAT_GUARD;
+	if (regs->flags & (EFLAGS_RF | EFLAGS_TF | EFLAGS_VM))
+		return SR_O_COMPAT_GUARD;
+	return SR_O_SYSRET;
+}
+
+static __always_inline __u64 landing_pad(struct task_struct *task)
+{
+	struct mm_struct *mm = task->mm;
+	const struct vdso_image *img;
+
+	if (!mm)
+		return 0;
+	img = mm->context.vdso_image;
+	if (!img)
+		return 0;
+	return (__u64)mm->context.vdso + img->sym_int80_landing_pad;
+}
+
+static __always_inline bool restart_code(long ret)
+{
+	/* -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK */
+	return ret == -512 || ret == -513 || ret == -514 || ret == -516;
+}
+
+static __always_inline bool filtered_out(struct task_state *st,
+					 struct task_struct *task)
+{
+	__u32 tgid;
+
+	if (!cfg.filter)
+		return false;
+	if (!(st->flags & T_FILTER_KNOWN)) {
+		tgid = task->tgid;
+		st->flags |= T_FILTER_KNOWN;
+		if (bpf_map_lookup_elem(&filter_tgids, &tgid))
+			st->flags |= T_FILTER_IN;
+	}
+	return !(st->flags & T_FILTER_IN);
+}
+
+/* This CPU's histograms of a syscall slot, allocated on first use.
+ * Per-CPU data, and programs do not nest on one CPU: no atomics. */
+static __always_inline struct sc_hist_pair *sc_hist_for(struct sr_slot *sl)
+{
+	__u32 key = SR_NR_SLOTS, d;
+	struct sr_slot *alloc;
+
+	d = sl->hidx;
+	if (!d) {
+		alloc = bpf_map_lookup_elem(&syscalls, &key);
+		if (!alloc)
+			return NULL;
+		if (alloc->hidx >= cfg.sc_hists) {
+			lost.syscall_hists++;
+			return NULL;
+		}
+		d = ++alloc->hidx;
+		sl->hidx = d;
+	}
+	key = d - 1;
+	return bpf_map_lookup_elem(&sc_hist, &key);
+}
+
+static __always_inline struct proc_state *proc_of(struct task_struct *task,
+						  bool create)
+{
+	return bpf_task_storage_get(&pstate, task->group_leader, 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+/* Add (delta = 1) or remove (-1) one latency sample on path `path`. */
+static __always_inline void hist_add(struct task_struct *task,
+				     struct sr_slot *sl, int path,
+				     __u32 bucket, __s64 lat, __s64 delta,
+				     bool create)
+{
+	struct sc_hist_pair *sh;
+	struct proc_state *ps;
+
+	if (bucket >= SR_HIST_BUCKETS || path >= SR_NR_LAT || path < 0)
+		return;
+	sh = sc_hist_for(sl);
+	if (sh) {
+		sh->h[path].b[bucket] += delta;
+		sh->h[path].sum_ns += delta * lat;
+	}
+	ps = proc_of(task, create);
+	if (ps) {
+		/* Threads of one process share it: atomics. */
+		__sync_fetch_and_add(&ps->hist[path].b[bucket], delta);
+		__sync_fetch_and_add(&ps->hist[path].sum_ns, delta * lat);
+		ps->seq++;
+	}
+}
+
+/* Count outcome o of slot `slot`; returns the slot for the histograms. */
+static __always_inline struct sr_slot *counts_add(struct task_state *st,
+						  __u32 slot, __u8 o,
+						  __s64 delta)
+{
+	struct sr_slot *sl;
+
+	if (o >= SR_NR_OUTCOMES)
+		return NULL;
+	sl = bpf_map_lookup_elem(&syscalls, &slot);
+	if (sl)
+		sl->c.n[o] += delta;
+	st->counts.n[o] += delta;
+	st->seq++;
+	return sl;
+}
+
+/*
+ * Move the thread's last return to outcome `to`; `to` ==
+ * SR_NR_OUTCOMES removes it (the thread died before returning).
+ */
+static __always_inline void recount(struct task_state *st,
+				    struct task_struct *task, __u8 to)
+{
+	__u8 from = st->last_outcome;
+	__u32 slot = st->last_slot;
+	__u32 bucket = st->last_bucket;
+
+	struct sr_slot *sl;
+
+	if (from == to || from >= SR_NR_OUTCOMES)
+		return;
+	sl = counts_add(st, slot, from, -1);
+	if (to < SR_NR_OUTCOMES)
+		counts_add(st, slot, to, 1);
+	if (bucket != NO_BUCKET && sl) {
+		if (to >= SR_NR_OUTCOMES) {
+			hist_add(task, sl, lat_path(from), bucket,
+				 st->last_lat, -1, false);
+		} else if (lat_path(from) != lat_path(to)) {
+			hist_add(task, sl, lat_path(from), bucket,
+				 st->last_lat, -1, false);
+			hist_add(task, sl, lat_path(to), bucket,
+				 st->last_lat, 1, false);
+		}
+	}
+	st->last_outcome = to;
+}
+
+/* Raise the last return to event outcome `to` if it outranks it. */
+static __always_inline void promote(struct task_state *st,
+				    struct task_struct *task, __u8 to)
+{
+	if (rank(to) > rank(st->last_outcome))
+		recount(st, task, to);
+}
+
+/*
+ * Is `task` still on the way out of the syscall whose return we
+ * counted?  Interrupt and exception frames have orig_ax == -1, a new
+ * syscall has its own number and return address; only rt_sigreturn
+ * (orig_ax == -1 too) leaves a window, at the first user instruction.
+ */
+static __always_inline bool in_exit_path(struct task_state *st,
+					 struct task_struct *task)
+{
+	struct pt_regs *regs;
+
+	if (!(st->flags & T_OPEN))
+		return false;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return false;
+	return regs->orig_ax == st->last_orig_ax && regs->ip == st->last_ip &&
+	       regs->sp == st->last_sp && regs->ax == st->last_ax;
+}
+
+/*
+ * A tracer resumes a tracee: if the tracee sits in a syscall-exit stop
+ * of the return we counted, its registers are now final (the tracer
+ * cannot touch them once it runs), so run the guard again on them.
+ * This runs at the tracer's sys_enter, while the tracee is still
+ * stopped.  The pid is looked up in the initial pid namespace.
+ */
+static __always_inline void ptrace_resume(long request, s32 pid)
+{
+	struct task_struct *tracee;
+	struct task_state *st;
+	struct pt_regs *regs;
+	int code;
+	__u8 o;
+
+	tracee = bpf_task_from_pid(pid);
+	if (!tracee)
+		return;
+	st = bpf_task_storage_get(&tstate, tracee, 0, 0);
+	if (!st || !(st->flags & T_OPEN) || rank(st->last_outcome) > 2)
+		goto out;
+	/* A syscall stop: message 2, and exit_code SIGTRAP(|0x80) with no
+	 * PTRACE_EVENT in bits 8-15 (event stops reuse the message). */
+	code = tracee->exit_code;
+	if (tracee->ptrace_message != PTRACE_EVENTMSG_SYSCALL_EXIT ||
+	    (code & 0xff00) || (code & 0x7f) != SIGTRAP)
+		goto out;
+	regs = (struct pt_regs *)bpf_task_pt_regs(tracee);
+	if (!regs || regs->orig_ax != st->last_orig_ax)
+		goto out;
+	o = guard64(regs, request == PTRACE_SINGLESTEP ||
+			  request == PTRACE_SYSEMU_SINGLESTEP);
+	if (o != SR_O_SYSRET && st->last_outcome == SR_O_SYSRET)
+		o = SR_O_PTRACE;
+	else if (o != SR_O_SYSRET)
+		o = st->last_outcome == SR_O_PTRACE ? SR_O_PTRACE : o;
+	recount(st, tracee, o);
+	/* Later events compare against the registers as the tracer left them. */
+	st->last_ip = regs->ip;
+	st->last_sp = regs->sp;
+	st->last_ax = regs->ax;
+out:
+	bpf_task_release(tracee);
+}
+
+static __always_inline void check_ptrace(struct pt_regs *regs, long id)
+{
+	long req;
+
+	if (id != NR_PTRACE_X64)
+		return;
+	req = regs->di;
+	/* PTRACE_CONT(7), KILL(8), SINGLESTEP(9), DETACH(17), SYSCALL(24),
+	 * SYSEMU(31), SYSEMU_SINGLESTEP(32), LISTEN(0x4208) */
+	if (req == 7 || req == 8 || req == 9 || req == 17 || req == 24 ||
+	    req == 31 || req == 32 || req == 0x4208)
+		ptrace_resume(req, (s32)regs->si);
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sr_sys_enter, struct pt_regs *regs, long id)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_state *st;
+	__u8 kind;
+
+	/* Before any filter: the tracer need not be traced itself. */
+	check_ptrace(regs, id);
+	if (task->tgid == cfg.self_tgid)
+		return 0;
+	st = bpf_task_storage_get(&tstate, task, 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		__sync_fetch_and_add(&lost.storage, 1);
+		return 0;
+	}
+	if (filtered_out(st, task))
+		return 0;
+	if (task->thread_info.status & TS_COMPAT) {
+		__u64 pad = landing_pad(task);
+
+		/* The vDSO's int $0x80 returns to the landing pad too:
+		 * after a restart of a fast syscall, that is what runs. */
+		if (regs->ip == pad && pad && !(st->flags & T_COMPAT_RESTART))
+			kind = K_FAST32;
+		else
+			kind = K_INT80;
+		st->enter_ip = pad;
+	} else if (regs->orig_ax & X32_SYSCALL_BIT) {
+		kind = K_X32;
+	} else {
+		kind = K_X64;
+	}
+	st->enter_kind = kind;
+	st->enter_nr = id;
+	st->enter_ts = bpf_ktime_get_ns();
+	st->flags = (st->flags & ~(T_OPEN | T_COMPAT_RESTART)) | T_IN_SYSCALL;
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_state *st;
+	__u8 kind, o, flags;
+	__s64 nr, lat = -1;
+	__u64 landing;
+	__u32 slot, bucket = NO_BUCKET;
+	struct sr_slot *sl;
+
+	if (task->tgid == cfg.self_tgid)
+		return 0;
+	st = bpf_task_storage_get(&tstate, task, 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		__sync_fetch_and_add(&lost.storage, 1);
+		return 0;
+	}
+	if (filtered_out(st, task))
+		return 0;
+	flags = st->flags;
+	if (flags & T_IN_SYSCALL) {
+		kind = st->enter_kind;
+		nr = st->enter_nr;
+		landing = st->enter_ip;
+		if (cfg.latency)
+			lat = bpf_ktime_get_ns() - st->enter_ts;
+	} else {
+		/* No entry seen: a new task, or attached mid-syscall. */
+		nr = (__s64)regs->orig_ax;
+		landing = 0;
+		if (task->thread_info.status & TS_COMPAT) {
+			landing = landing_pad(task);
+			kind = regs->ip == landing ? K_FAST32 : K_INT80;
+		} else {
+			kind = (regs->orig_ax & X32_SYSCALL_BIT) ? K_X32 : K_X64;
+		}
+	}
+
+	if (cfg.fred)
+		o = SR_O_ERETU;
+	else if (flags & T_NEW)
+		o = SR_O_FORK_CHILD;	/* ret_from_fork always IRETs */
+	else if (cfg.xen_pv)
+		o = SR_O_XEN_PV;
+	else if (kind == K_INT80)
+		o = SR_O_INT80;
+	else if (restart_code(ret) && (long)regs->orig_ax != -1)
+		/* Unless a handler runs (then: signal), the kernel moves
+		 * RIP back over the syscall instruction; RCX is untouched. */
+		o = SR_O_RESTART;
+	else if (kind == K_FAST32)
+		o = guard32(regs, landing);
+	else
+		o = guard64(regs, false);
+
+	flags &= ~(T_IN_SYSCALL | T_NEW | T_COMPAT_RESTART);
+	if (o == SR_O_RESTART && kind == K_FAST32)
+		flags |= T_COMPAT_RESTART;
+
+	slot = syscall_slot(kind, nr);
+	sl = counts_add(st, slot, o, 1);
+	if (lat >= 0 && sl) {
+		bucket = hist_bucket(lat);
+		hist_add(task, sl, lat_path(o), bucket, lat, 1, true);
+	}
+
+	st->last_outcome = o;
+	st->last_slot = slot;
+	st->last_bucket = bucket;
+	st->last_lat = lat;
+	st->last_ip = regs->ip;
+	st->last_sp = regs->sp;
+	st->last_ax = regs->ax;
+	st->last_orig_ax = regs->orig_ax;
+	st->flags = flags | T_OPEN;
+	return 0;
+}
+
+/* A signal handler frame is being built: for the syscall return we
+ * counted, if the thread is still on its way out. */
+SEC("tp_btf/signal_deliver")
+int BPF_PROG(sr_signal_deliver, int sig, struct kernel_siginfo *info,
+	     struct k_sigaction *ka)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_state *st;
+
+	/* SIG_DFL (0) and SIG_IGN (1) build no frame. */
+	if ((unsigned long)ka->sa.sa_handler <= 1)
+		return 0;
+	st = bpf_task_storage_get(&tstate, task, 0, 0);
+	if (st && in_exit_path(st, task))
+		promote(st, task, SR_O_SIGNAL);
+	return 0;
+}
+
+SEC("tp_btf/rseq_ip_fixup")
+int BPF_PROG(sr_rseq_ip_fixup, unsigned long regs_ip, unsigned long start_ip,
+	     unsigned long post_commit_offset, unsigned long abort_ip)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_state *st;
+
+	st = bpf_task_storage_get(&tstate, task, 0, 0);
+	if (st && in_exit_path(st, task))
+		promote(st, task, SR_O_RSEQ);
+	return 0;
+}
+
+/* Counts-only mode has no sys_enter program but still needs this. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sr_ptrace_enter, struct pt_regs *regs, long id)
+{
+	check_ptrace(regs, id);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sr_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct task_state *st;
+	__u32 tgid;
+	__u8 one = 1;
+
+	if (cfg.filter) {
+		tgid = parent->tgid;
+		if (!bpf_map_lookup_elem(&filter_tgids, &tgid))
+			return 0;
+		if (cfg.follow_forks && child->tgid != parent->tgid) {
+			tgid = child->tgid;
+			if (bpf_map_update_elem(&filter_tgids, &tgid, &one,
+						BPF_ANY))
+				__sync_fetch_and_add(&lost.filter_full, 1);
+		}
+	}
+	st = bpf_task_storage_get(&tstate, child, 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		__sync_fetch_and_add(&lost.storage, 1);
+		return 0;
+	}
+	st->flags = T_NEW;
+	return 0;
+}
+
+static __always_inline void emit_thread_exit(struct task_state *st,
+					     struct task_struct *task)
+{
+	struct sr_thread_rec rec = {}, *old;
+	__u32 tid = task->pid;
+	int i;
+
+	rec.kind = SR_REC_THREAD;
+	rec.tid = tid;
+	rec.tgid = task->tgid;
+	rec.start_ns = task->start_time;
+	rec.leader_start_ns = task->group_leader->start_time;
+	bpf_probe_read_kernel_str(rec.comm, sizeof(rec.comm), task->comm);
+	rec.counts = st->counts;
+	if (bpf_map_update_elem(&exited_threads, &tid, &rec, BPF_NOEXIST) == 0)
+		return;
+	/* The tid was reused before user space drained the first record:
+	 * keep the counts, if not the name. */
+	old = bpf_map_lookup_elem(&exited_threads, &tid);
+	if (!old) {
+		__sync_fetch_and_add(&lost.exited_threads, 1);
+		return;
+	}
+	for (i = 0; i < SR_NR_OUTCOMES; i++)
+		old->counts.n[i] += rec.counts.n[i];
+}
+
+static __always_inline void emit_proc_exit(struct task_struct *task)
+{
+	struct task_struct *leader = task->group_leader;
+	struct proc_state *ps;
+	struct sr_proc_rec *rec;
+	__u32 zero = 0, tgid = task->tgid;
+
+	ps = bpf_task_storage_get(&pstate, leader, 0, 0);
+	if (!ps)
+		return;
+	ps->flags |= T_EXITED;
+	rec = bpf_map_lookup_elem(&scratch, &zero);
+	if (!rec)
+		return;
+	rec->kind = SR_REC_PROC;
+	rec->tgid = tgid;
+	rec->start_ns = leader->start_time;
+	bpf_probe_read_kernel_str(rec->comm, sizeof(rec->comm), leader->comm);
+	bpf_probe_read_kernel(rec->hist, sizeof(rec->hist), ps->hist);
+	if (bpf_map_update_elem(&exited_procs, &tgid, rec, BPF_NOEXIST))
+		__sync_fetch_and_add(&lost.exited_procs, 1);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sr_exit, struct task_struct *task, bool group_dead)
+{
+	struct task_state *st;
+
+	st = bpf_task_storage_get(&tstate, task, 0, 0);
+	if (!st || (st->flags & T_EXITED))
+		return 0;
+	/* Killed on the way out of a syscall: that return never happened. */
+	if (in_exit_path(st, task))
+		recount(st, task, SR_NR_OUTCOMES);
+	st->flags = (st->flags & ~T_OPEN) | T_EXITED;
+	if (st->seq)
+		emit_thread_exit(st, task);
+	if (group_dead)
+		emit_proc_exit(task);
+	return 0;
+}
+
+/* Dump what changed since the last dump: live threads and processes. */
+SEC("iter/task")
+int sr_dump(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	struct sr_thread_rec rec = {};
+	struct sr_proc_rec *prec;
+	struct task_state *st;
+	struct proc_state *ps;
+	__u32 zero = 0;
+
+	if (!task)
+		return 0;
+	st = bpf_task_storage_get(&tstate, task, 0, 0);
+	if (st && !(st->flags & T_EXITED) && st->seq != st->dumped_seq) {
+		st->dumped_seq = st->seq;
+		rec.kind = SR_REC_THREAD;
+		rec.tid = task->pid;
+		rec.tgid = task->tgid;
+		rec.start_ns = task->start_time;
+		rec.leader_start_ns = task->group_leader->start_time;
+		bpf_probe_read_kernel_str(rec.comm, sizeof(rec.comm), task->comm);
+		rec.counts = st->counts;
+		bpf_seq_write(seq, &rec, sizeof(rec));
+	}
+	if (task->pid != task->tgid)
+		return 0;
+	ps = bpf_task_storage_get(&pstate, task, 0, 0);
+	if (!ps || (ps->flags & T_EXITED) || ps->seq == ps->dumped_seq)
+		return 0;
+	ps->dumped_seq = ps->seq;
+	prec = bpf_map_lookup_elem(&scratch, &zero);
+	if (!prec)
+		return 0;
+	prec->kind = SR_REC_PROC;
+	prec->tgid = task->tgid;
+	prec->start_ns = task->start_time;
+	bpf_probe_read_kernel_str(prec->comm, sizeof(prec->comm), task->comm);
+	bpf_probe_read_kernel(prec->hist, sizeof(prec->hist), ps->hist);
+	bpf_seq_write(seq, prec, sizeof(*prec));
+	return 0;
+}

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * The kernel/user contract of sysretstat: every constant and structure
+ * that crosses the boundary.  sysretstat/abi.py mirrors this file, and
+ * tests/test_abi.py checks the mirror against the object's BTF.
+ * Fixed-width types only: the layout must not depend on the compiler.
+ */
+#ifndef __SYSRET_H
+#define __SYSRET_H
+
+#define SR_COMM_LEN 16
+
+/*
+ * One outcome per return: SYSRET, ERETU, or IRET with its reason.
+ * Counting outcomes (not paths and reasons separately) makes the spec's
+ * invariants hold by construction: paths.iret == sum(reasons).
+ */
+enum sr_outcome {
+	SR_O_SYSRET = 0,
+	SR_O_ERETU,
+	SR_O_XEN_PV,			/* first IRET reason */
+	SR_O_RCX_NE_RIP,
+	SR_O_R11_NE_RFLAGS,
+	SR_O_CS_NOT_USER,
+	SR_O_SS_NOT_USER,
+	SR_O_RIP_NONCANONICAL,
+	SR_O_RFLAGS_RF,
+	SR_O_RFLAGS_TF,
+	SR_O_FORK_CHILD,
+	SR_O_SIGNAL,
+	SR_O_RESTART,
+	SR_O_PTRACE,
+	SR_O_RSEQ,
+	SR_O_INT80,
+	SR_O_COMPAT_GUARD,
+	SR_NR_OUTCOMES,
+};
+#define SR_O_FIRST_IRET SR_O_XEN_PV
+
+/* Syscall ABI of an entry. */
+enum sr_abi {
+	SR_ABI_X64 = 0,
+	SR_ABI_I386 = 1,
+	SR_ABI_X32 = 2,
+	SR_NR_ABIS,
+};
+
+/*
+ * Per-syscall slots: [0,512) x86-64, [512,1024) i386, [1024,2048) x32.
+ * The last slot of each range holds returns whose number is unknown
+ * (-1, e.g. a return seen without its entry after rt_sigreturn) or out
+ * of range.
+ */
+#define SR_SLOTS_X64 512
+#define SR_SLOTS_I386 512
+#define SR_SLOTS_X32 1024
+#define SR_NR_SLOTS (SR_SLOTS_X64 + SR_SLOTS_I386 + SR_SLOTS_X32)
+
+/*
+ * Latency histograms, log-linear: values below 8 ns have a bucket each;
+ * above, each power of two [2^k, 2^(k+1)) is split into 8 equal
+ * sub-buckets, up to 2^42 ns (73 min); the last bucket holds the rest.
+ * A percentile read from a bucket is within 12.5% of the truth.
+ */
+#define SR_HIST_SUB_BITS 3
+#define SR_HIST_MAX_POW 42
+#define SR_HIST_BUCKETS (8 + (SR_HIST_MAX_POW - 3) * 8 + 1)
+
+/* Latency paths: SYSRET (or ERETU on FRED kernels) and IRET. */
+#define SR_LAT_FAST 0
+#define SR_LAT_IRET 1
+#define SR_NR_LAT 2
+
+struct sr_counts {
+	/* Signed: a correction may land on another CPU's slot. */
+	__s64 n[SR_NR_OUTCOMES];
+};
+
+/*
+ * Value of the per-CPU `syscalls` table, the one place returns are
+ * counted per syscall and CPU; totals and the per-CPU view are its sums.
+ * hidx is 1 + this CPU's index of the slot's histograms in sc_hist
+ * (0: none yet): each CPU numbers the syscalls it has seen, so memory
+ * follows what runs, not the size of the syscall table.
+ */
+struct sr_slot {
+	struct sr_counts c;
+	__u32 hidx;
+	__u32 pad;
+};
+
+struct sr_hist {
+	__s64 sum_ns;
+	__s64 b[SR_HIST_BUCKETS];
+};
+
+/* Configuration, set by user space before load (.rodata.cfg). */
+struct sr_config {
+	__u64 task_size_max;	/* first address the SYSRET guard refuses */
+	__u32 self_tgid;	/* the collector's own process, never counted */
+	__u32 sc_hists;		/* entries of the per-syscall histogram table */
+	__u8 fred;		/* every return is ERETU */
+	__u8 xen_pv;		/* every return is IRET */
+	__u8 pre_6_7;		/* guard is the old canonical-address test */
+	__u8 la57;		/* 5-level paging (57-bit addresses) */
+	__u8 latency;		/* sys_enter attached: histograms kept */
+	__u8 filter;		/* only tasks whose tgid is in filter_tgids */
+	__u8 follow_forks;	/* children of a filtered process join it */
+	__u8 pad;
+};
+
+/* Counters of what could not be kept, in .bss. */
+struct sr_lost {
+	__u64 exited_threads;	/* drain map full at a thread's exit */
+	__u64 exited_procs;	/* drain map full at a process's exit */
+	__u64 storage;		/* no task storage (memory pressure) */
+	__u64 syscall_hists;	/* samples without room in sc_hist */
+	__u64 filter_full;	/* follow-forks set full */
+};
+
+/*
+ * Records the task iterator writes, and the exit-time records user
+ * space drains from exited_threads / exited_procs.  A dump is a stream
+ * of records, each starting with its kind.
+ */
+enum sr_rec_kind {
+	SR_REC_THREAD = 1,
+	SR_REC_PROC = 2,
+};
+
+struct sr_thread_rec {
+	__u32 kind;
+	__s32 tid;
+	__s32 tgid;
+	__u32 pad;
+	__u64 start_ns;		/* with tid, tells a reused tid apart */
+	__u64 leader_start_ns;	/* with tgid, names the process */
+	char comm[SR_COMM_LEN];
+	struct sr_counts counts;
+};
+
+struct sr_proc_rec {
+	__u32 kind;
+	__s32 tgid;
+	__u64 start_ns;
+	char comm[SR_COMM_LEN];
+	/* Counts are the sum of the process's threads; this holds latency. */
+	struct sr_hist hist[SR_NR_LAT];
+};
+
+#endif /* __SYSRET_H */

@@ -1,0 +1,251 @@
+"""Turn successive kernel reads into cumulative Snapshots.
+
+The kernel keeps counts per thread (live until the thread exits, then
+drained once); the collector remembers them, sums threads into
+processes, and bounds what it remembers: beyond `max_threads` /
+`max_processes`, the oldest exited entries are folded away and their
+returns reported in meta.lost (evicted_*, unattributed_*).
+"""
+
+import datetime
+import os
+import time
+from collections import OrderedDict
+
+from . import __version__, abi, hostinfo
+from .snapshot import Counts, Hist, Row, Snapshot
+from .syscalls import syscall_name
+from .tracer import Options, Tracer
+
+
+class _Thread:
+    __slots__ = ("tid", "start", "pkey", "comm", "n", "dead")
+
+    def __init__(self, tid, start, pkey, comm):
+        self.tid, self.start, self.pkey, self.comm = tid, start, pkey, comm
+        self.n = [0] * abi.NR_OUTCOMES
+        self.dead = False
+
+
+class _Proc:
+    __slots__ = ("pid", "start", "comm", "n", "hist", "dead", "threads")
+
+    def __init__(self, pid, start, comm):
+        self.pid, self.start, self.comm = pid, start, comm
+        self.n = [0] * abi.NR_OUTCOMES
+        self.hist = None
+        self.dead = False
+        self.threads = 0   # live (not yet exited) threads remembered
+
+
+class Collector:
+    """A running collection.  Use as a context manager.
+
+    snapshot() returns the cumulative Snapshot since start(); stop()
+    detaches first, so its snapshot is final and exact.
+    """
+
+    def __init__(self, options=None, command=None, max_threads=65536,
+                 max_processes=16384, clock=time.monotonic):
+        self.options = options or Options()
+        self.command = command
+        self.max_threads = max_threads
+        self.max_processes = max_processes
+        self.clock = clock
+        self.tracer = Tracer(self.options)
+        self.threads = OrderedDict()   # (tid, start) -> _Thread
+        self.procs = OrderedDict()     # (pid, start) -> _Proc
+        self.evicted = {"threads": 0, "processes": 0}
+        self.unattributed = {"threads": [0] * abi.NR_OUTCOMES,
+                             "processes": [0] * abi.NR_OUTCOMES}
+        self.started_at = None
+        self._t0 = None
+        self.final = None
+
+    # Lifecycle -------------------------------------------------------
+    def start(self):
+        self.tracer.open()
+        self.tracer.attach()
+        self._t0 = self.clock()
+        self.started_at = datetime.datetime.now(datetime.timezone.utc)
+        return self
+
+    def add_pid(self, pid):
+        self.tracer.add_pid(pid)
+
+    def stop(self):
+        """Detach, take the final snapshot, free the kernel objects."""
+        if self.final is None and self.tracer.obj is not None:
+            self.tracer.detach()
+            self.final = self.snapshot()
+            self.tracer.close()
+        return self.final
+
+    def close(self):
+        self.tracer.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # Snapshots -------------------------------------------------------
+    def snapshot(self):
+        if self.final is not None:
+            return self.final
+        raw = self.tracer.read()
+        now = self.clock()
+        self._apply(raw)
+        return self._build(raw, now - self._t0)
+
+    def _apply(self, raw):
+        for rec in raw.threads:
+            self._thread_update(rec, dead=False)
+        for rec in raw.exited_threads:
+            self._thread_update(rec, dead=True)
+        for rec in raw.procs + raw.exited_procs:
+            p = self._proc(rec["tgid"], rec["start_ns"], rec["comm"])
+            p.comm = rec["comm"] or p.comm
+            p.hist = [Hist.from_dense(b, s) for b, s in rec["hist"]]
+        for rec in raw.exited_procs:
+            self.procs[(rec["tgid"], rec["start_ns"])].dead = True
+        self._evict()
+
+    def _proc(self, pid, start, comm):
+        key = (pid, start)
+        p = self.procs.get(key)
+        if p is None:
+            p = self.procs[key] = _Proc(pid, start, comm)
+        return p
+
+    def _thread_update(self, rec, dead):
+        key = (rec["tid"], rec["start_ns"])
+        pkey = (rec["tgid"], rec["leader_start_ns"])
+        t = self.threads.get(key)
+        p = self._proc(pkey[0], pkey[1], rec["comm"])
+        if t is None:
+            t = self.threads[key] = _Thread(rec["tid"], rec["start_ns"],
+                                            pkey, rec["comm"])
+            p.threads += 1
+        if rec["tid"] == rec["tgid"] or not p.comm:
+            p.comm = rec["comm"]
+        t.comm = rec["comm"]
+        for i, v in enumerate(rec["n"]):
+            p.n[i] += v - t.n[i]
+        t.n = list(rec["n"])
+        if dead and not t.dead:
+            t.dead = True
+            p.threads -= 1
+            # The process is gone when its leader is and no thread lives.
+            if p.threads <= 0 and rec["tid"] == rec["tgid"]:
+                p.dead = True
+
+    def _evict(self):
+        """Bound memory: drop the oldest exited threads and processes."""
+        if len(self.threads) > self.max_threads:
+            for key in list(self.threads):
+                if len(self.threads) <= self.max_threads:
+                    break
+                t = self.threads[key]
+                if t.dead:
+                    del self.threads[key]
+                    self.evicted["threads"] += 1
+                    _add(self.unattributed["threads"], t.n)
+        if len(self.procs) > self.max_processes:
+            for key in list(self.procs):
+                if len(self.procs) <= self.max_processes:
+                    break
+                p = self.procs[key]
+                if p.dead:
+                    del self.procs[key]
+                    self.evicted["processes"] += 1
+                    _add(self.unattributed["processes"], p.n)
+
+    def _build(self, raw, elapsed):
+        latency = self.options.latency
+        ncpu = len(raw.slots)
+        totals = Counts.zero(latency)
+        cpus, syscalls = {}, {}
+        for c in range(ncpu):
+            cc = Counts.zero(latency)
+            for slot, n in raw.slots[c].items():
+                _add(cc.n, n)
+                abi_name, nr = abi.slot_to_syscall(slot)
+                row = syscalls.get((abi_name, nr))
+                if row is None:
+                    row = syscalls[(abi_name, nr)] = Row(
+                        (abi_name, nr),
+                        {"nr": nr, "name": syscall_name(abi_name, nr),
+                         "abi": abi_name}, Counts.zero(latency))
+                _add(row.counts.n, n)
+            for slot, pair in raw.slot_hists[c].items():
+                hs = [Hist.from_dense(b, s) for b, s in pair]
+                for h, dst in zip(hs, cc.lat):
+                    dst.add(h)
+                abi_name, nr = abi.slot_to_syscall(slot)
+                row = syscalls.get((abi_name, nr))
+                if row is None:
+                    row = syscalls[(abi_name, nr)] = Row(
+                        (abi_name, nr),
+                        {"nr": nr, "name": syscall_name(abi_name, nr),
+                         "abi": abi_name}, Counts.zero(latency))
+                for h, dst in zip(hs, row.counts.lat):
+                    dst.add(h)
+            if any(cc.n) or (latency and any(h.count for h in cc.lat)):
+                cpus[c] = Row(c, {"cpu": c}, cc)
+            totals.add(cc)
+        for k in [k for k, r in syscalls.items() if r.counts.is_zero()]:
+            del syscalls[k]
+
+        threads = {}
+        for key, t in self.threads.items():
+            if any(t.n):
+                threads[key] = Row(key, {"pid": t.pkey[0], "tid": t.tid,
+                                         "comm": t.comm},
+                                   Counts(t.n))
+        processes = {}
+        for key, p in self.procs.items():
+            c = Counts(p.n, [h.copy() for h in p.hist] if (
+                latency and p.hist) else ([Hist(), Hist()] if latency
+                                          else None))
+            if not c.is_zero():
+                processes[key] = Row(key, {"pid": p.pid, "comm": p.comm}, c)
+
+        lost = dict(raw.lost)
+        lost["evicted_threads"] = self.evicted["threads"]
+        lost["evicted_processes"] = self.evicted["processes"]
+        for t, rows in (("threads", threads), ("processes", processes)):
+            s = sum(sum(r.counts.n) for r in rows.values())
+            lost["unattributed_" + t] = totals.returns - s
+        lost["unattributed_syscalls"] = 0
+        lost["unattributed_cpus"] = 0
+        meta = self._meta(elapsed, lost)
+        return Snapshot(meta, totals, processes, threads, syscalls, cpus)
+
+    def _meta(self, elapsed, lost):
+        o = self.options
+        g = dict(self.tracer.guard)
+        return {
+            "version": __version__,
+            "kernel": hostinfo.kernel_release(),
+            "cpu_model": hostinfo.cpu_model(),
+            "hostname": hostinfo.hostname(),
+            "started_at": self.started_at.isoformat(timespec="seconds")
+            if self.started_at else None,
+            "duration_s": round(elapsed, 6),
+            "interval_s": None,
+            "command": self.command,
+            "filters": {"pids": list(o.pids),
+                        "follow_forks": o.follow_forks,
+                        "latency": o.latency},
+            "guard": {"task_size_max": g["task_size_max"],
+                      "xen_pv": bool(g["xen_pv"]), "fred": bool(g["fred"]),
+                      "la57": bool(g["la57"])},
+            "lost": lost,
+        }
+
+
+def _add(dst, src):
+    for i, v in enumerate(src):
+        dst[i] += v

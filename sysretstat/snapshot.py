@@ -1,0 +1,442 @@
+"""The one data model: a snapshot of counters and latency histograms.
+
+The collector produces cumulative snapshots; `Snapshot.delta()` turns
+two of them into an interval; every output (top, report, JSON,
+Prometheus, diff) renders a Snapshot and nothing else.  A snapshot
+round-trips through the report schema "sysretstat/1" (see spec.md):
+`Snapshot.from_report(s.to_report()) == s` up to the `--top` cut.
+"""
+
+import copy
+
+from . import abi
+
+SCHEMA = "sysretstat/1"
+REASONS = abi.REASONS
+OUTCOMES = abi.OUTCOMES
+
+
+class Hist:
+    """A sparse log-linear latency histogram (bucket index -> count)."""
+
+    __slots__ = ("buckets", "sum_ns")
+
+    def __init__(self, buckets=None, sum_ns=0):
+        self.buckets = dict(buckets or {})
+        self.sum_ns = int(sum_ns)
+
+    @classmethod
+    def from_dense(cls, counts, sum_ns):
+        return cls({i: int(c) for i, c in enumerate(counts) if c}, sum_ns)
+
+    @classmethod
+    def from_values(cls, values):
+        h = cls()
+        for v in values:
+            b = abi.bucket_of(v)
+            h.buckets[b] = h.buckets.get(b, 0) + 1
+            h.sum_ns += int(v)
+        return h
+
+    @property
+    def count(self):
+        return sum(self.buckets.values())
+
+    def add(self, other, sign=1):
+        for b, c in other.buckets.items():
+            v = self.buckets.get(b, 0) + sign * c
+            if v:
+                self.buckets[b] = v
+            else:
+                self.buckets.pop(b, None)
+        self.sum_ns += sign * other.sum_ns
+        return self
+
+    def copy(self):
+        return Hist(self.buckets, self.sum_ns)
+
+    def __eq__(self, other):
+        return (isinstance(other, Hist) and self.sum_ns == other.sum_ns
+                and {b: c for b, c in self.buckets.items() if c}
+                == {b: c for b, c in other.buckets.items() if c})
+
+    def __repr__(self):
+        return "Hist(count=%d, sum_ns=%d)" % (self.count, self.sum_ns)
+
+    def _nonempty(self):
+        return sorted(b for b, c in self.buckets.items() if c > 0)
+
+    @property
+    def min(self):
+        """Lower bound of the lowest non-empty bucket (None if empty)."""
+        bs = self._nonempty()
+        return abi.bucket_bounds(bs[0])[0] if bs else None
+
+    @property
+    def max(self):
+        """Upper bound of the highest non-empty bucket (None if empty)."""
+        bs = self._nonempty()
+        if not bs:
+            return None
+        lo, hi = abi.bucket_bounds(bs[-1])
+        return hi if hi is not None else lo
+
+    def percentile(self, q):
+        """The q-quantile (0 < q <= 1), as the middle of its bucket.
+
+        Bucket widths are at most 1/8 of their lower bound, so the
+        result is within 12.5% (6.25% typically) of the true value.
+        """
+        n = self.count
+        if n <= 0:
+            return None
+        rank = q * n
+        seen = 0
+        for b in self._nonempty():
+            seen += self.buckets[b]
+            if seen >= rank:
+                lo, hi = abi.bucket_bounds(b)
+                return lo if hi is None else (lo + hi) / 2.0
+        lo, hi = abi.bucket_bounds(self._nonempty()[-1])
+        return lo if hi is None else (lo + hi) / 2.0
+
+    @property
+    def mean(self):
+        n = self.count
+        return self.sum_ns / n if n > 0 else None
+
+    def to_json(self):
+        pct = {name: self.percentile(q) for name, q in
+               (("p50", .5), ("p90", .9), ("p99", .99), ("p999", .999))}
+        return {
+            "count": self.count,
+            "sum": self.sum_ns,
+            "min": self.min,
+            "max": self.max,
+            "p50": pct["p50"], "p90": pct["p90"], "p99": pct["p99"],
+            "p999": pct["p999"],
+            "buckets": [[lo, hi, self.buckets[b]]
+                        for b in self._nonempty()
+                        for lo, hi in (abi.bucket_bounds(b),)],
+        }
+
+    @classmethod
+    def from_json(cls, d):
+        h = cls(sum_ns=d.get("sum", 0))
+        for lo, _hi, c in d.get("buckets", []):
+            h.buckets[abi.bucket_of(lo)] = int(c)
+        return h
+
+
+class Counts:
+    """Returns of one row by outcome, and its latency per path."""
+
+    __slots__ = ("n", "lat")
+
+    def __init__(self, n=None, lat=None):
+        self.n = list(n) if n is not None else [0] * abi.NR_OUTCOMES
+        # lat[0]: SYSRET (ERETU on FRED kernels), lat[1]: IRET; None
+        # where the row has no latency (threads).
+        self.lat = lat
+
+    @classmethod
+    def zero(cls, with_latency=True):
+        return cls(lat=[Hist(), Hist()] if with_latency else None)
+
+    @property
+    def returns(self):
+        return sum(self.n)
+
+    @property
+    def sysret(self):
+        return self.n[abi.O_SYSRET]
+
+    @property
+    def eretu(self):
+        return self.n[abi.O_ERETU]
+
+    @property
+    def iret(self):
+        return sum(self.n[abi.FIRST_IRET:])
+
+    def reason(self, name):
+        return self.n[abi.OUTCOMES.index(name)]
+
+    def reasons(self):
+        """Non-zero IRET reasons, largest first."""
+        rs = [(name, self.n[i]) for i, name in
+              enumerate(abi.OUTCOMES) if i >= abi.FIRST_IRET and self.n[i]]
+        return dict(sorted(rs, key=lambda kv: (-kv[1], kv[0])))
+
+    def top_reason(self):
+        rs = self.reasons()
+        return next(iter(rs)) if rs else None
+
+    @property
+    def iret_share(self):
+        r = self.returns
+        return self.iret / r if r else 0.0
+
+    def add(self, other, sign=1):
+        for i, v in enumerate(other.n):
+            self.n[i] += sign * v
+        if other.lat is not None:
+            if self.lat is None:
+                self.lat = [Hist(), Hist()]
+            for a, b in zip(self.lat, other.lat):
+                a.add(b, sign)
+        return self
+
+    def copy(self):
+        return Counts(self.n, None if self.lat is None
+                      else [h.copy() for h in self.lat])
+
+    def is_zero(self):
+        return not any(self.n) and (self.lat is None or
+                                    not any(h.count for h in self.lat))
+
+    def __eq__(self, other):
+        return isinstance(other, Counts) and self.n == other.n and \
+            (self.lat or [Hist(), Hist()]) == (other.lat or [Hist(), Hist()])
+
+    def __repr__(self):
+        return "Counts(returns=%d, sysret=%d, iret=%d, %r)" % (
+            self.returns, self.sysret, self.iret, self.reasons())
+
+    def to_json(self, fast_path="sysret"):
+        d = {
+            "returns": self.returns,
+            "paths": {"sysret": self.sysret, "iret": self.iret,
+                      "eretu": self.eretu},
+            "reasons": self.reasons(),
+        }
+        if self.lat is not None:
+            d["latency_ns"] = {fast_path: self.lat[0].to_json(),
+                               "iret": self.lat[1].to_json()}
+        return d
+
+    @classmethod
+    def from_json(cls, d):
+        c = cls()
+        c.n[abi.O_SYSRET] = int(d["paths"].get("sysret", 0))
+        c.n[abi.O_ERETU] = int(d["paths"].get("eretu", 0))
+        for name, v in d.get("reasons", {}).items():
+            if name not in abi.OUTCOMES:
+                raise ValueError("unknown reason %r" % name)
+            c.n[abi.OUTCOMES.index(name)] = int(v)
+        lat = d.get("latency_ns")
+        if lat:
+            fast = lat.get("sysret") or lat.get("eretu") or {}
+            c.lat = [Hist.from_json(fast), Hist.from_json(lat.get("iret", {}))]
+        return c
+
+
+class Row:
+    """A keyed row of a table: its identity fields and its Counts."""
+
+    __slots__ = ("key", "fields", "counts")
+
+    def __init__(self, key, fields, counts):
+        self.key = key          # unique within the table
+        self.fields = fields    # e.g. {"pid": 1, "comm": "init"}
+        self.counts = counts
+
+    def copy(self):
+        return Row(self.key, dict(self.fields), self.counts.copy())
+
+    def __repr__(self):
+        return "Row(%r, %r)" % (self.fields, self.counts)
+
+
+TABLES = ("processes", "threads", "syscalls", "cpus")
+BY_TO_TABLE = {"process": "processes", "thread": "threads",
+               "syscall": "syscalls", "cpu": "cpus"}
+
+
+class Snapshot:
+    """Counters at one moment (cumulative) or over one interval (delta).
+
+    meta follows the report schema's "meta"; totals is a Counts; each
+    table maps a row key to a Row.  Keys: processes (pid, start_ns),
+    threads (tid, start_ns), syscalls (abi, nr), cpus cpu.
+    """
+
+    def __init__(self, meta=None, totals=None, processes=None, threads=None,
+                 syscalls=None, cpus=None):
+        self.meta = meta if meta is not None else {}
+        self.totals = totals if totals is not None else Counts.zero()
+        self.processes = processes if processes is not None else {}
+        self.threads = threads if threads is not None else {}
+        self.syscalls = syscalls if syscalls is not None else {}
+        self.cpus = cpus if cpus is not None else {}
+
+    def table(self, name):
+        return getattr(self, BY_TO_TABLE.get(name, name))
+
+    @property
+    def fast_path(self):
+        return "eretu" if self.meta.get("guard", {}).get("fred") else "sysret"
+
+    def copy(self):
+        return Snapshot(copy.deepcopy(self.meta), self.totals.copy(),
+                        *[{k: r.copy() for k, r in self.table(t).items()}
+                          for t in TABLES])
+
+    def delta(self, older):
+        """This snapshot minus an older one of the same collection.
+
+        Rows absent from `older` count from zero; rows that did not
+        change are left out.  meta.duration_s becomes the interval.
+        """
+        meta = copy.deepcopy(self.meta)
+        if older is not None:
+            dt = self.meta.get("duration_s", 0) - older.meta.get(
+                "duration_s", 0)
+            meta["interval_s"] = round(dt, 6)
+            meta["duration_s"] = round(dt, 6)
+            meta["lost"] = _lost_delta(self.meta.get("lost", {}),
+                                       older.meta.get("lost", {}))
+        out = Snapshot(meta, self.totals.copy())
+        if older is not None:
+            out.totals.add(older.totals, -1)
+        for t in TABLES:
+            mine, theirs, dst = self.table(t), (
+                older.table(t) if older else {}), out.table(t)
+            for k, row in mine.items():
+                r = row.copy()
+                o = theirs.get(k)
+                if o is not None:
+                    r.counts.add(o.counts, -1)
+                if not r.counts.is_zero():
+                    dst[k] = r
+        return out
+
+    def merge(self, other):
+        """Add another snapshot's counts (e.g. another host's) into this."""
+        self.totals.add(other.totals)
+        for t in TABLES:
+            dst = self.table(t)
+            for k, row in other.table(t).items():
+                if k in dst:
+                    dst[k].counts.add(row.counts)
+                else:
+                    dst[k] = row.copy()
+        lost = self.meta.setdefault("lost", {})
+        for k, v in other.meta.get("lost", {}).items():
+            if isinstance(v, (int, float)):
+                lost[k] = lost.get(k, 0) + v
+        return self
+
+    def sorted_rows(self, table, key="returns", reverse=True):
+        rows = list(self.table(table).values())
+        rows.sort(key=lambda r: (sort_value(r, key), _tiebreak(r)),
+                  reverse=reverse)
+        return rows
+
+    def to_report(self, top=None):
+        fp = self.fast_path
+        doc = {"schema": SCHEMA, "meta": self.meta,
+               "totals": self.totals.to_json(fp)}
+        for t in TABLES:
+            rows = self.sorted_rows(t)
+            if top is not None:
+                rows = rows[:top]
+            doc[t] = [dict(r.fields, **r.counts.to_json(fp)) for r in rows]
+        return doc
+
+    @classmethod
+    def from_report(cls, doc):
+        if doc.get("schema") != SCHEMA:
+            raise ValueError("unsupported schema %r (this version reads %s)"
+                             % (doc.get("schema"), SCHEMA))
+        s = cls(doc.get("meta", {}), Counts.from_json(doc["totals"]))
+        for t in TABLES:
+            for item in doc.get(t, []):
+                c = Counts.from_json(item)
+                fields = {k: v for k, v in item.items()
+                          if k not in ("returns", "paths", "reasons",
+                                       "latency_ns")}
+                s.table(t)[row_key(t, fields)] = Row(
+                    row_key(t, fields), fields, c)
+        return s
+
+
+def row_key(table, fields):
+    if table == "processes":
+        return (fields["pid"], fields.get("start_ns", 0))
+    if table == "threads":
+        return (fields["tid"], fields.get("start_ns", 0))
+    if table == "syscalls":
+        return (fields["abi"], fields["nr"])
+    return fields["cpu"]
+
+
+def _tiebreak(row):
+    f = row.fields
+    return tuple(f.get(k, 0) for k in ("pid", "tid", "abi", "nr", "cpu")
+                 if not isinstance(f.get(k, 0), str)) or (0,)
+
+
+SORT_KEYS = ("returns", "iret", "sysret", "iret_share", "p50", "p99",
+             "iret_p50", "iret_p99", "name", "id")
+
+
+def sort_value(row, key):
+    """The value a table is sorted by; unknown keys sort by returns."""
+    c = row.counts
+    if key == "returns":
+        return c.returns
+    if key == "iret":
+        return c.iret
+    if key == "sysret":
+        return c.sysret
+    if key == "iret_share":
+        return c.iret_share
+    if key in ("p50", "p99") and c.lat:
+        return c.lat[0].percentile(.5 if key == "p50" else .99) or 0
+    if key in ("iret_p50", "iret_p99") and c.lat:
+        return c.lat[1].percentile(.5 if key == "iret_p50" else .99) or 0
+    if key == "name":
+        return str(row.fields.get("comm") or row.fields.get("name") or "")
+    if key == "id":
+        f = row.fields
+        return f.get("tid", f.get("pid", f.get("nr", f.get("cpu", 0))))
+    return 0 if key in SORT_KEYS else c.returns
+
+
+def _lost_delta(new, old):
+    out = {}
+    for k, v in new.items():
+        if isinstance(v, (int, float)) and isinstance(old.get(k, 0),
+                                                      (int, float)):
+            out[k] = v - old.get(k, 0)
+        else:
+            out[k] = v
+    return out
+
+
+def check_invariants(snap):
+    """Return a list of violated invariants (empty when all hold).
+
+    returns == sum(paths) and paths.iret == sum(reasons) hold by
+    construction of Counts; what is checked is that each table sums to
+    the totals, up to what meta.lost says was not attributed.
+    """
+    problems = []
+    lost = snap.meta.get("lost", {})
+    for t in TABLES:
+        rows = snap.table(t)
+        if not rows and snap.totals.returns == 0:
+            continue
+        total = Counts.zero(False)
+        for r in rows.values():
+            total.add(Counts(r.counts.n))
+        slack = lost.get("unattributed_" + t, 0)
+        diff = snap.totals.returns - total.returns
+        if diff != slack:
+            problems.append("%s sum to %d returns, totals %d (unattributed %d)"
+                            % (t, total.returns, snap.totals.returns, slack))
+        elif slack == 0 and total.n != snap.totals.n:
+            problems.append("%s outcomes %r != totals %r"
+                            % (t, total.n, snap.totals.n))
+    return problems

@@ -1,0 +1,279 @@
+"""The kernel side of a collection: configure, load, attach, read.
+
+`Tracer` owns one BPF object and its links; `read()` returns a `RawRead`
+of plain Python values, which `collector.py` turns into snapshots.  This
+is the only module that reads BPF maps.
+"""
+
+import ctypes
+import errno
+import os
+import struct
+import threading
+from dataclasses import dataclass, field
+
+from . import abi, bpf, hostinfo, objects
+from .errors import KernelFeatureMissing, PermissionDenied, UsageError
+
+# Programs by role; optional ones are skipped where the kernel lacks
+# their tracepoint.
+CORE_PROGS = ("sr_sys_exit", "sr_fork", "sr_exit", "sr_signal_deliver")
+OPTIONAL_PROGS = {"sr_rseq_ip_fixup": "rseq_ip_fixup"}
+TRACEPOINTS = {"sr_sys_enter": "sys_enter", "sr_sys_exit": "sys_exit",
+               "sr_ptrace_enter": "sys_enter", "sr_fork": "sched_process_fork",
+               "sr_exit": "sched_process_exit",
+               "sr_signal_deliver": "signal_deliver",
+               "sr_rseq_ip_fixup": "rseq_ip_fixup"}
+
+_btf_names = None
+_btf_lock = threading.Lock()
+
+
+def tracepoint_exists(name):
+    """Whether the kernel's BTF has the typed tracepoint btf_trace_<name>."""
+    global _btf_names
+    with _btf_lock:
+        if _btf_names is None:
+            try:
+                with open(hostinfo.BTF_VMLINUX, "rb") as f:
+                    _btf_names = f.read()
+            except OSError:
+                _btf_names = b""
+    return (b"\0btf_trace_" + name.encode() + b"\0") in _btf_names
+
+
+@dataclass(frozen=True)
+class Options:
+    pids: tuple = ()            # tgids to trace (with their threads)
+    follow_forks: bool = False  # children of traced processes join
+    latency: bool = True        # attach sys_enter, keep histograms
+    assume: dict = field(default_factory=dict)  # guard overrides (tests)
+    sc_hists: int = 512         # per-CPU syscall histogram entries
+    exclude_self: bool = True
+
+
+@dataclass
+class RawRead:
+    """One read of every map, as plain values (see collector.py)."""
+    slots: list          # per CPU: {slot: counts list}
+    slot_hists: list     # per CPU: {slot: (fast (dense list, sum), iret)}
+    threads: list        # ThreadRec-like dicts from the live dump
+    procs: list          # ProcRec-like dicts from the live dump
+    exited_threads: list
+    exited_procs: list
+    lost: dict
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+class Tracer:
+    def __init__(self, options=None):
+        self.options = options or Options()
+        self.guard = hostinfo.guard_model(self.options.assume)
+        self.obj = None
+        self._iter = None
+        self.ncpus = 0
+        self.attached = []
+        self.skipped = []
+
+    # Lifecycle -------------------------------------------------------
+    def open(self):
+        opts = self.options
+        for pid in opts.pids:
+            if pid <= 0 or not _pid_alive(pid):
+                raise UsageError("no such process: %d" % pid)
+        if not hostinfo.has_btf():
+            raise KernelFeatureMissing(
+                "kernel BTF missing (%s): sysretstat needs "
+                "CONFIG_DEBUG_INFO_BTF=y" % hostinfo.BTF_VMLINUX)
+        if not hostinfo.can_trace():
+            raise PermissionDenied(
+                "tracing needs root, or CAP_BPF and CAP_PERFMON")
+        self.ncpus = bpf.possible_cpus()
+        obj = bpf.BpfObject.open(objects.object_bytes("sysret"))
+        try:
+            g = self.guard
+            cfg = abi.Config(
+                task_size_max=g["task_size_max"],
+                self_tgid=os.getpid() if opts.exclude_self else 0,
+                sc_hists=opts.sc_hists,
+                fred=int(bool(g["fred"])), xen_pv=int(bool(g["xen_pv"])),
+                pre_6_7=int(bool(g["pre_6_7"])), la57=int(bool(g["la57"])),
+                latency=int(opts.latency), filter=int(bool(opts.pids)),
+                follow_forks=int(opts.follow_forks))
+            obj.set_rodata(".rodata.cfg", bytes(cfg))
+            obj.set_max_entries("sc_hist", max(1, opts.sc_hists))
+            obj.set_autoload("sr_sys_enter", opts.latency)
+            obj.set_autoload("sr_ptrace_enter", not opts.latency)
+            for prog, tp in OPTIONAL_PROGS.items():
+                if not tracepoint_exists(tp):
+                    obj.set_autoload(prog, False)
+                    self.skipped.append(prog)
+            for prog in CORE_PROGS:
+                if not tracepoint_exists(TRACEPOINTS[prog]):
+                    raise KernelFeatureMissing(
+                        "tracepoint %s not found in kernel BTF"
+                        % TRACEPOINTS[prog])
+            obj.load()
+            m = obj.map("filter_tgids")
+            for pid in opts.pids:
+                m.update(struct.pack("<I", pid), b"\x01")
+        except BaseException:
+            obj.close()
+            raise
+        self.obj = obj
+        return self
+
+    def add_pid(self, pid):
+        """Trace another process (before or after attach)."""
+        self.obj.map("filter_tgids").update(struct.pack("<I", pid), b"\x01")
+
+    def attach(self):
+        progs = ["sr_sys_enter" if self.options.latency
+                 else "sr_ptrace_enter"] + list(CORE_PROGS) + [
+            p for p in OPTIONAL_PROGS if p not in self.skipped]
+        # sys_exit last: by the time returns are counted, every
+        # correction that can follow them is in place.
+        progs.remove("sr_sys_exit")
+        progs.append("sr_sys_exit")
+        for p in progs:
+            self.obj.attach(p)
+            self.attached.append(p)
+        self._iter = self.obj.iter_link("sr_dump")
+        return self
+
+    def detach(self):
+        """Stop counting; maps stay readable until close()."""
+        if self.obj is not None:
+            # The iterator link is kept for the final read.
+            lb_links = [l for l in self.obj._links if l != self._iter]
+            for link in lb_links:
+                self.obj._links.remove(link)
+                bpf._libbpf.lib().bpf_link__destroy(link)
+            self.attached = []
+
+    def close(self):
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+            self._iter = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # Reading ---------------------------------------------------------
+    def read(self):
+        obj = self.obj
+        ncpu = self.ncpus
+        # Drains and the dump first, the counters last: a return counted
+        # in between shows as unattributed rather than as a negative.
+        exited_t = [_thread_rec(v) for _, v in
+                    obj.map("exited_threads").drain()]
+        exited_p = [_proc_rec(v) for _, v in obj.map("exited_procs").drain()]
+        threads, procs = _parse_dump(obj.read_iter(self._iter))
+        slots, hists = self._read_slots(ncpu)
+        lost = self._read_lost()
+        return RawRead(slots, hists, threads, procs, exited_t, exited_p, lost)
+
+    def _read_slots(self, ncpu):
+        m = self.obj.map("syscalls")
+        stride = (ctypes.sizeof(abi.Counts) + 8 + 7) & ~7
+        fmt = struct.Struct("<%dqII" % abi.NR_OUTCOMES)
+        per_cpu = [dict() for _ in range(ncpu)]
+        hidx = [dict() for _ in range(ncpu)]
+        used = 0
+        for k, v in m.items(value_len=stride * ncpu):
+            slot = struct.unpack("<I", k)[0]
+            for c in range(ncpu):
+                vals = fmt.unpack_from(v, c * stride)
+                if slot == abi.NR_SLOTS:
+                    used = max(used, vals[abi.NR_OUTCOMES])
+                    continue
+                if any(vals[:abi.NR_OUTCOMES]):
+                    per_cpu[c][slot] = list(vals[:abi.NR_OUTCOMES])
+                if vals[abi.NR_OUTCOMES]:
+                    hidx[c][vals[abi.NR_OUTCOMES] - 1] = slot
+        hists = [dict() for _ in range(ncpu)]
+        if used and self.options.latency:
+            hm = self.obj.map("sc_hist")
+            hs = ctypes.sizeof(abi.ScHistPair)
+            nb = abi.HIST_BUCKETS
+            one = struct.Struct("<q%dq" % nb)
+            for k, v in hm.items(value_len=hs * ncpu,
+                                 limit=min(used, hm.max_entries)):
+                idx = struct.unpack("<I", k)[0]
+                for c in range(ncpu):
+                    slot = hidx[c].get(idx)
+                    if slot is None:
+                        continue
+                    pair = []
+                    for p in range(abi.NR_LAT):
+                        vals = one.unpack_from(v, c * hs + p * one.size)
+                        pair.append((vals[1:], vals[0]))
+                    hists[c][slot] = pair
+        return per_cpu, hists
+
+    def _read_lost(self):
+        m = self.obj.map(".bss")
+        raw = m.lookup(b"\0\0\0\0")
+        lost = abi.Lost.from_buffer_copy(raw[:ctypes.sizeof(abi.Lost)])
+        out = {name: getattr(lost, name) for name, _ in abi.Lost._fields_}
+        misses = 0
+        for p in self.attached:
+            misses += bpf.prog_run_stats(self.obj.prog_fd(p))[2]
+        out["recursion"] = misses
+        return out
+
+    def run_stats(self):
+        """{program: (run_time_ns, run_cnt)} (zero unless stats enabled)."""
+        out = {}
+        for p in self.attached:
+            t, n, _ = bpf.prog_run_stats(self.obj.prog_fd(p))
+            out[p] = (t, n)
+        return out
+
+
+def _thread_rec(raw):
+    r = abi.ThreadRec.from_buffer_copy(raw[:ctypes.sizeof(abi.ThreadRec)])
+    return {"tid": r.tid, "tgid": r.tgid, "start_ns": r.start_ns,
+            "leader_start_ns": r.leader_start_ns,
+            "comm": r.comm.decode("utf-8", "replace"),
+            "n": list(r.counts.n)}
+
+
+def _proc_rec(raw):
+    r = abi.ProcRec.from_buffer_copy(raw[:ctypes.sizeof(abi.ProcRec)])
+    return {"tgid": r.tgid, "start_ns": r.start_ns,
+            "comm": r.comm.decode("utf-8", "replace"),
+            "hist": [(list(h.b), h.sum_ns) for h in r.hist]}
+
+
+_TSIZE = ctypes.sizeof(abi.ThreadRec)
+_PSIZE = ctypes.sizeof(abi.ProcRec)
+
+
+def _parse_dump(data):
+    threads, procs = [], []
+    off, n = 0, len(data)
+    while off + 4 <= n:
+        kind = struct.unpack_from("<I", data, off)[0]
+        if kind == abi.REC_THREAD and off + _TSIZE <= n:
+            threads.append(_thread_rec(data[off:off + _TSIZE]))
+            off += _TSIZE
+        elif kind == abi.REC_PROC and off + _PSIZE <= n:
+            procs.append(_proc_rec(data[off:off + _PSIZE]))
+            off += _PSIZE
+        else:
+            raise OSError(errno.EIO, "malformed task dump at offset %d" % off)
+    return threads, procs

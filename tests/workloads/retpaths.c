@@ -1,0 +1,967 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * retpaths - 64-bit workloads whose syscall return paths are known by
+ * construction, for testing sysretstat.
+ *
+ *   usage: retpaths SCENARIO N
+ *
+ * Every scenario runs N iterations (N >= 0), prints exactly one line
+ * "ok SCENARIO N" (the rseq scenario appends " aborted=K") with write(2)
+ * and exits 0.  Any unexpected result prints a message on stderr and exits 1.
+ *
+ * The kernel (arch/x86/entry/syscall_64.c, do_syscall_64) returns to user
+ * space with SYSRET only if, in this order,
+ *   RCX == RIP, R11 == RFLAGS, CS == 0x33, SS == 0x2b,
+ *   RIP < TASK_SIZE_MAX (0x7ffffffff000 with 4-level paging),
+ *   RFLAGS has neither RF nor TF;
+ * otherwise it uses IRET.  The scenarios below make each of these checks
+ * fail on purpose (mostly by editing a signal frame before rt_sigreturn),
+ * or go through the other paths that rewrite the user registers on the way
+ * out (signal delivery, syscall restart, fork child, exec, ptrace, rseq).
+ *
+ * To keep the syscall stream predictable the workloads issue the syscalls
+ * under test with the "syscall" instruction directly (inline asm), never
+ * through stdio, and fork with a raw clone(SIGCHLD) so the child runs no
+ * libc fork handlers.  See README.md for the expected counts.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/rseq.h>
+#include <sys/syscall.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+#include <asm/ldt.h>
+
+/* Selectors from arch/x86/include/asm/segment.h (64-bit kernel). */
+#define USER_CS		0x33	/* __USER_CS: 64-bit user code */
+#define USER32_CS	0x23	/* __USER32_CS: 32-bit (compat) user code */
+#define USER_DS		0x2b	/* __USER_DS: user data / stack */
+#define LDT_SS		0x07	/* LDT entry 0, TI=1 (LDT), RPL=3 */
+
+#define EFL_CF		0x00001UL
+#define EFL_TF		0x00100UL
+#define EFL_RF		0x10000UL
+/*
+ * FIX_EFLAGS from arch/x86/include/asm/sighandling.h: the only RFLAGS bits
+ * rt_sigreturn takes from the signal frame (AC OF DF TF SF ZF AF PF CF RF).
+ * All other bits keep the value they had when rt_sigreturn was entered.
+ */
+#define FIX_EFLAGS	0x50dd5UL
+
+/* From <asm/ucontext.h>, which cannot be included next to <ucontext.h>. */
+#define UC_STRICT_RESTORE_SS	0x4UL
+
+/*
+ * A canonical-looking nowhere: bit 63 set, bit 56/47 clear, so it is
+ * non-canonical with both 4- and 5-level paging and >= TASK_SIZE_MAX.
+ */
+#define BAD_RIP		0x8000000000000000UL
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                        */
+/* ------------------------------------------------------------------ */
+
+static const char *g_scenario = "?";
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+die(const char *fmt, ...)
+{
+	char buf[512];
+	int len = snprintf(buf, sizeof(buf), "retpaths %s: ", g_scenario);
+	va_list ap;
+
+	va_start(ap, fmt);
+	len += vsnprintf(buf + len, sizeof(buf) - len, fmt, ap);
+	va_end(ap);
+	if (len > (int)sizeof(buf) - 2)
+		len = sizeof(buf) - 2;
+	buf[len++] = '\n';
+	if (write(2, buf, len) < 0) {
+		/* nothing more we can do */
+	}
+	_exit(1);
+}
+
+/* The single line of output on success, written with one write(2). */
+static int report_ok(const char *name, long n, const char *extra)
+{
+	char buf[128];
+	int len = snprintf(buf, sizeof(buf), "ok %s %ld%s\n", name, n,
+			   extra ? extra : "");
+
+	if (write(1, buf, len) != len)
+		die("write of the result line failed");
+	return 0;
+}
+
+/*
+ * Raw syscall through the "syscall" instruction.  The CPU overwrites RCX
+ * (return RIP) and R11 (RFLAGS) and the kernel may rewrite both, so they
+ * are clobbered.  Unused arguments are passed as 0.
+ */
+static inline long rsys(long nr, long a1, long a2, long a3, long a4, long a5)
+{
+	register long r10 __asm__("r10") = a4;
+	register long r8 __asm__("r8") = a5;
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "0"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+#define sys0(nr)		rsys((nr), 0, 0, 0, 0, 0)
+#define sys1(nr, a)		rsys((nr), (long)(a), 0, 0, 0, 0)
+#define sys2(nr, a, b)		rsys((nr), (long)(a), (long)(b), 0, 0, 0)
+#define sys3(nr, a, b, c)	rsys((nr), (long)(a), (long)(b), (long)(c), 0, 0)
+
+static void __attribute__((noreturn)) raw_exit(int code)
+{
+	for (;;)
+		sys1(__NR_exit_group, code);
+}
+
+/*
+ * fork() as a bare clone(SIGCHLD): the child's only extra return is its
+ * first return from clone (nr 56); glibc's fork() would add
+ * set_robust_list and atfork work in the child.  The child must only use
+ * raw syscalls afterwards (glibc's cached thread id is the parent's).
+ */
+static pid_t raw_fork(void)
+{
+	long r = rsys(__NR_clone, SIGCHLD, 0, 0, 0, 0);
+
+	if (r < 0)
+		die("clone: %s", strerror((int)-r));
+	return (pid_t)r;
+}
+
+/* wait4 on a specific child, insisting on a clean exit(0). */
+static void reap_ok(pid_t pid, const char *what)
+{
+	int st;
+
+	if (waitpid(pid, &st, 0) != pid)
+		die("waitpid(%s): %s", what, strerror(errno));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		die("%s did not exit(0): status 0x%x", what, st);
+}
+
+static void install(int sig, void (*fn)(int, siginfo_t *, void *), int flags)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = fn;
+	sa.sa_flags = SA_SIGINFO | flags;   /* glibc adds SA_RESTORER */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(sig, &sa, NULL))
+		die("sigaction(%d): %s", sig, strerror(errno));
+}
+
+/* ------------------------------------------------------------------ */
+/* sysret: the plain fast path                                          */
+/* ------------------------------------------------------------------ */
+
+static int run_sysret(long n)
+{
+	for (long i = 0; i < n; i++) {
+		long r = sys0(__NR_getppid);
+
+		if (r <= 0)
+			die("getppid returned %ld", r);
+	}
+	return report_ok("sysret", n, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Signal-frame scenarios                                               */
+/* ------------------------------------------------------------------ */
+
+/* Which single guard the SIGUSR1 handler breaks in the frame it returns to. */
+enum edit {
+	E_NONE,		/* signal: leave the frame as the kernel built it */
+	E_RCX,		/* rcx_ne_rip */
+	E_R11,		/* r11_ne_rflags */
+	E_CS,		/* cs_not_user */
+	E_SS,		/* ss_not_user */
+	E_RIP,		/* rip_noncanonical */
+	E_RF,		/* rflags_rf */
+	E_TF,		/* rflags_tf */
+};
+
+static volatile enum edit g_edit;
+static pid_t g_pid, g_tid;
+static sigjmp_buf g_jmp;
+
+static volatile long g_usr1_count, g_trap_count, g_segv_count, g_cs_count;
+static volatile unsigned long g_usr1_rip;	/* RIP saved in the SIGUSR1 frame */
+static volatile unsigned long g_set_rcx, g_set_r11;
+static volatile unsigned long g_trap_rip, g_segv_rip;
+
+/* 32-bit trampoline page for cs_not_user (below 4 GiB). */
+static unsigned char *g_low_code;
+/* Fresh stack for the 64-bit code that the trampoline lands on. */
+static unsigned char g_recover_stack[16384] __attribute__((aligned(16)));
+
+static inline unsigned long read_rflags(void)
+{
+	unsigned long f;
+
+	__asm__ volatile("pushfq; popq %0" : "=r"(f));
+	return f;
+}
+
+/*
+ * The RFLAGS value regs->flags will hold after rt_sigreturn restores a frame
+ * whose saved flags are 'saved': FIX_EFLAGS bits from the frame, the other
+ * bits (IF, bit 1, ...) as they are at the rt_sigreturn syscall, which are
+ * the same as here in the handler.  R11 must equal exactly this for the
+ * R11 == RFLAGS guard to pass.
+ */
+static unsigned long flags_after_sigreturn(unsigned long saved)
+{
+	return (read_rflags() & ~FIX_EFLAGS) | (saved & FIX_EFLAGS);
+}
+
+/* gregs[REG_CSGSFS] packs cs | gs << 16 | fs << 32 | ss << 48. */
+static void frame_set_cs(greg_t *g, unsigned long sel)
+{
+	g[REG_CSGSFS] = (g[REG_CSGSFS] & ~0xffffUL) | sel;
+}
+
+static void frame_set_ss(greg_t *g, unsigned long sel)
+{
+	g[REG_CSGSFS] = (g[REG_CSGSFS] & ~(0xffffUL << 48)) | (sel << 48);
+}
+
+static void on_usr1(int sig, siginfo_t *si, void *ctxv)
+{
+	ucontext_t *uc = ctxv;
+	greg_t *g = uc->uc_mcontext.gregs;
+
+	(void)sig;
+	(void)si;
+	g_usr1_count++;
+	g_usr1_rip = g[REG_RIP];
+	if (g_edit == E_NONE)
+		return;	/* untouched frame: RCX==RIP, R11==RFLAGS as saved */
+
+	/*
+	 * Start from a frame that passes every guard, then break exactly one,
+	 * keeping all the guards that the kernel checks earlier satisfied.
+	 */
+	g[REG_RCX] = g[REG_RIP];
+	switch (g_edit) {
+	case E_RCX:
+		g[REG_RCX] = g[REG_RIP] + 1;
+		break;
+	case E_CS:
+		/* Resume in compat mode at the 32-bit trampoline. */
+		g[REG_RIP] = g[REG_RCX] = (greg_t)(uintptr_t)g_low_code;
+		frame_set_cs(g, USER32_CS);
+		break;
+	case E_SS:
+		/*
+		 * A valid, DPL-3 LDT data segment.  UC_STRICT_RESTORE_SS makes
+		 * sigreturn keep it as is (without it the kernel would also
+		 * keep it, since it is valid, but this states the intent).
+		 */
+		frame_set_ss(g, LDT_SS);
+		uc->uc_flags |= UC_STRICT_RESTORE_SS;
+		break;
+	case E_RIP:
+		g[REG_RIP] = g[REG_RCX] = (greg_t)BAD_RIP;
+		break;
+	case E_RF:
+		g[REG_EFL] |= EFL_RF;
+		break;
+	case E_TF:
+		g[REG_EFL] |= EFL_TF;
+		break;
+	default:
+		break;
+	}
+	g[REG_R11] = flags_after_sigreturn(g[REG_EFL]);
+	if (g_edit == E_R11)
+		g[REG_R11] ^= EFL_CF;	/* differs from RFLAGS in one bit */
+	g_set_rcx = g[REG_RCX];
+	g_set_r11 = g[REG_R11];
+}
+
+/*
+ * rflags_tf: IRET restored TF, the CPU ran one instruction (the "nop"
+ * after the tgkill syscall) and raised #DB.  Clear TF (and RF) and make
+ * this handler's own rt_sigreturn eligible for SYSRET.
+ */
+static void on_trap(int sig, siginfo_t *si, void *ctxv)
+{
+	ucontext_t *uc = ctxv;
+	greg_t *g = uc->uc_mcontext.gregs;
+
+	(void)sig;
+	(void)si;
+	g_trap_count++;
+	g_trap_rip = g[REG_RIP];
+	g[REG_EFL] &= ~(EFL_TF | EFL_RF);
+	g[REG_RCX] = g[REG_RIP];
+	g[REG_R11] = flags_after_sigreturn(g[REG_EFL]);
+}
+
+/*
+ * rip_noncanonical: IRET to a non-canonical RIP faults (#GP), which the
+ * kernel turns into a user-mode SIGSEGV.  Leave with siglongjmp; the
+ * handler is SA_NODEFER and the jmp_buf saves no mask, so no syscall is
+ * needed to get back (no rt_sigreturn, no rt_sigprocmask).
+ */
+static void on_segv(int sig, siginfo_t *si, void *ctxv)
+{
+	ucontext_t *uc = ctxv;
+
+	(void)si;
+	if (g_edit != E_RIP)
+		die("unexpected signal %d at rip 0x%llx", sig,
+		    (unsigned long long)uc->uc_mcontext.gregs[REG_RIP]);
+	g_segv_count++;
+	g_segv_rip = uc->uc_mcontext.gregs[REG_RIP];
+	siglongjmp(g_jmp, 1);
+}
+
+/* cs_not_user: the 32-bit trampoline jumps back to 64-bit code here. */
+static void __attribute__((noreturn, used)) cs_recover(void)
+{
+	g_cs_count++;
+	siglongjmp(g_jmp, 1);
+}
+
+/*
+ * Build the trampoline in a page below 4 GiB (a far jump in compat mode
+ * only has a 32-bit offset):
+ *
+ *   +0  (32-bit code)  ljmp $0x33, $+8        ; EA imm32 imm16
+ *   +8  (64-bit code)  movabs $stack_top-8, %rsp
+ *                      movabs $cs_recover, %rax
+ *                      jmp *%rax
+ *
+ * The compat-mode code touches neither the stack nor DS (which is the null
+ * selector here).  The 64-bit code reloads RSP because the upper halves of
+ * registers are not architecturally preserved across the mode switches.
+ */
+static void setup_low_code(void)
+{
+	unsigned char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+	uint64_t stack = (uint64_t)(uintptr_t)(g_recover_stack +
+					       sizeof(g_recover_stack)) - 8;
+	uint64_t target = (uint64_t)(uintptr_t)&cs_recover;
+	uint32_t land;
+	uint16_t sel = USER_CS;
+	unsigned char *q;
+
+	if (p == MAP_FAILED)
+		die("mmap(MAP_32BIT): %s", strerror(errno));
+	if ((uintptr_t)p + 4096 > 0x100000000UL)
+		die("MAP_32BIT page at %p is not below 4 GiB", (void *)p);
+	land = (uint32_t)(uintptr_t)(p + 8);
+
+	q = p;
+	*q++ = 0xea;				/* ljmp ptr16:32 */
+	memcpy(q, &land, 4);	q += 4;
+	memcpy(q, &sel, 2);	q += 2;
+	*q++ = 0x90;				/* pad to +8 */
+
+	*q++ = 0x48; *q++ = 0xbc;		/* movabs $imm64, %rsp */
+	memcpy(q, &stack, 8);	q += 8;
+	*q++ = 0x48; *q++ = 0xb8;		/* movabs $imm64, %rax */
+	memcpy(q, &target, 8);	q += 8;
+	*q++ = 0xff; *q++ = 0xe0;		/* jmp *%rax */
+
+	if (mprotect(p, 4096, PROT_READ | PROT_EXEC))
+		die("mprotect: %s", strerror(errno));
+	g_low_code = p;
+}
+
+/* ss_not_user: LDT entry 0 = flat 32-bit read/write data, DPL 3. */
+static void setup_ldt(void)
+{
+	struct user_desc d;
+	long r;
+
+	memset(&d, 0, sizeof(d));
+	d.entry_number = 0;
+	d.base_addr = 0;
+	d.limit = 0xfffff;
+	d.seg_32bit = 1;
+	d.contents = 0;			/* data, expand-up */
+	d.read_exec_only = 0;		/* writable */
+	d.limit_in_pages = 1;
+	d.seg_not_present = 0;
+	d.useable = 1;
+	r = sys3(__NR_modify_ldt, 1, &d, sizeof(d));
+	if (r != 0)
+		die("modify_ldt: %s", strerror((int)-r));
+}
+
+struct after_raise {
+	long ret;
+	unsigned long rcx, r11, ss;
+};
+
+/*
+ * Send SIGUSR1 to this thread with a raw tgkill and record RCX, R11 and SS
+ * as they are right after the syscall.  The "nop" is the one instruction
+ * that runs before the single-step trap in the rflags_tf scenario.
+ */
+static inline __attribute__((always_inline)) void
+raise_usr1(struct after_raise *o)
+{
+	register unsigned long r11 __asm__("r11");
+	unsigned long rcx, ss;
+	long ret;
+
+	__asm__ volatile("syscall\n\t"
+			 "nop\n\t"
+			 "mov %%ss, %k[ss]"
+			 : "=a"(ret), "=c"(rcx), "=r"(r11), [ss] "=&r"(ss)
+			 : "0"((long)__NR_tgkill), "D"((long)g_pid),
+			   "S"((long)g_tid), "d"((long)SIGUSR1)
+			 : "memory");
+	o->ret = ret;
+	o->rcx = rcx;
+	o->r11 = r11;
+	o->ss = ss & 0xffff;
+}
+
+/* One iteration of a scenario that leaves through siglongjmp. */
+static void __attribute__((noinline)) jmp_iteration(void)
+{
+	struct after_raise a;
+
+	if (sigsetjmp(g_jmp, 0) == 0) {
+		raise_usr1(&a);
+		die("rt_sigreturn came back to the tgkill call site");
+	}
+}
+
+static int run_sigframe(const char *name, enum edit e, long n)
+{
+	struct after_raise a;
+
+	g_pid = getpid();
+	g_tid = gettid();
+	g_edit = e;
+	install(SIGUSR1, on_usr1, 0);
+	if (e == E_TF)
+		install(SIGTRAP, on_trap, 0);
+	if (e == E_RIP) {
+		install(SIGSEGV, on_segv, SA_NODEFER);
+		install(SIGBUS, on_segv, SA_NODEFER);
+	}
+	if (e == E_CS)
+		setup_low_code();
+	if (e == E_SS)
+		setup_ldt();
+
+	for (long i = 0; i < n; i++) {
+		if (e == E_RIP || e == E_CS) {
+			jmp_iteration();
+			continue;
+		}
+		raise_usr1(&a);
+		if (a.ret != 0)
+			die("tgkill returned %ld", a.ret);
+		switch (e) {
+		case E_RCX:
+			if (a.rcx != g_set_rcx)
+				die("rcx 0x%lx, frame had 0x%lx", a.rcx,
+				    (unsigned long)g_set_rcx);
+			break;
+		case E_R11:
+			if (a.r11 != g_set_r11)
+				die("r11 0x%lx, frame had 0x%lx", a.r11,
+				    (unsigned long)g_set_r11);
+			break;
+		case E_SS:
+			if (a.ss != LDT_SS)
+				die("ss is 0x%lx after sigreturn, wanted 0x%x",
+				    a.ss, LDT_SS);
+			break;
+		case E_TF:
+			if (g_trap_rip != g_usr1_rip + 1)
+				die("single-step trap at 0x%lx, expected 0x%lx",
+				    (unsigned long)g_trap_rip,
+				    (unsigned long)g_usr1_rip + 1);
+			break;
+		default:
+			break;
+		}
+	}
+
+	if (g_usr1_count != n)
+		die("SIGUSR1 handler ran %ld times", (long)g_usr1_count);
+	if (e == E_TF && g_trap_count != n)
+		die("SIGTRAP handler ran %ld times", (long)g_trap_count);
+	if (e == E_RIP && g_segv_count != n)
+		die("SIGSEGV handler ran %ld times", (long)g_segv_count);
+	if (e == E_RIP && n && g_segv_rip != BAD_RIP)
+		die("SIGSEGV at rip 0x%lx", (unsigned long)g_segv_rip);
+	if (e == E_CS && g_cs_count != n)
+		die("32-bit trampoline came back %ld times", (long)g_cs_count);
+	return report_ok(name, n, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* restart: read(2) interrupted by SIGSTOP/SIGCONT, no handler          */
+/* ------------------------------------------------------------------ */
+
+/* Read a small /proc file into buf (NUL-terminated); returns length or -1. */
+static int read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t len;
+
+	if (fd < 0)
+		return -1;
+	len = read(fd, buf, size - 1);
+	close(fd);
+	if (len < 0)
+		return -1;
+	buf[len] = '\0';
+	return (int)len;
+}
+
+/*
+ * Wait until the child is asleep inside the pipe read: /proc/PID/wchan
+ * names the pipe read function (pipe_read, anon_pipe_read on 6.18) and
+ * /proc/PID/syscall shows syscall 0.  A task that is merely runnable
+ * shows wchan "0", so this does not accept a child that is still on its
+ * way into (or back out of) read.
+ */
+static void wait_blocked_in_read(pid_t pid)
+{
+	char path[64], buf[256];
+	struct timespec ts = { 0, 200000 };	/* 0.2 ms */
+
+	for (int tries = 0; tries < 50000; tries++) {	/* ~10 s */
+		snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
+		if (read_small(path, buf, sizeof(buf)) > 0 &&
+		    strstr(buf, "pipe_read")) {
+			snprintf(path, sizeof(path), "/proc/%d/syscall",
+				 (int)pid);
+			if (read_small(path, buf, sizeof(buf)) > 0 &&
+			    strncmp(buf, "0 ", 2) == 0)
+				return;
+		}
+		nanosleep(&ts, NULL);
+	}
+	die("child %d never blocked in read", (int)pid);
+}
+
+static int run_restart(long n)
+{
+	int fds[2], st;
+	pid_t pid;
+
+	if (pipe(fds))
+		die("pipe: %s", strerror(errno));
+	pid = raw_fork();
+	if (pid == 0) {
+		char c;
+		long r;
+
+		sys1(__NR_close, fds[1]);	/* EOF if the parent dies */
+		r = sys3(__NR_read, fds[0], &c, 1);
+		raw_exit(r == 1 && c == 'x' ? 0 : 2);
+	}
+	close(fds[0]);
+
+	for (long i = 0; i < n; i++) {
+		wait_blocked_in_read(pid);
+		if (kill(pid, SIGSTOP))
+			die("kill(SIGSTOP): %s", strerror(errno));
+		if (waitpid(pid, &st, WUNTRACED) != pid || !WIFSTOPPED(st) ||
+		    WSTOPSIG(st) != SIGSTOP)
+			die("child did not stop (status 0x%x)", st);
+		if (kill(pid, SIGCONT))
+			die("kill(SIGCONT): %s", strerror(errno));
+		if (waitpid(pid, &st, WCONTINUED) != pid || !WIFCONTINUED(st))
+			die("child did not continue (status 0x%x)", st);
+	}
+	/* Let the last restarted read go back to sleep, then satisfy it. */
+	wait_blocked_in_read(pid);
+	if (write(fds[1], "x", 1) != 1)
+		die("write to pipe: %s", strerror(errno));
+	reap_ok(pid, "reader child");
+	close(fds[1]);
+	return report_ok("restart", n, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* fork: first return of a fresh child                                  */
+/* ------------------------------------------------------------------ */
+
+static int run_fork(long n)
+{
+	for (long i = 0; i < n; i++) {
+		pid_t pid = raw_fork();
+
+		if (pid == 0)
+			raw_exit(0);
+		reap_ok(pid, "fork child");
+	}
+	return report_ok("fork", n, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* exec: return from execve into a new image (RCX = 0)                  */
+/* ------------------------------------------------------------------ */
+
+extern char **environ;
+
+/*
+ * "exec N" execs its own executable N times in a chain; image k (1-based) is
+ * started as "retpaths exec_done N k" and the last one prints "ok exec N".
+ * "exec_done N" (no k) is the final image, as if k == N.
+ */
+static int exec_step(const char *argv0, long n, long k)
+{
+	char nbuf[32], kbuf[32];
+	char *argv[] = { (char *)argv0, "exec_done", nbuf, kbuf, NULL };
+
+	char self[4096];
+	ssize_t len;
+
+	if (k > n)
+		return report_ok("exec", n, NULL);
+	snprintf(nbuf, sizeof(nbuf), "%ld", n);
+	snprintf(kbuf, sizeof(kbuf), "%ld", k);
+	/*
+	 * Exec the real path rather than "/proc/self/exe" so the new image
+	 * keeps the command name "retpaths" (comm comes from the path).
+	 */
+	len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (len <= 0)
+		die("readlink(/proc/self/exe): %s", strerror(errno));
+	self[len] = '\0';
+	execve(self, argv, environ);
+	die("execve(%s): %s", self, strerror(errno));
+}
+
+/* ------------------------------------------------------------------ */
+/* ptrace: tracer rewrites RCX at the syscall-exit stop of getppid      */
+/* ------------------------------------------------------------------ */
+
+static long peek_user(pid_t pid, size_t off)
+{
+	long v;
+
+	errno = 0;
+	v = ptrace(PTRACE_PEEKUSER, pid, (void *)off, NULL);
+	if (v == -1 && errno)
+		die("PTRACE_PEEKUSER(%zu): %s", off, strerror(errno));
+	return v;
+}
+
+static int run_ptrace(long n)
+{
+	long modified = 0;
+	int st;
+	pid_t pid = raw_fork();
+
+	if (pid == 0) {
+		/* Tracee: only raw syscalls from here on. */
+		if (sys0(__NR_ptrace) != 0)	/* PTRACE_TRACEME == 0 */
+			raw_exit(3);
+		sys2(__NR_kill, sys0(__NR_getpid), SIGSTOP);
+		for (long i = 0; i < n; i++)
+			sys0(__NR_getppid);
+		raw_exit(0);
+	}
+
+	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st) ||
+	    WSTOPSIG(st) != SIGSTOP)
+		die("tracee did not stop (status 0x%x)", st);
+	if (ptrace(PTRACE_SETOPTIONS, pid, NULL,
+		   (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)))
+		die("PTRACE_SETOPTIONS: %s", strerror(errno));
+
+	/* The initial SIGSTOP is suppressed (signal 0). */
+	int inject = 0;
+
+	for (;;) {
+		if (ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)inject))
+			die("PTRACE_SYSCALL: %s", strerror(errno));
+		inject = 0;
+		if (waitpid(pid, &st, 0) != pid)
+			die("waitpid(tracee): %s", strerror(errno));
+		if (WIFEXITED(st)) {
+			if (WEXITSTATUS(st) != 0)
+				die("tracee exit status %d", WEXITSTATUS(st));
+			break;
+		}
+		if (WIFSIGNALED(st))
+			die("tracee killed by signal %d", WTERMSIG(st));
+		if (!WIFSTOPPED(st))
+			die("odd wait status 0x%x", st);
+		if (WSTOPSIG(st) != (SIGTRAP | 0x80)) {
+			inject = WSTOPSIG(st);	/* pass signals through */
+			continue;
+		}
+
+		struct __ptrace_syscall_info info;
+
+		memset(&info, 0, sizeof(info));
+		if (ptrace(PTRACE_GET_SYSCALL_INFO, pid,
+			   (void *)sizeof(info), &info) <= 0)
+			die("PTRACE_GET_SYSCALL_INFO: %s", strerror(errno));
+		if (info.op != PTRACE_SYSCALL_INFO_EXIT)
+			continue;
+		if (peek_user(pid, offsetof(struct user, regs.orig_rax)) !=
+		    __NR_getppid)
+			continue;
+		/* Break RCX == RIP for this return only. */
+		long rip = peek_user(pid, offsetof(struct user, regs.rip));
+
+		if (ptrace(PTRACE_POKEUSER, pid,
+			   (void *)offsetof(struct user, regs.rcx),
+			   (void *)(rip + 1)))
+			die("PTRACE_POKEUSER(rcx): %s", strerror(errno));
+		modified++;
+	}
+	if (modified != n)
+		die("modified %ld getppid returns, expected %ld", modified, n);
+	return report_ok("ptrace", n, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* rseq: sched_yield inside a critical section, abort on the way out    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * int rseq_yield_once(uint64_t *rseq_cs_field)
+ *
+ * Arms the critical section [rseq_yield_start, rseq_yield_post), which is
+ * the "syscall" instruction plus the "nop" that the syscall returns to, and
+ * calls sched_yield (nr 24) from inside it.  If this thread was preempted
+ * (switched out) during the yield, rseq_ip_fixup() on the way back to user
+ * space finds the return RIP inside the section and moves it to
+ * rseq_yield_abort.
+ *
+ * Returns 0: no abort; 1: aborted after sched_yield ran (RAX holds its
+ * return value 0) - the case we want; 2: aborted before the syscall
+ * instruction executed (RAX still holds 24), i.e. by an interrupt, in
+ * which case no sched_yield was issued and the caller retries.
+ *
+ * The four bytes before the abort label must be the signature the rseq
+ * area was registered with (RSEQ_SIG, 0x53053053 on x86); they are placed
+ * as the operand of a ud1 so that the sequence is a valid instruction.
+ */
+int rseq_yield_once(uint64_t *rseq_cs_field);
+__asm__(
+	"	.pushsection .text\n"
+	"	.globl rseq_yield_once\n"
+	"	.hidden rseq_yield_once\n"
+	"	.type rseq_yield_once, @function\n"
+	"	.p2align 4\n"
+	"rseq_yield_once:\n"
+	"	leaq rseq_yield_cs(%rip), %rax\n"
+	"	movq %rax, (%rdi)\n"		/* arm: rseq->rseq_cs = &cs */
+	"	movl $24, %eax\n"		/* __NR_sched_yield */
+	"rseq_yield_start:\n"
+	"	syscall\n"
+	"	nop\n"				/* the syscall returns here */
+	"rseq_yield_post:\n"
+	"	movq $0, (%rdi)\n"		/* disarm */
+	"	xorl %eax, %eax\n"
+	"	ret\n"
+	"	.byte 0x0f, 0xb9, 0x3d\n"
+	"	.long 0x53053053\n"		/* RSEQ_SIG */
+	"rseq_yield_abort:\n"
+	"	movq $0, (%rdi)\n"		/* the kernel cleared it too */
+	"	cmpq $24, %rax\n"
+	"	movl $1, %eax\n"
+	"	jne 1f\n"
+	"	movl $2, %eax\n"
+	"1:	ret\n"
+	"	.size rseq_yield_once, . - rseq_yield_once\n"
+	"	.popsection\n"
+	"	.pushsection .data\n"
+	"	.p2align 5\n"			/* struct rseq_cs is 32-byte aligned */
+	"rseq_yield_cs:\n"
+	"	.long 0\n"			/* version */
+	"	.long 0\n"			/* flags */
+	"	.quad rseq_yield_start\n"	/* start_ip */
+	"	.quad rseq_yield_post - rseq_yield_start\n" /* post_commit_offset */
+	"	.quad rseq_yield_abort\n"	/* abort_ip */
+	"	.popsection\n");
+
+static __thread struct rseq g_own_rseq __attribute__((aligned(32)));
+
+/* Address of this thread's rseq->rseq_cs, registering rseq if glibc did not. */
+static uint64_t *rseq_cs_field(void)
+{
+	/*
+	 * glibc registers an area by default; __rseq_size is its active size
+	 * (20 in this glibc, 0 if registration is disabled or failed).
+	 */
+	if (__rseq_size >= offsetof(struct rseq, rseq_cs) + 8)
+		return (uint64_t *)((char *)__builtin_thread_pointer() +
+				    __rseq_offset +
+				    offsetof(struct rseq, rseq_cs));
+
+	/* e.g. GLIBC_TUNABLES=glibc.pthread.rseq=0: register our own. */
+	long r = rsys(__NR_rseq, (long)&g_own_rseq, sizeof(g_own_rseq), 0,
+		      RSEQ_SIG, 0);
+
+	if (r != 0)
+		die("rseq registration: %s", strerror((int)-r));
+	return (uint64_t *)&g_own_rseq.rseq_cs;
+}
+
+static int run_rseq(long n)
+{
+	uint64_t *cs = rseq_cs_field();
+	struct sched_param sp = { .sched_priority = 1 };
+	cpu_set_t set;
+	long aborted = 0, early = 0;
+	pid_t parent = getpid(), sib;
+	int cpu = sched_getcpu();
+	char extra[48];
+
+	if (cpu < 0)
+		die("sched_getcpu: %s", strerror(errno));
+	/*
+	 * sched_yield only switches (and so only sets the rseq preempt
+	 * event) if another task is runnable on this CPU.  Pin ourselves and
+	 * a sibling that does nothing but yield to one CPU.  With both in
+	 * SCHED_FIFO at the same priority, sched_yield moves the caller to
+	 * the tail of the run queue, so every yield switches to the sibling,
+	 * whose own yield switches straight back: each iteration aborts.
+	 * Without SCHED_FIFO (no permission) it is likely but not certain.
+	 */
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		die("sched_setaffinity: %s", strerror(errno));
+	(void)sched_setscheduler(0, SCHED_FIFO, &sp);	/* best effort */
+
+	sib = raw_fork();
+	if (sib == 0) {
+		sys2(__NR_prctl, PR_SET_PDEATHSIG, SIGKILL);
+		if (sys0(__NR_getppid) != parent)
+			raw_exit(0);
+		for (;;)
+			sys0(__NR_sched_yield);
+	}
+
+	for (long i = 0; i < n; i++) {
+		int r = rseq_yield_once(cs);
+
+		if (r == 2) {		/* aborted before the syscall: redo */
+			if (++early > 1000)
+				die("critical section keeps aborting early");
+			i--;
+			continue;
+		}
+		aborted += r;
+	}
+
+	if (kill(sib, SIGKILL))
+		die("kill(sibling): %s", strerror(errno));
+	if (waitpid(sib, NULL, 0) != sib)
+		die("waitpid(sibling): %s", strerror(errno));
+	snprintf(extra, sizeof(extra), " aborted=%ld", aborted);
+	return report_ok("rseq", n, extra);
+}
+
+/* ------------------------------------------------------------------ */
+
+static long parse_n(const char *s)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(s, &end, 10);
+	if (errno || *s == '\0' || *end != '\0' || n < 0)
+		die("bad iteration count '%s'", s);
+	return n;
+}
+
+static const struct {
+	const char *name;
+	enum edit edit;
+} sigframe_scenarios[] = {
+	{ "signal",		E_NONE },
+	{ "rcx_ne_rip",		E_RCX },
+	{ "r11_ne_rflags",	E_R11 },
+	{ "cs_not_user",	E_CS },
+	{ "ss_not_user",	E_SS },
+	{ "rip_noncanonical",	E_RIP },
+	{ "rflags_rf",		E_RF },
+	{ "rflags_tf",		E_TF },
+};
+
+static void usage(void)
+{
+	static const char msg[] =
+		"usage: retpaths SCENARIO N\n"
+		"scenarios: sysret signal rcx_ne_rip r11_ne_rflags cs_not_user\n"
+		"           ss_not_user rip_noncanonical rflags_rf rflags_tf\n"
+		"           restart fork exec ptrace rseq\n";
+
+	if (write(2, msg, sizeof(msg) - 1) < 0) {
+		/* ignore */
+	}
+	_exit(1);
+}
+
+int main(int argc, char **argv)
+{
+	long n;
+
+	if (argc < 3)
+		usage();
+	g_scenario = argv[1];
+	n = parse_n(argv[2]);
+
+	if (!strcmp(argv[1], "sysret"))
+		return run_sysret(n);
+	for (size_t i = 0; i < sizeof(sigframe_scenarios) /
+				sizeof(sigframe_scenarios[0]); i++)
+		if (!strcmp(argv[1], sigframe_scenarios[i].name))
+			return run_sigframe(sigframe_scenarios[i].name,
+					    sigframe_scenarios[i].edit, n);
+	if (!strcmp(argv[1], "restart"))
+		return run_restart(n);
+	if (!strcmp(argv[1], "fork"))
+		return run_fork(n);
+	if (!strcmp(argv[1], "exec"))
+		return exec_step(argv[0], n, 1);
+	if (!strcmp(argv[1], "exec_done"))
+		return exec_step(argv[0], n,
+				 argc > 3 ? parse_n(argv[3]) + 1 : n + 1);
+	if (!strcmp(argv[1], "ptrace"))
+		return run_ptrace(n);
+	if (!strcmp(argv[1], "rseq"))
+		return run_rseq(n);
+	usage();
+}
