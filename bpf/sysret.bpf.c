@@ -178,22 +178,26 @@ static __always_inline int lat_path(__u8 outcome)
 	return outcome >= SR_O_FIRST_IRET ? SR_LAT_IRET : SR_LAT_FAST;
 }
 
-/* Events outrank the guard: once a signal frame is built, nothing the
- * guard could say is more specific.  Reasons that decide the path
- * before any register is looked at cannot be overridden at all. */
+/*
+ * Which event may replace which outcome.  A return that would take
+ * SYSRET falls to IRET when an event rewrites its registers; a later,
+ * more decisive event (a signal frame over a restart) replaces an
+ * earlier one.  Outcomes fixed by the syscall itself are final: the
+ * path chosen before any register is looked at (fork child, Xen PV,
+ * int $0x80, FRED), and a guard failure on the registers the syscall
+ * body left (spec: rt_sigreturn, execve... keep their condition).
+ * That also keeps a fault on the IRET itself, whose frame is the
+ * same as an rt_sigreturn's, from being taken for a signal frame.
+ */
 static __always_inline int rank(__u8 o)
 {
 	switch (o) {
+	case SR_O_SYSRET:	return 0;
 	case SR_O_PTRACE:	return 2;
 	case SR_O_RESTART:	return 3;
 	case SR_O_RSEQ:		return 4;
 	case SR_O_SIGNAL:	return 5;
-	case SR_O_FORK_CHILD:
-	case SR_O_XEN_PV:
-	case SR_O_INT80:
-	case SR_O_ERETU:	return 9;
-	case SR_O_SYSRET:	return 0;
-	default:		return 1;	/* guard conditions */
+	default:		return 9;
 	}
 }
 
@@ -444,6 +448,7 @@ static __always_inline void ptrace_resume(long request, s32 pid)
 {
 	struct task_struct *tracee;
 	struct task_state *st;
+	struct kernel_siginfo *info;
 	struct pt_regs *regs;
 	int code;
 	__u8 o;
@@ -452,24 +457,28 @@ static __always_inline void ptrace_resume(long request, s32 pid)
 	if (!tracee)
 		return;
 	st = bpf_task_storage_get(&tstate, tracee, 0, 0);
-	if (!st || !(st->flags & T_OPEN) || rank(st->last_outcome) > 2)
+	if (!st || !(st->flags & T_OPEN))
 		goto out;
-	/* A syscall stop: message 2, and exit_code SIGTRAP(|0x80) with no
-	 * PTRACE_EVENT in bits 8-15 (event stops reuse the message). */
-	code = tracee->exit_code;
-	if (tracee->ptrace_message != PTRACE_EVENTMSG_SYSCALL_EXIT ||
-	    (code & 0xff00) || (code & 0x7f) != SIGTRAP)
+	/* Only a return the guard would pass, or one a tracer already
+	 * changed, is the tracer's doing. */
+	if (st->last_outcome != SR_O_SYSRET && st->last_outcome != SR_O_PTRACE)
+		goto out;
+	/* A syscall-exit stop: message 2, and the stop's siginfo code
+	 * SIGTRAP(|0x80) with no PTRACE_EVENT in bits 8-15 (event stops can
+	 * carry 2 as their message too).  exit_code is no help: the
+	 * tracer's waitpid() has already cleared it. */
+	info = tracee->last_siginfo;
+	if (!info || tracee->ptrace_message != PTRACE_EVENTMSG_SYSCALL_EXIT)
+		goto out;
+	code = info->si_code;
+	if ((code & 0xff00) || (code & 0x7f) != SIGTRAP)
 		goto out;
 	regs = (struct pt_regs *)bpf_task_pt_regs(tracee);
 	if (!regs || regs->orig_ax != st->last_orig_ax)
 		goto out;
 	o = guard64(regs, request == PTRACE_SINGLESTEP ||
 			  request == PTRACE_SYSEMU_SINGLESTEP);
-	if (o != SR_O_SYSRET && st->last_outcome == SR_O_SYSRET)
-		o = SR_O_PTRACE;
-	else if (o != SR_O_SYSRET)
-		o = st->last_outcome == SR_O_PTRACE ? SR_O_PTRACE : o;
-	recount(st, tracee, o);
+	recount(st, tracee, o == SR_O_SYSRET ? SR_O_SYSRET : SR_O_PTRACE);
 	/* Later events compare against the registers as the tracer left them. */
 	st->last_ip = regs->ip;
 	st->last_sp = regs->sp;

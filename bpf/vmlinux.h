@@ -117,7 +117,7 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct signal_struct *signal;
 	unsigned long ptrace_message;
-	int exit_code;
+	struct kernel_siginfo *last_siginfo;
 	u64 start_time;
 	char comm[16];
 };
@@ -133,7 +133,11 @@ struct k_sigaction {
 	struct sigaction sa;
 };
 
-struct kernel_siginfo;
+struct kernel_siginfo {
+	int si_signo;
+	int si_errno;
+	int si_code;
+};
 struct seq_file;
 
 struct bpf_iter_meta {
