@@ -48,6 +48,10 @@ enum entry_kind { K_X64, K_X32, K_INT80, K_FAST32 };
 
 #define NO_BUCKET 0xffff
 
+/* Values of filter_tgids. */
+#define FILTER_SELECTED 1
+#define FILTER_FOLLOW 2
+
 struct task_state {
 	__u64 enter_ts;
 	__u64 enter_ip;		/* compat: the vDSO landing pad at entry */
@@ -289,20 +293,37 @@ static __always_inline bool restart_code(long ret)
 	return ret == -512 || ret == -513 || ret == -514 || ret == -516;
 }
 
+/* Filters run in the context of the task itself (sys_enter/exit);
+ * all that are set must match.  Only the pid filter is cached: a task
+ * can change its cgroup and its name. */
 static __always_inline bool filtered_out(struct task_state *st,
 					 struct task_struct *task)
 {
 	__u32 tgid;
+	int i;
 
-	if (!cfg.filter)
-		return false;
-	if (!(st->flags & T_FILTER_KNOWN)) {
-		tgid = task->tgid;
-		st->flags |= T_FILTER_KNOWN;
-		if (bpf_map_lookup_elem(&filter_tgids, &tgid))
-			st->flags |= T_FILTER_IN;
+	if (cfg.filter) {
+		if (!(st->flags & T_FILTER_KNOWN)) {
+			tgid = task->tgid;
+			st->flags |= T_FILTER_KNOWN;
+			if (bpf_map_lookup_elem(&filter_tgids, &tgid))
+				st->flags |= T_FILTER_IN;
+		}
+		if (!(st->flags & T_FILTER_IN))
+			return true;
 	}
-	return !(st->flags & T_FILTER_IN);
+	if (cfg.cgroup_id &&
+	    bpf_get_current_ancestor_cgroup_id(cfg.cgroup_level) != cfg.cgroup_id)
+		return true;
+	if (cfg.comm[0]) {
+		for (i = 0; i < SR_COMM_LEN; i++) {
+			if (task->comm[i] != cfg.comm[i])
+				return true;
+			if (!cfg.comm[i])
+				break;
+		}
+	}
+	return false;
 }
 
 /* This CPU's histograms of a syscall slot, allocated on first use.
@@ -665,16 +686,19 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(sr_fork, struct task_struct *parent, struct task_struct *child)
 {
 	struct task_state *st;
+	__u8 *sel, follow = FILTER_FOLLOW;
 	__u32 tgid;
-	__u8 one = 1;
 
 	if (cfg.filter) {
 		tgid = parent->tgid;
-		if (!bpf_map_lookup_elem(&filter_tgids, &tgid))
+		sel = bpf_map_lookup_elem(&filter_tgids, &tgid);
+		if (!sel)
 			return 0;
-		if (cfg.follow_forks && child->tgid != parent->tgid) {
+		/* A new process joins only if its parent's selection
+		 * follows forks (record -- COMMAND), not for -p PID. */
+		if (*sel == FILTER_FOLLOW && child->tgid != parent->tgid) {
 			tgid = child->tgid;
-			if (bpf_map_update_elem(&filter_tgids, &tgid, &one,
+			if (bpf_map_update_elem(&filter_tgids, &tgid, &follow,
 						BPF_ANY))
 				__sync_fetch_and_add(&lost.filter_full, 1);
 		}

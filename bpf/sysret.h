@@ -105,8 +105,10 @@ struct sr_config {
 	__u8 la57;		/* 5-level paging (57-bit addresses) */
 	__u8 latency;		/* sys_enter attached: histograms kept */
 	__u8 filter;		/* only tasks whose tgid is in filter_tgids */
-	__u8 follow_forks;	/* children of a filtered process join it */
-	__u8 pad;
+	__u8 follow_forks;	/* unused: filter_tgids values say (2 = follow) */
+	__u8 cgroup_level;	/* depth of cgroup_id below the cgroup2 root */
+	__u64 cgroup_id;	/* only tasks in this cgroup v2 subtree (0: all) */
+	char comm[SR_COMM_LEN];	/* only tasks of this name ("": all) */
 };
 
 /* Counters of what could not be kept, in .bss. */

@@ -80,7 +80,9 @@ class Config(ctypes.Structure):
                 ("latency", ctypes.c_uint8),
                 ("filter", ctypes.c_uint8),
                 ("follow_forks", ctypes.c_uint8),
-                ("pad", ctypes.c_uint8)]
+                ("cgroup_level", ctypes.c_uint8),
+                ("cgroup_id", ctypes.c_uint64),
+                ("comm", ctypes.c_char * COMM_LEN)]
 
 
 class Lost(ctypes.Structure):

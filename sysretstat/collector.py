@@ -12,7 +12,7 @@ import os
 import time
 from collections import OrderedDict
 
-from . import __version__, abi, hostinfo
+from . import __version__, abi, bpf, hostinfo
 from .snapshot import Counts, Hist, Row, Snapshot
 from .syscalls import syscall_name
 from .tracer import Options, Tracer
@@ -59,19 +59,28 @@ class Collector:
         self.unattributed = {"threads": [0] * abi.NR_OUTCOMES,
                              "processes": [0] * abi.NR_OUTCOMES}
         self.started_at = None
+        self.extra_pids = []
+        self._stats_fd = -1
         self._t0 = None
         self.final = None
 
     # Lifecycle -------------------------------------------------------
     def start(self):
         self.tracer.open()
+        # Kernel BPF run-time stats, for the tool's own cost (meta.bpf),
+        # on while this fd is open.  Opt-in: they time every BPF program
+        # run on the host, which costs two clock reads per run.
+        if self.options.bpf_stats:
+            self._stats_fd = bpf.enable_run_stats()
         self.tracer.attach()
         self._t0 = self.clock()
         self.started_at = datetime.datetime.now(datetime.timezone.utc)
         return self
 
-    def add_pid(self, pid):
-        self.tracer.add_pid(pid)
+    def add_pid(self, pid, follow=False):
+        """Trace a process too; with follow, every process it forks."""
+        self.tracer.add_pid(pid, follow)
+        self.extra_pids.append(pid)
 
     def stop(self):
         """Detach, take the final snapshot, free the kernel objects."""
@@ -83,6 +92,9 @@ class Collector:
 
     def close(self):
         self.tracer.close()
+        if getattr(self, "_stats_fd", -1) >= 0:
+            os.close(self._stats_fd)
+            self._stats_fd = -1
 
     def __enter__(self):
         return self.start()
@@ -221,6 +233,15 @@ class Collector:
         lost["unattributed_syscalls"] = 0
         lost["unattributed_cpus"] = 0
         meta = self._meta(elapsed, lost)
+        run_ns = run_cnt = 0
+        for t, n in self.tracer.run_stats().values():
+            run_ns += t
+            run_cnt += n
+        if self.tracer.attached:
+            self._bpf = {"run_time_ns": run_ns, "run_count": run_cnt}
+        meta["bpf"] = dict(getattr(self, "_bpf", None) or
+                           {"run_time_ns": 0, "run_count": 0},
+                           stats=bool(run_cnt) or self._stats_fd >= 0)
         return Snapshot(meta, totals, processes, threads, syscalls, cpus)
 
     def _meta(self, elapsed, lost):
@@ -236,8 +257,9 @@ class Collector:
             "duration_s": round(elapsed, 6),
             "interval_s": None,
             "command": self.command,
-            "filters": {"pids": list(o.pids),
-                        "follow_forks": o.follow_forks,
+            "filters": {"pids": sorted(set(o.pids) | set(self.extra_pids)),
+                        "command_tree": self.command is not None,
+                        "comm": o.comm or None, "cgroup": o.cgroup or None,
                         "latency": o.latency},
             "guard": {"task_size_max": g["task_size_max"],
                       "xen_pv": bool(g["xen_pv"]), "fred": bool(g["fred"]),

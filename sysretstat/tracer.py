@@ -45,11 +45,15 @@ def tracepoint_exists(name):
 @dataclass(frozen=True)
 class Options:
     pids: tuple = ()            # tgids to trace (with their threads)
-    follow_forks: bool = False  # children of traced processes join
+    follow_forks: bool = False  # a command is traced with its descendants
+    filter: bool = False        # trace only selected processes
     latency: bool = True        # attach sys_enter, keep histograms
     assume: dict = field(default_factory=dict)  # guard overrides (tests)
     sc_hists: int = 512         # per-CPU syscall histogram entries
     exclude_self: bool = True
+    comm: str = ""              # only tasks of this name
+    cgroup: str = ""            # only tasks in this cgroup v2 subtree
+    bpf_stats: bool = False     # enable kernel BPF run-time statistics
 
 
 @dataclass
@@ -62,6 +66,35 @@ class RawRead:
     exited_threads: list
     exited_procs: list
     lost: dict
+
+
+def cgroup2_mount():
+    """Where the cgroup v2 hierarchy is mounted, or None."""
+    text = hostinfo._read("/proc/self/mounts") or ""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) > 2 and parts[2] == "cgroup2":
+            return parts[1]
+    return None
+
+
+def cgroup_target(path):
+    """(id, level) of a cgroup v2 directory, for the in-kernel filter.
+
+    `path` is absolute, or relative to the cgroup2 mount.  The id of a
+    cgroup v2 directory is its inode number; its level is its depth.
+    """
+    root = cgroup2_mount()
+    if root is None:
+        raise KernelFeatureMissing("no cgroup v2 hierarchy is mounted")
+    full = path if path.startswith(root) else os.path.join(
+        root, path.lstrip("/"))
+    full = os.path.normpath(full)
+    if not os.path.isdir(full) or not (full + "/").startswith(root.rstrip("/") + "/"):
+        raise UsageError("not a cgroup v2 directory: %s" % path)
+    rel = os.path.relpath(full, root)
+    level = 0 if rel == "." else len(rel.split(os.sep))
+    return os.stat(full).st_ino, level
 
 
 def _pid_alive(pid):
@@ -107,8 +140,19 @@ class Tracer:
                 sc_hists=opts.sc_hists,
                 fred=int(bool(g["fred"])), xen_pv=int(bool(g["xen_pv"])),
                 pre_6_7=int(bool(g["pre_6_7"])), la57=int(bool(g["la57"])),
-                latency=int(opts.latency), filter=int(bool(opts.pids)),
+                latency=int(opts.latency),
+                filter=int(bool(opts.pids) or opts.filter),
                 follow_forks=int(opts.follow_forks))
+            if opts.comm:
+                name = opts.comm.encode()
+                if len(name) > abi.COMM_LEN - 1:
+                    raise UsageError("command name longer than %d bytes "
+                                     "(the kernel keeps %d): %s"
+                                     % (abi.COMM_LEN - 1, abi.COMM_LEN - 1,
+                                        opts.comm))
+                cfg.comm = name
+            if opts.cgroup:
+                cfg.cgroup_id, cfg.cgroup_level = cgroup_target(opts.cgroup)
             obj.set_rodata(".rodata.cfg", bytes(cfg))
             obj.set_max_entries("sc_hist", max(1, opts.sc_hists))
             obj.set_autoload("sr_sys_enter", opts.latency)
@@ -123,18 +167,23 @@ class Tracer:
                         "tracepoint %s not found in kernel BTF"
                         % TRACEPOINTS[prog])
             obj.load()
-            m = obj.map("filter_tgids")
             for pid in opts.pids:
-                m.update(struct.pack("<I", pid), b"\x01")
+                self._select(obj, pid, follow=False)
         except BaseException:
             obj.close()
             raise
         self.obj = obj
         return self
 
-    def add_pid(self, pid):
+    @staticmethod
+    def _select(obj, pid, follow):
+        # 1: this process; 2: it and every process it forks, later on.
+        obj.map("filter_tgids").update(struct.pack("<I", pid),
+                                       b"\x02" if follow else b"\x01")
+
+    def add_pid(self, pid, follow=False):
         """Trace another process (before or after attach)."""
-        self.obj.map("filter_tgids").update(struct.pack("<I", pid), b"\x01")
+        self._select(self.obj, pid, follow)
 
     def attach(self):
         progs = ["sr_sys_enter" if self.options.latency

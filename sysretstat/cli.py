@@ -1,0 +1,83 @@
+"""Command-line entry point: `sysretstat COMMAND ...`.
+
+Each command lives in its own module, sysretstat/cmd_<name>.py, which
+defines `command` (a click command).  Errors become one line on stderr,
+"sysretstat: error: ...", with exit status 1 (runtime) or 2 (usage).
+"""
+
+import importlib
+import logging
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import SysretstatError
+
+COMMANDS = ("doctor", "record", "report", "diff", "top", "daemon", "bench")
+
+
+class Group(click.Group):
+    def list_commands(self, ctx):
+        return [c for c in COMMANDS if self.get_command(ctx, c)]
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        try:
+            mod = importlib.import_module("sysretstat.cmd_" + name)
+        except ModuleNotFoundError as e:
+            if e.name == "sysretstat.cmd_" + name:
+                return None
+            raise
+        return mod.command
+
+
+@click.command(cls=Group, context_settings={"help_option_names":
+                                            ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sysretstat")
+@click.option("-v", "--verbose", count=True,
+              help="Log libbpf and verifier messages to stderr (-vv: debug).")
+def cli(verbose):
+    """Which syscall returns take SYSRET, which fall back to IRET, why,
+    and what each path costs.  See sysretstat(8)."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    if os.environ.get("SYSRETSTAT_DEBUG"):
+        level = logging.DEBUG
+    logging.basicConfig(level=level, format="sysretstat: %(message)s")
+
+
+def error(msg, code=1):
+    sys.stderr.write("sysretstat: error: %s\n" % msg)
+    return code
+
+
+def main(argv=None):
+    try:
+        rv = cli.main(args=argv, prog_name="sysretstat",
+                      standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.NoSuchOption as e:
+        return error(e.format_message(), 2)
+    except click.exceptions.UsageError as e:
+        return error(e.format_message().replace("\n", " "), 2)
+    except click.exceptions.Abort:
+        return 130
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except SysretstatError as e:
+        return error(str(e), e.exit_code)
+    except BrokenPipeError:
+        # Output closed early (e.g. piped into head): not an error.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
