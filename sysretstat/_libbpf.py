@@ -74,6 +74,10 @@ _SIGNATURES = {
     "bpf_enable_stats": (c_int, [c_int]),
     "bpf_program__attach_iter": (c_void_p, [c_void_p, c_void_p]),
     "bpf_link__fd": (c_int, [c_void_p]),
+    "bpf_object__btf": (c_void_p, [c_void_p]),
+    "btf__find_by_name_kind": (ctypes.c_int32, [c_void_p, c_char_p,
+                                                c_uint32]),
+    "btf__resolve_size": (ctypes.c_int64, [c_void_p, c_uint32]),
     "bpf_iter_create": (c_int, [c_int]),
 }
 

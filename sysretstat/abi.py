@@ -112,6 +112,11 @@ class ProcRec(ctypes.Structure):
                 ("hist", Hist * NR_LAT)]
 
 
+class Slot(ctypes.Structure):
+    _fields_ = [("c", Counts), ("hidx", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32)]
+
+
 class ScHistPair(ctypes.Structure):
     _fields_ = [("h", Hist * NR_LAT)]
 
@@ -125,6 +130,7 @@ MIRRORS = {
     "sr_thread_rec": ThreadRec,
     "sr_proc_rec": ProcRec,
     "sc_hist_pair": ScHistPair,
+    "sr_slot": Slot,
 }
 
 

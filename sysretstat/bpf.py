@@ -222,7 +222,7 @@ class BpfObject:
         self.loaded = False
 
     @classmethod
-    def open(cls, elf_bytes, name="sysretstat"):
+    def open(cls, elf_bytes, name="sysretstat", btf_path=None):
         lb = _libbpf.lib()
         _install_printer(lb)
         del _captured[:]
@@ -230,6 +230,8 @@ class BpfObject:
         opts = _libbpf.OpenOpts()
         opts.sz = ctypes.sizeof(opts)
         opts.object_name = name.encode()
+        btf = btf_path.encode() if btf_path else None
+        opts.btf_custom_path = btf
         ctypes.set_errno(0)
         ptr = lb.bpf_object__open_mem(image, len(elf_bytes),
                                       ctypes.byref(opts))
@@ -283,6 +285,17 @@ class BpfObject:
             raise BpfLoadError("loading the BPF object failed: %s"
                                % strerror(err), "\n".join(_captured))
         self.loaded = True
+
+    def btf_struct_size(self, name):
+        """Size of `struct name` in the object's BTF, or None."""
+        lb = _libbpf.lib()
+        btf = lb.bpf_object__btf(self._ptr)
+        if not btf:
+            return None
+        tid = lb.btf__find_by_name_kind(btf, name.encode(), 4)  # STRUCT
+        if tid < 0:
+            return None
+        return lb.btf__resolve_size(btf, tid)
 
     def map(self, name):
         if name not in self._maps:

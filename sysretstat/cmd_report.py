@@ -1,40 +1,106 @@
 """`sysretstat report`: read a record file and render it."""
 
 import json
+import os
 import sys
 
 import click
 
 from . import recordfile
-from .render_text import render_report
+from .errors import UsageError
+from .render_csv import render_csv
+from .render_text import VIEWS, render_report
+from .snapshot import SORT_KEYS, SCHEMA, TABLES, BY_TO_TABLE
+
+FORMATS = ("text", "json", "csv", "markdown")
+
+
+def load(path):
+    """(Recording, cumulative Snapshot), warning about a cut file."""
+    if path == "sysretstat.data" and not os.path.exists(path):
+        raise recordfile.RecordFileError(
+            "sysretstat.data: no such file (record one with `sysretstat "
+            "record`, or name the file)")
+    rec = recordfile.read(path)
+    if rec.warning:
+        sys.stderr.write("sysretstat: warning: %s: %s\n" % (path,
+                                                            rec.warning))
+    return rec, rec.cumulative()
+
+
+def series_json(series):
+    return [dict(c.to_json(), start_s=round(start, 6),
+                 duration_s=round(dur, 6))
+            for start, dur, c in series.rows()]
+
+
+def report_doc(snap, series=None, by=None, top=None, sort="returns"):
+    """The report schema document, plus "series" (an extension)."""
+    fp = snap.fast_path
+    doc = {"schema": SCHEMA, "meta": snap.meta,
+           "totals": snap.totals.to_json(fp)}
+    keep = BY_TO_TABLE.get(by) if by else None
+    for t in TABLES:
+        rows = snap.sorted_rows(t, sort) if (by is None or t == keep) else []
+        if top is not None:
+            rows = rows[:top]
+        doc[t] = [dict(r.fields, **r.counts.to_json(fp)) for r in rows]
+    if series is not None:
+        doc["series"] = series_json(series)
+    return doc
 
 
 @click.command("report")
 @click.argument("file", default="sysretstat.data", metavar="[FILE]")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Output format (default: text).")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON document in the report schema.")
-@click.option("--by", type=click.Choice(["process", "thread", "syscall",
-                                         "cpu"]),
-              default=None, help="Only this table (default: all).")
+              help="Same as --format json: one JSON document in the report "
+                   "schema.")
+@click.option("--by", type=click.Choice(VIEWS + ("processes", "threads",
+                                                 "syscalls", "cpus")),
+              default=None, metavar="VIEW",
+              help="Only this view: process, thread, syscall, cpu, reason, "
+                   "latency or interval (default: all; csv: process).")
 @click.option("--top", type=click.IntRange(min=1), default=None,
-              metavar="N", help="Rows per table.")
-def command(file, as_json, by, top):
+              metavar="N", help="Rows per table (default 20 in text and "
+                                "markdown, all in json and csv).")
+@click.option("--sort", type=click.Choice(SORT_KEYS), default="returns",
+              show_default=True, help="Order of table rows.")
+@click.option("--plot", metavar="FILE.png|FILE.svg", default=None,
+              help="Also draw latency distributions, IRET reasons and the "
+                   "IRET rate over time into an image (needs matplotlib). "
+                   "Without --format, nothing else is printed.")
+def command(file, fmt, as_json, by, top, sort, plot):
     """Report a recording made by `sysretstat record` (default FILE:
     sysretstat.data)."""
-    rec = recordfile.read(file)
-    if rec.warning:
-        sys.stderr.write("sysretstat: warning: %s: %s\n" % (file, rec.warning))
-    snap = rec.cumulative()
     if as_json:
-        doc = snap.to_report(top=top)
-        if by:
-            keep = {"process": "processes", "thread": "threads",
-                    "syscall": "syscalls", "cpu": "cpus"}[by]
-            for t in ("processes", "threads", "syscalls", "cpus"):
-                if t != keep:
-                    doc[t] = []
+        if fmt not in (None, "json"):
+            raise UsageError("--json conflicts with --format %s" % fmt)
+        fmt = "json"
+    if by in ("processes", "threads", "syscalls", "cpus"):
+        by = by[:-1] if by != "processes" else "process"
+    if plot is not None:
+        from . import plot as plotmod
+        plotmod.check_target(plot)
+        plotmod.require()
+    rec, snap = load(file)
+    if plot is not None:
+        plotmod.plot(snap, rec.series, plot)
+        sys.stderr.write("sysretstat: wrote %s\n" % plot)
+        if fmt is None:
+            return 0
+    fmt = fmt or "text"
+    if fmt == "json":
+        doc = report_doc(snap, rec.series, by=by if by in BY_TO_TABLE
+                         else ("none" if by else None), top=top, sort=sort)
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
+    elif fmt == "csv":
+        sys.stdout.write(render_csv(snap, by or "process", top, sort,
+                                    rec.series))
     else:
-        sys.stdout.write(render_report(snap, by=by, top=top or 20))
+        sys.stdout.write(render_report(snap, by=by, top=top or 20,
+                                       series=rec.series, sort=sort,
+                                       markdown=fmt == "markdown"))
     return 0

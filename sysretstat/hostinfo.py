@@ -18,6 +18,16 @@ TASK_SIZE_MAX_5LEVEL = (1 << 56) - 4096
 BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 
 
+def btf_path():
+    """The kernel BTF to relocate against: $SYSRETSTAT_BTF (for kernels
+    whose BTF ships as a file, e.g. from BTFHub) or the kernel's own."""
+    return os.environ.get("SYSRETSTAT_BTF") or BTF_VMLINUX
+
+
+def btf_is_custom():
+    return btf_path() != BTF_VMLINUX
+
+
 def _read(path):
     """Contents of a text file, or None if it cannot be read."""
     try:
@@ -85,7 +95,7 @@ def task_size_max(flags=None):
 
 
 def has_btf():
-    return os.path.exists(BTF_VMLINUX)
+    return os.path.exists(btf_path())
 
 
 def is_root():

@@ -15,7 +15,9 @@ from .errors import SysretstatError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGED = os.path.join(HERE, "bpf")
-SOURCE_DIRS = (PACKAGED, os.path.join(os.path.dirname(HERE), "bpf"))
+# A source checkout's bpf/ wins over the copy installed beside the
+# objects: it is the one a developer edits.
+SOURCE_DIRS = (os.path.join(os.path.dirname(HERE), "bpf"), PACKAGED)
 CFLAGS = ["-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86",
           "-Wall", "-Werror"]
 HEADERS = ("vmlinux.h", "sysret.h")

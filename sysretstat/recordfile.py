@@ -1,227 +1,572 @@
 """The record file: a versioned stream that survives being cut anywhere.
 
-Format (version 1): UTF-8 JSON, one record per line, each line written
-with a single write() and flushed, so that a reader after SIGKILL or a
-full disk sees every complete interval:
+Format version 2.  The first line names the format:
 
-    {"format": "sysretstat-record", "version": 1, "schema": "sysretstat/1"}
-    {"t": "meta", "meta": {...}}                 collection metadata
-    {"t": "interval", "i": 1, "d": DELTA}        one per interval
-    ...
-    {"t": "end", "meta": {...}}                  final metadata (clean stop)
+    {"format": "sysretstat-record", "version": 2, "schema": "sysretstat/1"}
 
-DELTA is a compact snapshot delta (see `encode_delta`).  The cumulative
-snapshot is the sum of the deltas; "end" carries the final meta (lost
-counts, duration).  A file without "end" was cut short: it is read up
-to its last complete interval, with a warning.
+Every later line is one *frame*, a JSON object whose first two members
+have a fixed width, so a reader can step from frame to frame without
+reading what it does not need:
+
+    {"len":      1234,"crc": 987654321,"t":"d", ...}\\n
+
+`len` is the frame's length in bytes including the newline; `crc` is
+the CRC-32 of the bytes from `"t"` to the closing brace.  Frame types,
+in the order they are written:
+
+    m   collection metadata, once, first
+    d   interval N's rows (processes, threads, syscalls, CPUs) as deltas
+    i   interval N's totals: duration, returns per outcome, lost counts;
+        it commits interval N (a "d" without its "i" was cut off)
+    c   checkpoint: the cumulative snapshot after interval N, every
+        CHECKPOINT_EVERY intervals (or CHECKPOINT_BYTES of deltas) and
+        at the end
+    e   end of a clean stop, with the final metadata
+
+A report decodes the last checkpoint plus the deltas after it and the
+small "i" frames (the time series); other frames are skipped by length.
+Each frame is written with one write(2), so after SIGKILL or a full
+disk the file holds every committed interval.  A frame whose checksum,
+length or grammar is wrong is reported as corruption with its byte
+offset; a frame that is merely unfinished at the end of the file is
+the mark of a cut, read up to the last committed interval with a warning.
 """
 
 import json
 import os
+import zlib
 
 from . import abi
 from .errors import RecordFileError
-from .snapshot import Counts, Hist, Row, Snapshot, TABLES
+from .snapshot import SCHEMA, Counts, Hist, Row, Snapshot, TABLES
 
 MAGIC = "sysretstat-record"
-VERSION = 1
+VERSION = 2
+CHECKPOINT_EVERY = 60
+CHECKPOINT_BYTES = 16 << 20
+SERIES_MAX_POINTS = 4096
+
+_PREFIX = '{"len":%10d,"crc":%10d,'
+_PREFIX_LEN = 35
+_TYPE_AT = _PREFIX_LEN + len('"t":"')
+HEADER_LEN = _TYPE_AT + 1
+FRAME_TYPES = "mdice"
+# The first line is short; more than this is not a record file.
+_MAGIC_MAX = 4096
 
 
-# Compact encoding of counts: [n (17 ints), lat] where lat is null or
-# [sum_fast, [[bucket, count], ...], sum_iret, [[bucket, count], ...]].
+# Counts: [n without trailing zeros] or [n, sum_fast, flat_fast,
+# sum_iret, flat_iret] where flat is [bucket, count, bucket, count...].
 def _enc_counts(c):
+    n = c.n
+    last = len(n)
+    while last and not n[last - 1]:
+        last -= 1
     if c.lat is None:
-        return [c.n]
-    return [c.n, [c.lat[0].sum_ns, sorted(c.lat[0].buckets.items()),
-                  c.lat[1].sum_ns, sorted(c.lat[1].buckets.items())]]
+        return [n[:last]]
+    out = [n[:last]]
+    for h in c.lat:
+        flat = []
+        for b in sorted(h.buckets):
+            flat.append(b)
+            flat.append(h.buckets[b])
+        out.append(h.sum_ns)
+        out.append(flat)
+    return out
 
 
 def _dec_counts(v):
     n = v[0]
-    if len(n) != abi.NR_OUTCOMES:
+    if len(n) > abi.NR_OUTCOMES:
         raise ValueError("counts of %d outcomes" % len(n))
-    if len(v) < 2 or v[1] is None:
+    n = [int(x) for x in n] + [0] * (abi.NR_OUTCOMES - len(n))
+    if len(v) == 1:
         return Counts(n)
-    s0, b0, s1, b1 = v[1]
-    return Counts(n, [Hist(dict(map(tuple, b0)), s0),
-                      Hist(dict(map(tuple, b1)), s1)])
+    if len(v) != 5:
+        raise ValueError("malformed counts")
+    return Counts(n, [_dec_hist(v[1], v[2]), _dec_hist(v[3], v[4])])
 
 
-def encode_delta(d):
-    out = {"dur": d.meta.get("duration_s"), "tot": _enc_counts(d.totals),
-           "lost": d.meta.get("lost", {})}
-    out["p"] = [[r.fields["pid"], r.key[1], r.fields.get("comm", ""),
-                 _enc_counts(r.counts)] for r in d.processes.values()]
-    out["t"] = [[r.fields["tid"], r.key[1], r.fields["pid"],
+def _dec_hist(sum_ns, flat):
+    if len(flat) % 2:
+        raise ValueError("malformed histogram")
+    return Hist(dict(zip(flat[0::2], flat[1::2])), sum_ns)
+
+
+def encode_rows(s):
+    """The tables of a snapshot, compactly (lists, not objects)."""
+    return {
+        "tot": _enc_counts(s.totals),
+        "proc": [[r.fields["pid"], r.key[1], r.fields.get("comm", ""),
+                  _enc_counts(r.counts)] for r in s.processes.values()],
+        "thr": [[r.fields["tid"], r.key[1], r.fields["pid"],
                  r.fields.get("comm", ""), _enc_counts(r.counts)]
-                for r in d.threads.values()]
-    out["s"] = [[r.fields["abi"], r.fields["nr"], r.fields.get("name", ""),
-                 _enc_counts(r.counts)] for r in d.syscalls.values()]
-    out["c"] = [[r.fields["cpu"], _enc_counts(r.counts)]
-                for r in d.cpus.values()]
-    return out
+                for r in s.threads.values()],
+        "sys": [[r.fields["abi"], r.fields["nr"], r.fields.get("name", ""),
+                 _enc_counts(r.counts)] for r in s.syscalls.values()],
+        "cpu": [[r.fields["cpu"], _enc_counts(r.counts)]
+                for r in s.cpus.values()],
+    }
 
 
-def decode_delta(e, meta):
-    s = Snapshot(dict(meta), _dec_counts(e["tot"]))
-    s.meta["duration_s"] = e.get("dur")
-    s.meta["interval_s"] = e.get("dur")
-    s.meta["lost"] = e.get("lost", {})
-    for pid, start, comm, c in e.get("p", []):
+def decode_rows(e, meta):
+    s = Snapshot(meta, _dec_counts(e["tot"]))
+    for pid, start, comm, c in e["proc"]:
         s.processes[(pid, start)] = Row((pid, start),
                                         {"pid": pid, "comm": comm},
                                         _dec_counts(c))
-    for tid, start, pid, comm, c in e.get("t", []):
+    for tid, start, pid, comm, c in e["thr"]:
         s.threads[(tid, start)] = Row((tid, start),
                                       {"pid": pid, "tid": tid, "comm": comm},
                                       _dec_counts(c))
-    for abi_name, nr, name, c in e.get("s", []):
+    for abi_name, nr, name, c in e["sys"]:
         s.syscalls[(abi_name, nr)] = Row((abi_name, nr),
                                          {"nr": nr, "name": name,
                                           "abi": abi_name}, _dec_counts(c))
-    for cpu, c in e.get("c", []):
+    for cpu, c in e["cpu"]:
         s.cpus[cpu] = Row(cpu, {"cpu": cpu}, _dec_counts(c))
     return s
 
 
+def frame(obj):
+    """One frame's bytes; obj's first key must be "t"."""
+    body = json.dumps(obj, separators=(",", ":")).encode()
+    rest = body[1:]
+    total = _PREFIX_LEN + len(rest) + 1
+    return (_PREFIX % (total, zlib.crc32(rest))).encode() + rest + b"\n"
+
+
+def magic_line():
+    return (json.dumps({"format": MAGIC, "version": VERSION,
+                        "schema": SCHEMA}, separators=(",", ":"))
+            + "\n").encode()
+
+
 def rotate(path):
-    """Never overwrite silently: an existing FILE becomes FILE.old."""
-    if os.path.exists(path):
+    """Never overwrite silently: an existing FILE becomes FILE.old.
+
+    Returns True when a file was moved aside.
+    """
+    try:
         os.replace(path, path + ".old")
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise RecordFileError("cannot rename %s to %s.old: %s"
+                              % (path, path, e.strerror))
+    return True
+
+
+def check_writable(path):
+    """Fail before tracing starts if FILE cannot be written."""
+    d = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise RecordFileError("%s is a directory" % path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise RecordFileError("%s exists and is not a regular file" % path)
+    if not os.path.isdir(d):
+        raise RecordFileError("cannot create %s: no such directory" % path)
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise RecordFileError("cannot create %s: permission denied" % path)
+
+
+def _nonzero_lost(lost):
+    return {k: v for k, v in (lost or {}).items()
+            if not isinstance(v, (int, float)) or v}
 
 
 class Writer:
-    def __init__(self, path, meta, fsync=False):
+    """Writes a recording frame by frame; each frame is one write(2)."""
+
+    def __init__(self, path, fsync=False, checkpoint_every=CHECKPOINT_EVERY,
+                 checkpoint_bytes=CHECKPOINT_BYTES):
         self.path = path
         self.fsync = fsync
-        rotate(path)
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_bytes = checkpoint_bytes
+        self.rotated = rotate(path)
         try:
-            self.f = open(path, "x", encoding="utf-8")
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                              | os.O_CLOEXEC, 0o644)
         except OSError as e:
             raise RecordFileError("cannot create %s: %s"
                                   % (path, e.strerror))
         self.n = 0
-        self._line({"format": MAGIC, "version": VERSION,
-                    "schema": "sysretstat/1"})
-        self._line({"t": "meta", "meta": meta})
+        self.since_ckpt = 0         # delta bytes since the last checkpoint
+        self.ckpt_at = 0            # interval of the last checkpoint
+        self.end_s = 0.0
+        self.bytes = 0
+        self._write(magic_line())
 
-    def _line(self, obj):
-        data = json.dumps(obj, separators=(",", ":")) + "\n"
+    def _write(self, data):
         try:
-            self.f.write(data)
-            self.f.flush()
+            done = os.write(self.fd, data)
+            if done != len(data):
+                # A short write to a regular file means the disk is full.
+                raise OSError(28, os.strerror(28))
             if self.fsync:
-                os.fsync(self.f.fileno())
+                os.fsync(self.fd)
         except OSError as e:
             raise RecordFileError("writing %s: %s" % (self.path, e.strerror))
+        self.bytes += len(data)
+        return len(data)
 
-    def interval(self, delta):
+    def begin(self, meta):
+        self._write(frame({"t": "m", "meta": meta}))
+
+    def interval(self, delta, cumulative=None):
+        """Write one interval (a delta Snapshot); `cumulative` is the
+        snapshot after it, stored as a checkpoint when one is due."""
         self.n += 1
-        self._line({"t": "interval", "i": self.n, "d": encode_delta(delta)})
+        dur = delta.meta.get("duration_s") or 0.0
+        self.end_s = (cumulative.meta.get("duration_s")
+                      if cumulative is not None else self.end_s + dur)
+        d = {"t": "d", "i": self.n}
+        d.update(encode_rows(delta))
+        self.since_ckpt += self._write(frame(d))
+        self._write(frame({"t": "i", "i": self.n, "dur": dur,
+                           "end": self.end_s, "n": delta.totals.n,
+                           "lost": _nonzero_lost(delta.meta.get("lost"))}))
+        if cumulative is not None and (
+                self.n - self.ckpt_at >= self.checkpoint_every
+                or self.since_ckpt >= self.checkpoint_bytes):
+            self.checkpoint(cumulative)
 
-    def close(self, final_meta=None):
-        if self.f is None:
+    def checkpoint(self, cumulative):
+        c = {"t": "c", "i": self.n,
+             "dur": cumulative.meta.get("duration_s"),
+             "lost": cumulative.meta.get("lost", {})}
+        c.update(encode_rows(cumulative))
+        self._write(frame(c))
+        self.ckpt_at = self.n
+        self.since_ckpt = 0
+
+    def close(self, final_meta=None, final=None):
+        """Finish: a last checkpoint (if `final` is new) and the end frame.
+
+        Without final_meta the file is left as a cut one would be.
+        """
+        if self.fd is None:
             return
-        if final_meta is not None:
-            self._line({"t": "end", "meta": final_meta})
-        self.f.close()
-        self.f = None
+        try:
+            if final is not None and self.ckpt_at != self.n:
+                self.checkpoint(final)
+            if final_meta is not None:
+                self._write(frame({"t": "e", "i": self.n,
+                                   "meta": final_meta}))
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+
+class Series:
+    """Per-interval totals, for the time series; at most max_points
+    points (older neighbours are merged pairwise when full), so memory
+    stays bounded however long the recording."""
+
+    def __init__(self, max_points=SERIES_MAX_POINTS):
+        self.max_points = max_points
+        self.points = []    # [start_s, dur_s, n list, intervals merged]
+        self.step = 1       # intervals per point
+
+    def add(self, start, dur, n):
+        pts = self.points
+        if pts and pts[-1][3] < self.step:
+            last = pts[-1]
+            last[1] += dur
+            last[2] = [a + b for a, b in zip(last[2], n)]
+            last[3] += 1
+            return
+        if len(pts) >= self.max_points:
+            merged = []
+            for k in range(0, len(pts), 2):
+                a = pts[k]
+                if k + 1 < len(pts):
+                    b = pts[k + 1]
+                    a = [a[0], a[1] + b[1],
+                         [x + y for x, y in zip(a[2], b[2])], a[3] + b[3]]
+                merged.append(a)
+            self.points = pts = merged
+            self.step *= 2
+            return self.add(start, dur, n)
+        pts.append([start, dur, list(n), 1])
+
+    def __len__(self):
+        return len(self.points)
+
+    def rows(self, max_rows=None):
+        """(start_s, dur_s, Counts) per point, merged down to max_rows."""
+        pts = self.points
+        group = 1
+        if max_rows and len(pts) > max_rows:
+            group = -(-len(pts) // max_rows)
+        out = []
+        for k in range(0, len(pts), group):
+            chunk = pts[k:k + group]
+            n = [sum(col) for col in zip(*(p[2] for p in chunk))]
+            out.append((chunk[0][0], sum(p[1] for p in chunk), Counts(n)))
+        return out
 
 
 class Recording:
-    """A record file read back: meta, per-interval deltas, cumulative."""
+    """A record file, indexed: meta, the time series, and where the
+    rows are; the cumulative snapshot is decoded on demand."""
 
-    def __init__(self, meta, intervals, complete, warning=None):
-        self.meta = meta
-        self.intervals = intervals      # list of delta Snapshots
-        self.complete = complete
-        self.warning = warning
+    def __init__(self, path):
+        self.path = path
+        self.meta = None
+        self.final_meta = None
+        self.complete = False
+        self.warning = None
+        self.intervals = 0
+        self.series = Series()
+        self.lost = {}              # summed from the "i" frames
+        self.end_s = 0.0
+        self.schema = None
+        self._ckpt = None           # (offset, length, interval)
+        self._deltas = []           # (offset, length) after the checkpoint
+        self._fd = None
 
+    # Reading ---------------------------------------------------------
+    def _err(self, offset, what):
+        return RecordFileError("%s: corrupt record file at byte %d (%s)"
+                               % (self.path, offset, what))
+
+    def _read_frame(self, off, length):
+        data = os.pread(self._fd, length, off)
+        if len(data) != length or data[-1:] != b"\n":
+            raise self._err(off, "frame cut short")
+        body = data[_PREFIX_LEN:-1]
+        if zlib.crc32(body) != int(data[24:34]):
+            raise self._err(off, "checksum mismatch")
+        try:
+            obj = json.loads(b"{" + body)
+        except ValueError as e:
+            raise self._err(off, "bad JSON: %s" % e)
+        if not isinstance(obj, dict):
+            raise self._err(off, "not an object")
+        return obj
+
+    def _scan(self, size):
+        off = self._magic()
+        pending = None            # a "d" frame waiting for its "i"
+        expect = "m"
+        while off < size:
+            left = size - off
+            head = os.pread(self._fd, HEADER_LEN, off)
+            if len(head) < HEADER_LEN:
+                return self._cut(off, size, "an unfinished frame")
+            try:
+                if not (head.startswith(b'{"len":') and
+                        head[17:24] == b',"crc":' and
+                        head[34:_TYPE_AT] == b',"t":"'):
+                    raise ValueError
+                length = int(head[7:17])
+                int(head[24:34])
+            except ValueError:
+                raise self._err(off, "not a frame")
+            kind = chr(head[-1])
+            if kind not in FRAME_TYPES or length < HEADER_LEN + 2:
+                raise self._err(off, "unknown frame %r" % kind)
+            if length > left:
+                return self._cut(off, size, "an unfinished %r frame" % kind)
+            if expect == "m" and kind != "m":
+                raise self._err(off, "no metadata frame")
+            if expect == "":
+                raise self._err(off, "data after the end frame")
+            if kind == "m":
+                if expect != "m":
+                    raise self._err(off, "second metadata frame")
+                obj = self._read_frame(off, length)
+                if not isinstance(obj.get("meta"), dict):
+                    raise self._err(off, "metadata is not an object")
+                self.meta = obj["meta"]
+                expect = "d"
+            elif kind == "d":
+                if pending is not None:
+                    raise self._err(off, "interval without totals")
+                if os.pread(self._fd, 1, off + length - 1) != b"\n":
+                    raise self._err(off, "frame length wrong")
+                pending = (off, length)
+            elif kind == "i":
+                if pending is None:
+                    raise self._err(off, "totals without an interval")
+                obj = self._read_frame(off, length)
+                try:
+                    self._tick(obj)
+                except (KeyError, TypeError, ValueError) as e:
+                    raise self._err(off, "bad interval totals: %s" % e)
+                self._deltas.append(pending)
+                pending = None
+            elif kind == "c":
+                if pending is not None:
+                    raise self._err(off, "checkpoint inside an interval")
+                if os.pread(self._fd, 1, off + length - 1) != b"\n":
+                    raise self._err(off, "frame length wrong")
+                self._ckpt = (off, length, self.intervals)
+                self._deltas = []
+            elif kind == "e":
+                if pending is not None:
+                    raise self._err(off, "end inside an interval")
+                obj = self._read_frame(off, length)
+                if not isinstance(obj.get("meta"), dict):
+                    raise self._err(off, "final metadata is not an object")
+                self.final_meta = obj["meta"]
+                self.complete = True
+                expect = ""
+            off += length
+        if expect == "m":
+            raise RecordFileError("%s: cut short before its metadata; "
+                                  "nothing to read" % self.path)
+        if not self.complete:
+            self.warning = ("no end record (recording was interrupted); "
+                            "read %d complete intervals" % self.intervals)
+        elif pending is not None:
+            raise self._err(off, "interval without totals")
+
+    def _cut(self, off, size, what):
+        """The file ends inside a frame: a cut, unless it is damage."""
+        tail = os.pread(self._fd, min(size - off, CHECKPOINT_BYTES * 4), off)
+        # A cut frame has no newline; more data after one is corruption.
+        if b"\n" in tail:
+            raise self._err(off, "frame length does not match its content")
+        if self.meta is None:
+            raise RecordFileError("%s: cut short before its metadata; "
+                                  "nothing to read" % self.path)
+        self.warning = ("file is cut short at byte %d (%s); read %d "
+                        "complete intervals" % (size, what, self.intervals))
+
+    def _magic(self):
+        first = os.pread(self._fd, _MAGIC_MAX, 0)
+        if not first:
+            raise RecordFileError("%s: empty file, not a sysretstat "
+                                  "recording" % self.path)
+        nl = first.find(b"\n")
+        head = None
+        if nl > 0:
+            try:
+                head = json.loads(first[:nl])
+            except ValueError:
+                head = None
+        if not isinstance(head, dict) or head.get("format") != MAGIC:
+            if nl < 0 and (b'{"format":"%s"' % MAGIC.encode()).startswith(
+                    first):
+                raise RecordFileError("%s: cut short inside its header; "
+                                      "nothing to read" % self.path)
+            raise RecordFileError("%s: not a sysretstat recording"
+                                  % self.path)
+        if head.get("version") != VERSION:
+            raise RecordFileError(
+                "%s: record format version %r; this sysretstat reads "
+                "version %d (record it again, or report it with the "
+                "sysretstat that wrote it)" % (self.path, head.get("version"),
+                                               VERSION))
+        if head.get("schema") != SCHEMA:
+            raise RecordFileError("%s: data schema %r; this sysretstat "
+                                  "reads %s" % (self.path, head.get("schema"),
+                                                SCHEMA))
+        self.schema = head["schema"]
+        return nl + 1
+
+    def _tick(self, obj):
+        if obj["i"] != self.intervals + 1:
+            raise ValueError("interval %r after %d" % (obj["i"],
+                                                       self.intervals))
+        n = [int(x) for x in obj["n"]]
+        if len(n) != abi.NR_OUTCOMES:
+            raise ValueError("%d outcomes" % len(n))
+        dur = float(obj["dur"])
+        end = float(obj["end"])
+        self.series.add(end - dur, dur, n)
+        for k, v in obj.get("lost", {}).items():
+            if isinstance(v, (int, float)):
+                self.lost[k] = self.lost.get(k, 0) + v
+        self.intervals += 1
+        self.end_s = end
+
+    # Results -----------------------------------------------------------
     def cumulative(self):
-        total = Snapshot(dict(self.meta))
-        if self.intervals:
-            first = self.intervals[0]
-            total.totals = Counts.zero(first.totals.lat is not None)
-        for d in self.intervals:
-            total.totals.add(d.totals)
-            for t in TABLES:
-                dst = total.table(t)
-                for k, r in d.table(t).items():
-                    if k in dst:
-                        dst[k].counts.add(r.counts)
-                        dst[k].fields.update(r.fields)
-                    else:
-                        dst[k] = r.copy()
-        if self.intervals and "lost" not in self.meta:
-            total.meta["lost"] = _sum_lost(self.intervals)
-        total.meta["duration_s"] = self.meta.get(
-            "duration_s", sum((d.meta.get("duration_s") or 0)
-                              for d in self.intervals))
+        """The snapshot of the whole recording (up to its last complete
+        interval): the last checkpoint plus the deltas after it."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = fd
+        try:
+            return self._cumulative()
+        finally:
+            os.close(fd)
+            self._fd = None
+
+    def _cumulative(self):
+        meta = dict(self.meta)
+        if self._ckpt is not None:
+            off, length, _ = self._ckpt
+            c = self._read_frame(off, length)
+            try:
+                total = decode_rows(c, meta)
+            except (KeyError, TypeError, ValueError) as e:
+                raise self._err(off, "bad checkpoint: %s" % e)
+        else:
+            total = Snapshot(meta, Counts.zero(meta.get("filters", {}).get(
+                "latency", True)))
+        for off, length in self._deltas:
+            d = self._read_frame(off, length)
+            try:
+                _add_snapshot(total, decode_rows(d, {}))
+            except (KeyError, TypeError, ValueError) as e:
+                raise self._err(off, "bad interval: %s" % e)
+        if self.complete:
+            total.meta.update(self.final_meta)
+        else:
+            # The "i" frames carry each interval's lost counts; their sum
+            # is the cumulative count.
+            lost = {k: 0 for k in self.meta.get("lost", {})}
+            lost.update(self.lost)
+            total.meta["lost"] = lost
+            total.meta["duration_s"] = round(self.end_s, 6)
+        total.meta["interval_s"] = self.meta.get("interval_s")
+        total.meta["recording"] = {"format_version": VERSION,
+                                   "intervals": self.intervals,
+                                   "complete": self.complete}
         return total
 
 
-def _sum_lost(intervals):
-    lost = {}
-    for d in intervals:
-        for k, v in d.meta.get("lost", {}).items():
-            if isinstance(v, (int, float)):
-                lost[k] = lost.get(k, 0) + v
-    return lost
+def _add_snapshot(total, d):
+    total.totals.add(d.totals)
+    for t in TABLES:
+        dst = total.table(t)
+        for k, r in d.table(t).items():
+            old = dst.get(k)
+            if old is not None:
+                old.counts.add(r.counts)
+                old.fields.update(r.fields)
+            else:
+                dst[k] = r
 
 
 def read(path):
-    """Read a record file; raise RecordFileError if it is not one."""
+    """Index a record file; RecordFileError if it is not a readable one.
+
+    The returned Recording has meta, series, complete, warning; call
+    .cumulative() for the snapshot.
+    """
+    rec = Recording(path)
     try:
-        f = open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise RecordFileError("%s: no such file" % path)
+    except IsADirectoryError:
+        raise RecordFileError("%s: is a directory" % path)
     except OSError as e:
         raise RecordFileError("%s: %s" % (path, e.strerror))
-    with f:
-        data = f.read()
-    lines = data.split(b"\n")
-    # The part after the last newline is an unfinished line.
-    tail, lines = lines[-1], lines[:-1]
-    if not lines:
-        raise RecordFileError("%s: not a sysretstat record file%s"
-                              % (path, " (empty)" if not data else ""))
+    rec._fd = fd
     try:
-        head = json.loads(lines[0])
-    except ValueError:
-        head = None
-    if not isinstance(head, dict) or head.get("format") != MAGIC:
-        raise RecordFileError("%s: not a sysretstat record file" % path)
-    if head.get("version") != VERSION:
-        raise RecordFileError("%s: record format version %r, this "
-                              "sysretstat reads version %d"
-                              % (path, head.get("version"), VERSION))
-    meta, intervals, complete, warning = None, [], False, None
-    for no, line in enumerate(lines[1:], start=2):
-        try:
-            rec = json.loads(line)
-            kind = rec["t"]
-            if kind == "meta":
-                meta = rec["meta"]
-            elif kind == "interval":
-                if meta is None:
-                    raise ValueError("interval before meta")
-                intervals.append(decode_delta(rec["d"], meta))
-            elif kind == "end":
-                meta = dict(meta or {}, **rec["meta"])
-                complete = True
-            else:
-                raise ValueError("unknown record %r" % kind)
-        except (ValueError, KeyError, TypeError) as e:
-            if no == len(lines) and not tail:
-                warning = "last line %d is damaged (%s); read up to " \
-                          "interval %d" % (no, e, len(intervals))
-                break
-            raise RecordFileError("%s: corrupt record at line %d (%s)"
-                                  % (path, no, e))
-    if meta is None:
-        raise RecordFileError("%s: record file has no metadata (cut short "
-                              "before the first interval)" % path)
-    if not complete and warning is None:
-        warning = "file was cut short (no end record); read %d complete " \
-                  "intervals" % len(intervals)
-    return Recording(meta, intervals, complete, warning)
+        size = os.fstat(fd).st_size
+        rec._scan(size)
+    except IsADirectoryError:
+        raise RecordFileError("%s: is a directory" % path)
+    except OSError as e:
+        raise RecordFileError("%s: %s" % (path, e.strerror))
+    finally:
+        os.close(fd)
+        rec._fd = None
+    return rec

@@ -1,25 +1,27 @@
-"""Plain-text rendering of a snapshot: summary, reasons, tables."""
+"""Text and Markdown rendering of a snapshot (and a recording's series).
+
+Views: summary, reasons (with what typically causes each), latency
+histograms, the time series, and the four tables.  Markdown is the
+same content with "##" headings, GitHub tables and fenced bars.
+`fmt_ns` and `render_table` are used by other commands too.
+"""
 
 from tabulate import tabulate
 
 from .reasons import EXPLAIN
+from .render_hist import bar, fmt_ns, render_hist
+from .snapshot import BY_TO_TABLE
 
 TABLE_TITLES = {"processes": "By process", "threads": "By thread",
                 "syscalls": "By syscall", "cpus": "By CPU"}
-BY = {"process": "processes", "thread": "threads", "syscall": "syscalls",
-      "cpu": "cpus"}
+BY = BY_TO_TABLE
+# Every view of `report --by`, in the order of a full report.
+VIEWS = ("reason", "latency", "interval", "process", "syscall", "thread",
+         "cpu")
+SERIES_ROWS = 40
 
-
-def fmt_ns(v):
-    if v is None:
-        return "-"
-    if v < 1e3:
-        return "%.0fns" % v
-    if v < 1e6:
-        return "%.1fus" % (v / 1e3)
-    if v < 1e9:
-        return "%.1fms" % (v / 1e6)
-    return "%.2fs" % (v / 1e9)
+__all__ = ["fmt_ns", "render_table", "render_report", "summary",
+           "reasons_table", "table_rows", "table_headers"]
 
 
 def summary(snap):
@@ -30,14 +32,29 @@ def summary(snap):
         "Xen PV (every return is IRET)" if g.get("xen_pv") else
         "%s-level paging, TASK_SIZE_MAX %#x"
         % ("5" if g.get("la57") else "4", g.get("task_size_max", 0)))
+    f = m.get("filters") or {}
+    scope = []
+    if m.get("command"):
+        scope.append("command: %s" % m["command"])
+    if f.get("pids") and not f.get("command_tree"):
+        scope.append("pids %s" % ",".join(str(p) for p in f["pids"]))
+    if f.get("comm"):
+        scope.append("comm %s" % f["comm"])
+    if f.get("cgroup"):
+        scope.append("cgroup %s" % f["cgroup"])
+    rec = m.get("recording") or {}
+    when = m.get("started_at") or "?"
     lines = [
         "host %s  kernel %s  %s" % (m.get("hostname", "?"),
                                     m.get("kernel", "?"),
                                     m.get("cpu_model", "?")),
         "guard: %s" % mode,
-        "duration %.1fs%s" % (m.get("duration_s") or 0,
-                              "  command: %s" % m["command"]
-                              if m.get("command") else ""),
+        "started %s  duration %.1fs%s%s" % (
+            when, m.get("duration_s") or 0,
+            "  %d intervals of %gs" % (rec["intervals"], m["interval_s"])
+            if rec.get("intervals") and m.get("interval_s") else "",
+            "  (cut short)" if rec and not rec.get("complete", True) else ""),
+        "scope: %s" % ("; ".join(scope) if scope else "system-wide"),
         "returns %d  sysret %d  iret %d (%.2f%%)%s" % (
             t.returns, t.sysret, t.iret, 100 * t.iret_share,
             "  eretu %d" % t.eretu if t.eretu else ""),
@@ -45,65 +62,162 @@ def summary(snap):
     return "\n".join(lines) + "\n"
 
 
-def reasons_table(counts):
-    rs = counts.reasons()
-    if not rs:
-        return "no IRET returns\n"
+def reasons_data(counts):
     iret = counts.iret
-    rows = [[name, n, "%.1f%%" % (100.0 * n / iret), EXPLAIN.get(name, "")]
-            for name, n in rs.items()]
-    return tabulate(rows, headers=["reason", "returns", "share", "cause"],
-                    tablefmt="simple") + "\n"
+    return [[name, n, 100.0 * n / iret if iret else 0.0,
+             EXPLAIN.get(name, "")] for name, n in counts.reasons().items()]
 
 
-def table_rows(snap, table, top):
+def reasons_table(counts, tablefmt="simple"):
+    rows = reasons_data(counts)
+    if not rows:
+        return "no IRET returns\n"
+    rows = [[name, n, "%.1f%%" % share, why] for name, n, share, why in rows]
+    return tabulate(rows, headers=["reason", "returns", "share",
+                                   "typical cause"],
+                    tablefmt=tablefmt, disable_numparse=True,
+                    colalign=("left", "right", "right", "left")) + "\n"
+
+
+def _ident(table, f):
+    if table == "processes":
+        return [f["pid"], f.get("comm", "")]
+    if table == "threads":
+        return [f["pid"], f["tid"], f.get("comm", "")]
+    if table == "syscalls":
+        return [f["abi"], f["nr"], f.get("name", "")]
+    return [f["cpu"]]
+
+
+IDENT_HEADERS = {"processes": ["pid", "comm"],
+                 "threads": ["pid", "tid", "comm"],
+                 "syscalls": ["abi", "nr", "syscall"], "cpus": ["cpu"]}
+
+
+def table_rows(snap, table, top, sort="returns"):
     rows = []
-    for r in snap.sorted_rows(table)[:top]:
+    for r in snap.sorted_rows(table, sort)[:top]:
         c = r.counts
-        f = r.fields
-        ident = {"processes": lambda: [f["pid"], f.get("comm", "")],
-                 "threads": lambda: [f["pid"], f["tid"], f.get("comm", "")],
-                 "syscalls": lambda: [f["abi"], f["nr"], f["name"]],
-                 "cpus": lambda: [f["cpu"]]}[table]()
         lat = c.lat
-        row = ident + [c.returns, c.sysret + c.eretu, c.iret,
-                       "%.1f%%" % (100 * c.iret_share), c.top_reason() or "-"]
+        row = _ident(table, r.fields) + [
+            c.returns, c.sysret + c.eretu, c.iret,
+            "%.1f%%" % (100 * c.iret_share), c.top_reason() or "-"]
         if lat is not None:
-            row += [fmt_ns(lat[0].percentile(.5)), fmt_ns(lat[0].percentile(.99)),
-                    fmt_ns(lat[1].percentile(.5)), fmt_ns(lat[1].percentile(.99))]
+            row += [fmt_ns(lat[0].percentile(.5)),
+                    fmt_ns(lat[0].percentile(.99)),
+                    fmt_ns(lat[1].percentile(.5)),
+                    fmt_ns(lat[1].percentile(.99))]
         rows.append(row)
     return rows
 
 
-def table_headers(table, with_latency):
-    ident = {"processes": ["pid", "comm"], "threads": ["pid", "tid", "comm"],
-             "syscalls": ["abi", "nr", "syscall"], "cpus": ["cpu"]}[table]
-    h = ident + ["returns", "sysret", "iret", "iret%", "top reason"]
+def table_headers(table, with_latency, fast="sysret"):
+    h = IDENT_HEADERS[table] + [
+        "returns", fast, "iret", "iret%", "top reason"]
     if with_latency:
-        h += ["sysret p50", "sysret p99", "iret p50", "iret p99"]
+        h += ["%s p50" % fast, "%s p99" % fast, "iret p50", "iret p99"]
     return h
 
 
-def render_table(snap, table, top):
-    rows = table_rows(snap, table, top)
+def render_table(snap, table, top, sort="returns", tablefmt="simple",
+                 title=True):
+    rows = table_rows(snap, table, top, sort)
     with_lat = any(r.counts.lat is not None
                    for r in snap.table(table).values())
-    out = "%s (top %d of %d)\n" % (TABLE_TITLES[table], min(top, len(
-        snap.table(table))), len(snap.table(table)))
+    n = len(snap.table(table))
+    out = ("%s (top %d of %d)\n" % (TABLE_TITLES[table], min(top, n), n)
+           if title else "")
     if not rows:
         return out + "  (none)\n"
-    return out + tabulate(rows, headers=table_headers(table, with_lat),
-                          tablefmt="simple") + "\n"
+    return out + tabulate(rows, headers=table_headers(table, with_lat,
+                                                      snap.fast_path),
+                          tablefmt=tablefmt) + "\n"
 
 
-def render_report(snap, by=None, top=20):
-    parts = [summary(snap), "\nIRET reasons\n" + reasons_table(snap.totals)]
-    tables = [BY[by]] if by else ["processes", "syscalls", "threads", "cpus"]
-    for t in tables:
-        parts.append("\n" + render_table(snap, t, top))
+def latency_text(snap):
+    lat = snap.totals.lat
+    if lat is None:
+        return "no latency (recorded with --no-latency)\n"
+    return "\n".join(render_hist(name, h) for name, h in
+                     ((snap.fast_path, lat[0]), ("iret", lat[1])))
+
+
+def series_rows(series, max_rows=SERIES_ROWS):
+    """[start, dur, returns/s, iret/s, iret%, top reason] per row."""
+    out = []
+    for start, dur, c in series.rows(max_rows):
+        rate = (lambda v: v / dur if dur > 0 else 0.0)
+        out.append([start, dur, rate(c.returns), rate(c.iret),
+                    100.0 * c.iret_share, c.top_reason() or "-"])
+    return out
+
+
+def series_text(series, tablefmt="simple", max_rows=SERIES_ROWS):
+    if series is None or not len(series):
+        return "no intervals\n"
+    rows = series_rows(series, max_rows)
+    peak = max(r[3] for r in rows)
+    per = -(-len(series) // max_rows) if len(series) > max_rows else 1
+    step = series.step * per
+    note = ("" if step == 1 else
+            "(each row sums %d intervals)\n" % step)
+    body = [["%.1f" % r[0], "%.2f" % r[1], "%.0f" % r[2], "%.0f" % r[3],
+             "%.2f%%" % r[4], r[5], bar(r[3], peak)] for r in rows]
+    return note + tabulate(body, headers=["t (s)", "dur (s)", "returns/s",
+                                          "IRET/s", "IRET%", "top reason",
+                                          "IRET rate"],
+                           tablefmt=tablefmt, disable_numparse=True,
+                           colalign=("right",) * 6 + ("left",)) + "\n"
+
+
+def _lost_line(snap):
     lost = {k: v for k, v in snap.meta.get("lost", {}).items() if v}
+    if not lost:
+        return ""
+    return "lost: " + ", ".join("%s %s" % kv for kv in sorted(lost.items())) \
+        + "\n"
+
+
+def render_report(snap, by=None, top=20, series=None, sort="returns",
+                  markdown=False):
+    """The whole report (by=None) or one view: a table name or word of
+    VIEWS.  `series` is a recordfile.Series (or None: no time view)."""
+    fmt = "github" if markdown else "simple"
+
+    def section(title, body, fence=False):
+        if markdown:
+            if fence:
+                body = "```\n" + body + "```\n"
+            return "\n## %s\n\n%s" % (title, body)
+        return "\n%s\n%s" % (title, body)
+
+    views = [by] if by else [v for v in VIEWS
+                             if v != "interval" or (series and len(series) > 1)]
+    if markdown:
+        parts = ["# sysretstat report\n\n```\n" + summary(snap) + "```\n"]
+    else:
+        parts = [summary(snap)]
+    for v in views:
+        v = {"processes": "process", "threads": "thread",
+             "syscalls": "syscall", "cpus": "cpu"}.get(v, v)
+        if v == "reason":
+            parts.append(section("IRET reasons",
+                                 reasons_table(snap.totals, fmt)))
+        elif v == "latency":
+            parts.append(section("Latency by return path (sys_enter to "
+                                 "sys_exit)", latency_text(snap), True))
+        elif v == "interval":
+            parts.append(section("Over time", series_text(series, fmt)))
+        else:
+            t = BY[v]
+            if markdown:
+                n = len(snap.table(t))
+                parts.append(section("%s (top %d of %d)" % (
+                    TABLE_TITLES[t], min(top, n), n),
+                    render_table(snap, t, top, sort, fmt, title=False)))
+            else:
+                parts.append("\n" + render_table(snap, t, top, sort, fmt))
+    lost = _lost_line(snap)
     if lost:
-        parts.append("\nlost: " + ", ".join("%s %s" % kv
-                                           for kv in sorted(lost.items()))
-                     + "\n")
+        parts.append(("\n" + lost) if not markdown else "\n" + lost)
     return "".join(parts)

@@ -35,7 +35,7 @@ def tracepoint_exists(name):
     with _btf_lock:
         if _btf_names is None:
             try:
-                with open(hostinfo.BTF_VMLINUX, "rb") as f:
+                with open(hostinfo.btf_path(), "rb") as f:
                     _btf_names = f.read()
             except OSError:
                 _btf_names = b""
@@ -125,13 +125,17 @@ class Tracer:
                 raise UsageError("no such process: %d" % pid)
         if not hostinfo.has_btf():
             raise KernelFeatureMissing(
-                "kernel BTF missing (%s): sysretstat needs "
-                "CONFIG_DEBUG_INFO_BTF=y" % hostinfo.BTF_VMLINUX)
+                "kernel BTF missing (%s): sysretstat needs a kernel built "
+                "with CONFIG_DEBUG_INFO_BTF=y, or SYSRETSTAT_BTF=FILE"
+                % hostinfo.btf_path())
         if not hostinfo.can_trace():
             raise PermissionDenied(
                 "tracing needs root, or CAP_BPF and CAP_PERFMON")
         self.ncpus = bpf.possible_cpus()
-        obj = bpf.BpfObject.open(objects.object_bytes("sysret"))
+        obj = bpf.BpfObject.open(
+            objects.object_bytes("sysret"),
+            btf_path=hostinfo.btf_path() if hostinfo.btf_is_custom()
+            else None)
         try:
             g = self.guard
             cfg = abi.Config(

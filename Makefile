@@ -1,0 +1,50 @@
+# sysretstat: `make top` installs what is missing and runs the live view;
+# `make test` installs what is missing and runs the test suite.
+# Both are idempotent: what is already there is not installed again.
+
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip install -q --disable-pip-version-check
+# Build and run: clang + libbpf headers compile the BPF side; libbpf1 is
+# what the tool loads.  Tests add: gcc-multilib (32-bit workloads), tmux
+# (top's screen tests), bpftool (checks nothing stays attached),
+# prometheus (daemon integration test).
+APT_RUN = clang llvm libbpf-dev libbpf1 gcc make
+APT_TEST = gcc-multilib tmux bpftool prometheus
+PY_RUN = click psutil tabulate
+PY_TEST = pytest hypothesis matplotlib
+
+.PHONY: all deps test-deps objects install top test test-unit test-kernel \
+	bench clean
+
+all: objects
+
+deps:
+	@$(PYTHON) tools/ensure_deps.py --apt $(APT_RUN) --py $(PY_RUN)
+
+test-deps: deps
+	@$(PYTHON) tools/ensure_deps.py --apt $(APT_TEST) --py $(PY_TEST)
+
+objects: deps
+	@$(PYTHON) tools/build_objects.py sysretstat
+
+install: deps
+	$(PIP) --no-build-isolation .
+
+top: install
+	sysretstat top
+
+test: test-deps objects
+	$(PYTHON) -m pytest -q tests
+
+test-unit: objects
+	$(PYTHON) -m pytest -q -m "not bpf" tests
+
+test-kernel: test-deps objects
+	$(PYTHON) -m pytest -q -m bpf tests
+
+bench: install
+	sysretstat bench
+
+clean:
+	rm -rf build dist *.egg-info sysretstat/bpf sysretstat/bin
+	find . -name __pycache__ -prune -exec rm -rf {} +

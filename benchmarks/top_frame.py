@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""CPU time of one `sysretstat top` frame with thousands of live processes.
+
+Spawns N processes (default 5000) that each make a syscall about twice
+per second, so that every interval has N active rows, then runs the
+full-screen `sysretstat top` in a detached tmux pane (80x24) with the
+hidden --frame-log option.  Each logged frame is the tool's own CPU
+time (time.process_time) to read the kernel maps, build the snapshot
+and its interval delta, render the view and paint it with curses.
+
+Usage (root):  python3 benchmarks/top_frame.py [-n 5000] [-f 8] [-i 1]
+Prints one line per frame and the median and maximum, skipping the
+first frame (it pays for the first reads of /proc and imports).
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A parent that forks N children; each child makes a raw getppid and
+# sleeps 400-600 ms, forever.  SIGTERM to the parent ends the group.
+SWARM_C = r"""
+#include <signal.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+int main(int argc, char **argv)
+{
+	int n = atoi(argv[1]);
+	setpgid(0, 0);
+	for (int i = 0; i < n; i++) {
+		pid_t p = fork();
+		if (p == 0) {
+			struct timespec ts = {0, 400000000L + (i % 200) * 1000000L};
+			for (;;) {
+				syscall(SYS_getppid);
+				nanosleep(&ts, NULL);
+			}
+		}
+		if (p < 0)
+			return 1;
+	}
+	write(1, "ready\n", 6);
+	pause();
+	return 0;
+}
+"""
+
+
+def build_swarm(tmp):
+    src = os.path.join(tmp, "swarm.c")
+    exe = os.path.join(tmp, "swarm")
+    with open(src, "w") as f:
+        f.write(SWARM_C)
+    subprocess.run(["gcc", "-O2", "-o", exe, src], check=True)
+    return exe
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-n", "--processes", type=int, default=5000)
+    ap.add_argument("-f", "--frames", type=int, default=8)
+    ap.add_argument("-i", "--interval", type=float, default=1.0)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("top_frame: needs root (BPF)")
+    if shutil.which("tmux") is None:
+        sys.exit("top_frame: needs tmux")
+    tmp = tempfile.mkdtemp(prefix="top_frame.")
+    log = os.path.join(tmp, "frames.log")
+    sock = "top_frame_%d" % os.getpid()
+    swarm = subprocess.Popen([build_swarm(tmp), str(args.processes)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        if swarm.stdout.readline().strip() != "ready":
+            sys.exit("top_frame: could not spawn %d processes"
+                     % args.processes)
+        cmd = "cd %s && PYTHONPATH=%s %s -m sysretstat top -i %g -n %d " \
+              "--frame-log %s" % (ROOT, ROOT, sys.executable, args.interval,
+                                  args.frames, log)
+        subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-x", "80",
+                        "-y", "24", cmd], check=True)
+        deadline = time.monotonic() + args.frames * args.interval + 60
+        while time.monotonic() < deadline:
+            alive = subprocess.run(["tmux", "-L", sock, "has-session"],
+                                   capture_output=True).returncode == 0
+            if not alive:
+                break
+            time.sleep(0.5)
+    finally:
+        subprocess.run(["tmux", "-L", sock, "kill-server"],
+                       capture_output=True)
+        os.killpg(swarm.pid, signal.SIGTERM)
+        swarm.wait()
+    frames = []
+    with open(log) as f:
+        for line in f:
+            cpu, rows, procs = line.split()
+            frames.append((float(cpu), int(rows), int(procs)))
+    for i, (cpu, rows, procs) in enumerate(frames):
+        print("frame %d: %.1f ms CPU, %d active process rows, %d known"
+              % (i, cpu * 1e3, rows, procs))
+    steady = [c for c, _, _ in frames[1:]] or [c for c, _, _ in frames]
+    print("processes %d  frames %d  median %.1f ms  max %.1f ms "
+          "(first frame excluded)" % (args.processes, len(frames),
+                                      statistics.median(steady) * 1e3,
+                                      max(steady) * 1e3))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""`sysretstat daemon`: serve the counters to Prometheus and fleet views."""
+
+import logging
+
+import click
+
+from . import daemon, prometheus
+from .cmd_common import StopFlag, check_interval, interval_option, \
+    latency_option
+from .collector import Collector
+from .errors import UsageError
+from .tracer import Options
+
+
+@click.command("daemon")
+@click.option("--listen", default=daemon.DEFAULT_LISTEN, show_default=True,
+              metavar="HOST:PORT",
+              help="Address to serve on ([ADDR]:PORT for IPv6).  Use "
+                   "0.0.0.0:PORT to serve every interface.")
+@interval_option(5.0)
+@click.option("--top", "top", type=int, default=10, show_default=True,
+              metavar="N",
+              help="Command names exported as their own comm label; the "
+                   "rest are comm=\"other\".")
+@click.option("--max-processes", type=int, default=1024, show_default=True,
+              metavar="N",
+              help="Exited processes remembered for the per-process "
+                   "table; older ones are evicted (counted in lost).")
+@click.option("--max-threads", type=int, default=2048, show_default=True,
+              metavar="N", help="Exited threads remembered, likewise.")
+@click.option("--cgroup", default="", metavar="PATH",
+              help="Only tasks in this cgroup v2 subtree (filtered in the "
+                   "kernel).")
+@latency_option
+@click.option("--bpf-stats", is_flag=True,
+              help="Enable kernel BPF run-time stats to export the BPF "
+                   "programs' own CPU time (costs two clock reads per BPF "
+                   "program run, host-wide, while on).")
+def command(listen, interval, top, max_processes, max_threads, cgroup,
+            no_latency, bpf_stats):
+    """Trace the whole host and serve the counters over HTTP until
+    SIGTERM/SIGINT: /metrics (Prometheus), /api/v1/snapshot and
+    /api/v1/interval (report schema), /healthz.
+
+    Listens on 127.0.0.1 unless --listen says otherwise; serves read-only
+    GET endpoints only.  See sysretstat-daemon(8).
+    """
+    check_interval(interval)
+    if top < 0:
+        raise UsageError("--top must be 0 or more")
+    if max_processes < 1 or max_threads < 1:
+        raise UsageError("--max-processes and --max-threads must be "
+                         "at least 1")
+    host, port = daemon.parse_listen(listen)
+    daemon.setup_logging(verbose=logging.getLogger().level <= logging.DEBUG)
+    state = daemon.State(top=top, penalty=prometheus.load_penalty())
+    # Bind before loading anything: a busy port is reported at once and
+    # costs no BPF load.
+    server = daemon.bind(host, port, state,
+                         stale_after=max(3 * interval + 5, 15.0))
+    opts = Options(latency=not no_latency, cgroup=cgroup,
+                   bpf_stats=bpf_stats)
+    stop = StopFlag()
+    try:
+        col = Collector(opts, max_threads=max_threads,
+                        max_processes=max_processes)
+        daemon.run(col, server, state, interval, stop)
+    except BaseException:
+        server.server_close()
+        raise
+    finally:
+        stop.restore()
+    return 0

@@ -1,0 +1,151 @@
+"""Exact return-path counts on the real kernel, for workloads whose paths
+are known by construction (tests/workloads/README.md).
+
+Each workload runs under `sysretstat record -o F -- CMD`; `report F --json`
+must give exactly the expected reasons for the command's process tree
+and for the syscall that produced them, and the spec's invariants.
+"""
+
+import json
+import os
+import re
+
+import pytest
+
+from sysretstat.snapshot import Snapshot, check_invariants
+
+pytestmark = pytest.mark.bpf
+N = 40
+EXEC = {"rcx_ne_rip": 1}       # the workload's own execve
+
+
+def record(run_cli, tmp_path, argv, *extra):
+    out = tmp_path / "r.data"
+    p = run_cli("record", "-o", out, *extra, "--", *argv)
+    assert p.returncode == 0, p.stderr
+    r = run_cli("report", out, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    snap = Snapshot.from_report(doc)
+    assert check_invariants(snap) == [], check_invariants(snap)
+    lost = doc["meta"]["lost"]
+    assert all(v == 0 for v in lost.values()), lost
+    return doc, p
+
+
+def syscall(doc, name, abi="x64"):
+    rows = [s for s in doc["syscalls"] if s["name"] == name
+            and s["abi"] == abi]
+    assert len(rows) == 1, (name, [s["name"] for s in doc["syscalls"]])
+    return rows[0]
+
+
+def merged(*dicts):
+    out = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+# scenario -> (expected reasons of the whole tree, {syscall: reasons},
+#              {syscall: sysret count})
+GUARD = ("r11_ne_rflags", "cs_not_user", "ss_not_user", "rip_noncanonical",
+         "rflags_rf", "rflags_tf")
+CASES = {
+    "sysret": ({}, {}, {"getppid": N}),
+    "signal": ({"signal": N}, {"tgkill": {"signal": N}},
+               {"rt_sigreturn": N}),
+    "rcx_ne_rip": ({"signal": N, "rcx_ne_rip": N},
+                   {"rt_sigreturn": {"rcx_ne_rip": N},
+                    "tgkill": {"signal": N}}, {}),
+    "restart": ({"restart": N, "fork_child": 1}, {"read": {"restart": N}},
+                {}),
+    "fork": ({"fork_child": N}, {"clone": {"fork_child": N}}, {}),
+    "exec": ({"rcx_ne_rip": N}, {"execve": {"rcx_ne_rip": N + 1}}, {}),
+    "ptrace": ({"ptrace": N, "fork_child": 1},
+               {"getppid": {"ptrace": N}}, {}),
+}
+for g in GUARD:
+    CASES[g] = ({"signal": N, g: N}, {"rt_sigreturn": {g: N},
+                                      "tgkill": {"signal": N}},
+                {"rt_sigreturn": N} if g == "rflags_tf" else {})
+
+
+@pytest.mark.parametrize("scenario", sorted(CASES))
+def test_retpaths_exact(run_cli, workloads, tmp_path, scenario):
+    tree, per_syscall, sysrets = CASES[scenario]
+    doc, p = record(run_cli, tmp_path,
+                    [os.path.join(workloads, "retpaths"), scenario, N])
+    assert "ok %s %d" % (scenario if scenario != "exec" else "exec", N) \
+        in p.stdout
+    assert doc["totals"]["reasons"] == merged(EXEC, tree)
+    for name, reasons in per_syscall.items():
+        assert syscall(doc, name)["reasons"] == reasons, name
+    for name, n in sysrets.items():
+        s = syscall(doc, name)
+        assert s["paths"]["sysret"] == n, name
+        # Every return of these had its entry seen: one latency sample each.
+        assert s["latency_ns"]["sysret"]["count"] == n
+    # The command is one process here (or its children), all in the tree.
+    assert sum(pr["returns"] for pr in doc["processes"]) == \
+        doc["totals"]["returns"]
+
+
+def test_rseq_aborts_counted(run_cli, workloads, tmp_path):
+    doc, p = record(run_cli, tmp_path,
+                    [os.path.join(workloads, "retpaths"), "rseq", N])
+    k = int(re.search(r"aborted=(\d+)", p.stdout).group(1))
+    assert k > 0
+    assert doc["totals"]["reasons"] == merged(EXEC, {"rseq": k,
+                                                     "fork_child": 1})
+    assert syscall(doc, "sched_yield")["reasons"] == {"rseq": k}
+
+
+def test_latency_paths_follow_outcomes(run_cli, workloads, tmp_path):
+    doc, _ = record(run_cli, tmp_path,
+                    [os.path.join(workloads, "retpaths"), "signal", N])
+    tg = syscall(doc, "tgkill")
+    # The signal frame moved each tgkill return, and its latency sample,
+    # from the SYSRET path to the IRET path.
+    assert tg["latency_ns"]["iret"]["count"] == N
+    assert tg["latency_ns"]["sysret"]["count"] == 0
+    assert tg["latency_ns"]["iret"]["p50"] > 0
+
+
+@pytest.mark.parametrize("scenario", ["signal", "ptrace", "restart"])
+def test_counts_only_mode_gives_same_reasons(run_cli, workloads, tmp_path,
+                                             scenario):
+    tree = CASES[scenario][0]
+    doc, _ = record(run_cli, tmp_path,
+                    [os.path.join(workloads, "retpaths"), scenario, N],
+                    "--no-latency")
+    assert doc["totals"]["reasons"] == merged(EXEC, tree)
+    assert "latency_ns" not in doc["totals"] or \
+        doc["totals"]["latency_ns"]["sysret"]["count"] == 0
+
+
+def compat(run_cli, workloads, tmp_path, *args):
+    return record(run_cli, tmp_path,
+                  [os.path.join(workloads, "compat32")] + list(args))[0]
+
+
+def test_int80_always_iret(run_cli, workloads, tmp_path):
+    base = compat(run_cli, workloads, tmp_path, "int80", 0)
+    doc = compat(run_cli, workloads, tmp_path, "int80", N)
+    # glibc's 32-bit loader itself uses int $0x80: compare with N=0.
+    assert doc["totals"]["reasons"]["int80"] - \
+        base["totals"]["reasons"]["int80"] == N
+    assert syscall(doc, "getppid", "i386")["reasons"] == {"int80": N}
+
+
+def test_fast_syscall_sysretl(run_cli, workloads, tmp_path):
+    doc = compat(run_cli, workloads, tmp_path, "fast", N)
+    g = syscall(doc, "getppid", "i386")
+    assert g["paths"] == {"sysret": N, "iret": 0, "eretu": 0}
+
+
+def test_compat_guard_on_exec_from_fast_path(run_cli, workloads, tmp_path):
+    doc = compat(run_cli, workloads, tmp_path, "exec",
+                 os.path.join(workloads, "retpaths"), "exec_done", "1")
+    assert syscall(doc, "execve", "i386")["reasons"] == {"compat_guard": 1}

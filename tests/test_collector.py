@@ -1,0 +1,179 @@
+"""The collector on the real kernel: guard models this hardware cannot
+produce (forced through the same BPF code), system-wide collection, and
+what happens to the kernel objects when the collector goes away."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sysretstat import abi
+from sysretstat.collector import Collector
+from sysretstat.launch import GatedCommand
+from sysretstat.snapshot import check_invariants
+from sysretstat.tracer import Options
+
+pytestmark = pytest.mark.bpf
+N = 30
+
+
+def collect(workloads, args, **opts):
+    cmd = GatedCommand([os.path.join(workloads, "retpaths")] + args)
+    col = Collector(Options(filter=True, **opts))
+    col.start()
+    try:
+        col.add_pid(cmd.pid, follow=True)
+        assert cmd.wait() == 0
+        return col.stop()
+    finally:
+        col.close()
+
+
+@pytest.mark.parametrize("latency", [True, False])
+def test_xen_pv_makes_every_return_iret(workloads, latency):
+    s = collect(workloads, ["signal", str(N)], latency=latency,
+                assume={"xen_pv": True})
+    assert s.totals.returns > 2 * N
+    assert s.totals.reasons() == {"xen_pv": s.totals.returns}
+    assert s.meta["guard"]["xen_pv"] is True
+
+
+def test_xen_pv_still_names_fork_children(workloads):
+    # ret_from_fork never consults the guard: fork_child stays specific.
+    s = collect(workloads, ["fork", str(N)], assume={"xen_pv": True})
+    assert s.totals.reasons()["fork_child"] == N
+    assert set(s.totals.reasons()) == {"fork_child", "xen_pv"}
+
+
+def test_fred_makes_every_return_eretu(workloads):
+    s = collect(workloads, ["signal", str(N)], assume={"fred": True})
+    assert s.totals.eretu == s.totals.returns > 2 * N
+    assert s.totals.iret == 0 and s.totals.sysret == 0
+    doc = s.to_report()
+    assert set(doc["totals"]["latency_ns"]) == {"eretu", "iret"}
+    assert doc["totals"]["latency_ns"]["eretu"]["count"] > 0
+
+
+def test_la57_raises_the_noncanonical_limit(workloads):
+    # With 5-level paging TASK_SIZE_MAX is 2^56 - 4096: the workload's
+    # RIP 0x8000000000000000 still fails, with the same reason.
+    s = collect(workloads, ["rip_noncanonical", str(N)],
+                assume={"la57": True})
+    assert s.totals.reasons()["rip_noncanonical"] == N
+    assert s.meta["guard"]["task_size_max"] == (1 << 56) - 4096
+
+
+def test_system_wide_sees_the_workload(workloads):
+    col = Collector(Options())
+    col.start()
+    try:
+        p = subprocess.run([os.path.join(workloads, "retpaths"), "signal",
+                            str(N)], capture_output=True)
+        assert p.returncode == 0
+        s = col.stop()
+    finally:
+        col.close()
+    rows = [r for r in s.processes.values()
+            if r.fields["comm"] == "retpaths"]
+    assert len(rows) == 1
+    c = rows[0].counts
+    # Forked after attach: its first return, from clone, is seen too.
+    assert c.reasons() == {"signal": N, "rcx_ne_rip": 1, "fork_child": 1}
+    # Returns of processes that came and went are all attributed.
+    assert check_invariants(s) == []
+    assert s.meta["lost"]["unattributed_processes"] == 0
+    # The collector never counts itself.
+    assert os.getpid() not in {r.fields["pid"] for r in s.processes.values()}
+
+
+def test_pid_filter_keeps_only_that_process(workloads):
+    sleeper = subprocess.Popen([sys.executable, "-c",
+                                "import time,os\nfor _ in range(200):\n"
+                                " os.getppid(); time.sleep(0.005)"])
+    col = Collector(Options(pids=(sleeper.pid,)))
+    col.start()
+    try:
+        subprocess.run([os.path.join(workloads, "retpaths"), "signal", "5"],
+                       check=True, capture_output=True)
+        sleeper.wait()
+        s = col.stop()
+    finally:
+        col.close()
+    assert {r.fields["pid"] for r in s.processes.values()} == {sleeper.pid}
+    assert s.totals.returns > 200
+
+
+def test_threads_sum_to_their_process(workloads):
+    s = collect(workloads, ["rseq", "20"])
+    for key, proc in s.processes.items():
+        threads = [t for t in s.threads.values()
+                   if t.fields["pid"] == proc.fields["pid"]]
+        assert sum(t.counts.returns for t in threads) == proc.counts.returns
+
+
+def bpf_prog_ids_of(pid):
+    """IDs of the BPF programs whose fds process `pid` holds (fdinfo)."""
+    ids = set()
+    base = "/proc/%d/fdinfo" % pid
+    try:
+        fds = os.listdir(base)
+    except OSError:
+        return ids
+    for fd in fds:
+        try:
+            with open(os.path.join(base, fd)) as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    return ids
+
+
+def bpf_prog_ids():
+    """IDs of every BPF program loaded on the host."""
+    out = subprocess.run(["bpftool", "-j", "prog", "show"],
+                         capture_output=True, text=True, check=True).stdout
+    return {p["id"] for p in json.loads(out or "[]")}
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_nothing_stays_attached(run_cli, tmp_path, how):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    out = tmp_path / "k.data"
+    p = subprocess.Popen([sys.executable, "-m", "sysretstat", "record",
+                          "-o", str(out)], env=env,
+                         stderr=subprocess.PIPE)
+    deadline = time.time() + 20
+    ids = set()
+    while time.time() < deadline and not ids:
+        time.sleep(0.2)
+        ids = bpf_prog_ids_of(p.pid)
+    assert ids, "record never loaded its programs"
+    # Wait until the file, still being written, reports some returns.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        time.sleep(0.3)
+        r = run_cli("report", out, "--json")
+        if r.returncode == 0 and json.loads(r.stdout)["totals"]["returns"]:
+            break
+    p.send_signal(getattr(signal, how))
+    p.wait(timeout=20)
+    # The kernel frees programs and links with their last fd.
+    deadline = time.time() + 10
+    while time.time() < deadline and ids & bpf_prog_ids():
+        time.sleep(0.1)
+    assert not ids & bpf_prog_ids()
+    # What was recorded is readable either way.
+    r = run_cli("report", out, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["totals"]["returns"] > 0
+    if how == "SIGKILL":
+        assert "cut short" in r.stderr
+    else:
+        assert p.returncode == 0 and "cut short" not in r.stderr

@@ -1,0 +1,68 @@
+"""Detection of the guard model, with /proc and /sys substituted."""
+
+import pytest
+
+from sysretstat import hostinfo
+
+
+@pytest.fixture
+def files(monkeypatch):
+    fake = {}
+    monkeypatch.setattr(hostinfo, "_read", lambda p: fake.get(p))
+    return fake
+
+
+CPUINFO = ("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: "
+           "Test CPU @ 3GHz\nflags\t\t: fpu syscall nx lm %s\n\n")
+
+
+def test_plain_4_level(files):
+    files["/proc/cpuinfo"] = CPUINFO % ""
+    g = hostinfo.guard_model()
+    assert g["task_size_max"] == 0x7ffffffff000
+    assert not g["fred"] and not g["la57"] and not g["xen_pv"]
+    assert hostinfo.cpu_vendor() == "intel"
+    assert hostinfo.cpu_model() == "Test CPU @ 3GHz"
+
+
+def test_la57_raises_task_size_max(files):
+    files["/proc/cpuinfo"] = CPUINFO % "la57"
+    g = hostinfo.guard_model()
+    assert g["la57"] and g["task_size_max"] == 0x00fffffffffff000
+
+
+def test_fred_flag(files):
+    files["/proc/cpuinfo"] = CPUINFO % "fred lkgs"
+    assert hostinfo.guard_model()["fred"]
+
+
+@pytest.mark.parametrize("kind,guest,expected", [
+    ("xen", "PV", True), ("xen", "HVM", False), ("xen", "PVH", False),
+    ("kvm", "", False), (None, None, False)])
+def test_xen_pv(files, kind, guest, expected):
+    files["/proc/cpuinfo"] = CPUINFO % "hypervisor"
+    if kind is not None:
+        files["/sys/hypervisor/type"] = kind + "\n"
+    if guest:
+        files["/sys/hypervisor/guest_type"] = guest + "\n"
+    assert hostinfo.xen_pv() is expected
+
+
+def test_assume_overrides(files):
+    files["/proc/cpuinfo"] = CPUINFO % ""
+    g = hostinfo.guard_model({"xen_pv": True, "la57": True})
+    assert g["xen_pv"] and g["task_size_max"] == 0x00fffffffffff000
+
+
+def test_kernel_version_parse():
+    assert hostinfo.kernel_version("6.18.44-fc-v595") == (6, 18)
+    assert hostinfo.kernel_version("4.19.0") == (4, 19)
+    assert hostinfo.kernel_version("weird") == (0, 0)
+
+
+def test_capabilities(files):
+    files["/proc/self/status"] = "Name:\tx\nCapEff:\t000000c000000000\n"
+    assert hostinfo.capabilities() == {"CAP_BPF", "CAP_PERFMON"}
+    assert hostinfo.can_trace()
+    files["/proc/self/status"] = "CapEff:\t0000000000000000\n"
+    assert not hostinfo.can_trace()

@@ -1,0 +1,135 @@
+"""The data model: histograms, counts, deltas, the report schema."""
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from sysretstat import abi
+from sysretstat.snapshot import (Counts, Hist, Row, Snapshot, SCHEMA,
+                                 check_invariants)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=10**11), min_size=1,
+                max_size=400),
+       st.sampled_from([0.5, 0.9, 0.99, 0.999]))
+def test_percentile_within_12_5_percent(values, q):
+    h = Hist.from_values(values)
+    vs = sorted(values)
+    # The exact q-quantile by the rank rule the histogram uses.
+    true = vs[max(0, math.ceil(q * len(vs)) - 1)]
+    got = h.percentile(q)
+    if true >= (1 << abi.HIST_MAX_POW):
+        assert got == 1 << abi.HIST_MAX_POW
+    else:
+        assert abs(got - true) <= 0.125 * true + 0.5
+
+
+def test_hist_count_sum_min_max():
+    h = Hist.from_values([100, 200, 300])
+    assert h.count == 3 and h.sum_ns == 600
+    assert h.min <= 100 < h.min * 1.125 + 1
+    assert h.max >= 300 and h.max <= 300 * 1.125 + 1
+    assert h.mean == 200
+    j = h.to_json()
+    assert j["count"] == 3 and j["sum"] == 600
+    assert sum(c for _, _, c in j["buckets"]) == 3
+    assert all(lo < hi for lo, hi, _ in j["buckets"])
+    assert Hist.from_json(j) == h
+
+
+def test_empty_hist():
+    h = Hist()
+    assert h.count == 0 and h.percentile(.5) is None and h.min is None
+    assert h.to_json()["buckets"] == []
+
+
+def counts(**kw):
+    c = Counts.zero()
+    for k, v in kw.items():
+        c.n[abi.OUTCOMES.index(k)] = v
+    return c
+
+
+def test_counts_paths_and_reasons():
+    c = counts(sysret=10, signal=3, rcx_ne_rip=1)
+    assert c.returns == 14 and c.sysret == 10 and c.iret == 4
+    assert c.reasons() == {"signal": 3, "rcx_ne_rip": 1}
+    assert c.top_reason() == "signal"
+    j = c.to_json()
+    assert j["returns"] == sum(j["paths"].values())
+    assert j["paths"]["iret"] == sum(j["reasons"].values())
+    assert Counts.from_json(j).n == c.n
+
+
+def make_snapshot(dur, sysret, sig):
+    s = Snapshot({"duration_s": dur, "guard": {"fred": False}, "lost": {
+        "storage": 0, "unattributed_processes": 0}})
+    s.totals = counts(sysret=sysret, signal=sig)
+    s.totals.lat[0].add(Hist.from_values([100] * sysret))
+    s.processes[(1, 0)] = Row((1, 0), {"pid": 1, "comm": "a"},
+                              counts(sysret=sysret, signal=sig))
+    s.cpus[0] = Row(0, {"cpu": 0}, counts(sysret=sysret, signal=sig))
+    s.syscalls[("x64", 39)] = Row(("x64", 39), {"nr": 39, "name": "getpid",
+                                                "abi": "x64"},
+                                  counts(sysret=sysret, signal=sig))
+    s.threads[(1, 0)] = Row((1, 0), {"pid": 1, "tid": 1, "comm": "a"},
+                            Counts(counts(sysret=sysret, signal=sig).n))
+    return s
+
+
+def test_delta_subtracts_and_drops_unchanged_rows():
+    a = make_snapshot(1.0, 10, 1)
+    b = make_snapshot(3.0, 25, 1)
+    b.processes[(2, 0)] = Row((2, 0), {"pid": 2, "comm": "b"},
+                              counts(sysret=5))
+    d = b.delta(a)
+    assert d.meta["duration_s"] == 2.0 and d.meta["interval_s"] == 2.0
+    assert d.totals.sysret == 15 and d.totals.iret == 0
+    assert d.processes[(1, 0)].counts.sysret == 15
+    assert d.processes[(2, 0)].counts.sysret == 5
+    assert d.totals.lat[0].count == 15
+    assert b.delta(b).processes == {}
+
+
+def test_report_round_trip_and_schema():
+    s = make_snapshot(1.0, 7, 2)
+    doc = s.to_report()
+    text = json.dumps(doc)
+    back = Snapshot.from_report(json.loads(text))
+    assert back.to_report() == doc
+    assert doc["schema"] == SCHEMA
+    for t in ("processes", "threads", "syscalls", "cpus"):
+        for row in doc[t]:
+            assert row["returns"] == sum(row["paths"].values())
+            assert row["paths"]["iret"] == sum(row["reasons"].values())
+    assert set(doc["totals"]["latency_ns"]) == {"sysret", "iret"}
+    hist = doc["totals"]["latency_ns"]["sysret"]
+    assert set(hist) == {"count", "sum", "min", "max", "p50", "p90", "p99",
+                         "p999", "buckets"}
+
+
+def test_fred_snapshots_name_the_fast_path_eretu():
+    s = Snapshot({"guard": {"fred": True}})
+    s.totals = counts(eretu=4)
+    assert "eretu" in s.to_report()["totals"]["latency_ns"]
+
+
+def test_from_report_rejects_other_schema():
+    with pytest.raises(ValueError):
+        Snapshot.from_report({"schema": "sysretstat/2"})
+
+
+def test_invariants_detect_mismatch():
+    s = make_snapshot(1.0, 7, 2)
+    assert check_invariants(s) == []
+    s.processes[(1, 0)].counts.n[0] += 1
+    assert check_invariants(s)
+
+
+def test_merge_adds_rows():
+    a, b = make_snapshot(1, 3, 1), make_snapshot(1, 4, 0)
+    a.merge(b)
+    assert a.totals.sysret == 7 and a.processes[(1, 0)].counts.sysret == 7
