@@ -25,8 +25,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A parent that forks N children; each child makes a raw getppid and
-# sleeps 400-600 ms, forever.  SIGTERM to the parent ends the group.
+# A parent that forks N children.  Active: each child makes a raw
+# getppid and sleeps 400-600 ms, forever, so every interval has about N
+# active rows.  Idle: each makes one getppid and sleeps, as most
+# processes on a real host do.  SIGTERM to the parent ends the group.
 SWARM_C = r"""
 #include <signal.h>
 #include <stdlib.h>
@@ -38,11 +40,17 @@ SWARM_C = r"""
 int main(int argc, char **argv)
 {
 	int n = atoi(argv[1]);
+	int idle = argc > 2 && argv[2][0] == 'i';
 	setpgid(0, 0);
 	for (int i = 0; i < n; i++) {
 		pid_t p = fork();
 		if (p == 0) {
 			struct timespec ts = {0, 400000000L + (i % 200) * 1000000L};
+			if (idle) {
+				syscall(SYS_getppid);
+				for (;;)
+					pause();
+			}
 			for (;;) {
 				syscall(SYS_getppid);
 				nanosleep(&ts, NULL);
@@ -67,20 +75,12 @@ def build_swarm(tmp):
     return exe
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-n", "--processes", type=int, default=5000)
-    ap.add_argument("-f", "--frames", type=int, default=8)
-    ap.add_argument("-i", "--interval", type=float, default=1.0)
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("top_frame: needs root (BPF)")
-    if shutil.which("tmux") is None:
-        sys.exit("top_frame: needs tmux")
-    tmp = tempfile.mkdtemp(prefix="top_frame.")
-    log = os.path.join(tmp, "frames.log")
+def run(exe, mode, args, tmp):
+    """Frames of one top run next to N processes: [(data s, view s,
+    active rows, known processes)]."""
+    log = os.path.join(tmp, "frames.%s.log" % mode)
     sock = "top_frame_%d" % os.getpid()
-    swarm = subprocess.Popen([build_swarm(tmp), str(args.processes)],
+    swarm = subprocess.Popen([exe, str(args.processes), mode],
                              stdout=subprocess.PIPE, text=True)
     try:
         if swarm.stdout.readline().strip() != "ready":
@@ -93,9 +93,8 @@ def main():
                         "-y", "24", cmd], check=True)
         deadline = time.monotonic() + args.frames * args.interval + 60
         while time.monotonic() < deadline:
-            alive = subprocess.run(["tmux", "-L", sock, "has-session"],
-                                   capture_output=True).returncode == 0
-            if not alive:
+            if subprocess.run(["tmux", "-L", sock, "has-session"],
+                              capture_output=True).returncode != 0:
                 break
             time.sleep(0.5)
     finally:
@@ -106,16 +105,40 @@ def main():
     frames = []
     with open(log) as f:
         for line in f:
-            cpu, rows, procs = line.split()
-            frames.append((float(cpu), int(rows), int(procs)))
-    for i, (cpu, rows, procs) in enumerate(frames):
-        print("frame %d: %.1f ms CPU, %d active process rows, %d known"
-              % (i, cpu * 1e3, rows, procs))
-    steady = [c for c, _, _ in frames[1:]] or [c for c, _, _ in frames]
-    print("processes %d  frames %d  median %.1f ms  max %.1f ms "
-          "(first frame excluded)" % (args.processes, len(frames),
-                                      statistics.median(steady) * 1e3,
-                                      max(steady) * 1e3))
+            data, view, rows, procs = line.split()
+            frames.append((float(data), float(view), int(rows), int(procs)))
+    return frames
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-n", "--processes", type=int, default=5000)
+    ap.add_argument("-f", "--frames", type=int, default=6)
+    ap.add_argument("-i", "--interval", type=float, default=1.0)
+    ap.add_argument("--mode", choices=("idle", "active", "both"),
+                    default="both")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("top_frame: needs root (BPF)")
+    if shutil.which("tmux") is None:
+        sys.exit("top_frame: needs tmux")
+    tmp = tempfile.mkdtemp(prefix="top_frame.")
+    exe = build_swarm(tmp)
+    modes = ("idle", "active") if args.mode == "both" else (args.mode,)
+    for mode in modes:
+        frames = run(exe, mode, args, tmp)
+        for i, (data, view, rows, procs) in enumerate(frames):
+            print("%s frame %d: data %.1f ms + view %.1f ms CPU, %d active "
+                  "of %d process rows" % (mode, i, data * 1e3, view * 1e3,
+                                          rows, procs))
+        steady = frames[1:] or frames
+        tot = [d + v for d, v, _, _ in steady]
+        print("%s: %d processes, median frame %.1f ms CPU (data %.1f, view "
+              "%.1f), max %.1f ms; first frame excluded"
+              % (mode, args.processes, statistics.median(tot) * 1e3,
+                 statistics.median(d for d, _, _, _ in steady) * 1e3,
+                 statistics.median(v for _, v, _, _ in steady) * 1e3,
+                 max(tot) * 1e3))
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -158,10 +158,10 @@ class Feed:
 
     def tick(self):
         (snap, hosts), (prev, prev_hosts) = self._read(), self._prev
-        self.delta = _delta(snap, prev)
+        self.delta = interval_delta(snap, prev)
         self.cumulative = snap
         if hosts is not None:
-            self.hosts = {h: _delta(s, (prev_hosts or {}).get(h))
+            self.hosts = {h: interval_delta(s, (prev_hosts or {}).get(h))
                           for h, s in hosts.items()}
         self._prev = (snap, hosts)
         return self.delta
@@ -194,22 +194,21 @@ def _changed(new, old):
     return a, b
 
 
-def _delta(snap, prev):
-    d = snap.delta(None) if prev is None else Snapshot_delta(snap, prev)
+def interval_delta(snap, prev):
+    """snap.delta(prev), computed on the rows that changed, with
+    meta.bpf as the interval's cost."""
+    if prev is None:
+        return snap.delta(None)
+    a, b = _changed(snap, prev)
+    d = a.delta(b)
     # meta.bpf holds run time since the programs were loaded; the
     # interval's cost is the difference.
-    new = snap.meta.get("bpf")
-    old = prev.meta.get("bpf") if prev is not None else None
+    new, old = snap.meta.get("bpf"), prev.meta.get("bpf")
     if new and old:
         d.meta["bpf"] = dict(new, **{
             k: max(0, new.get(k, 0) - old.get(k, 0))
             for k in ("run_time_ns", "run_count")})
     return d
-
-
-def Snapshot_delta(snap, prev):
-    a, b = _changed(snap, prev)
-    return a.delta(b)
 
 
 class Ticker:
@@ -294,16 +293,19 @@ def _loop(scr, feed, state, interval, iterations, calibration, stop, log,
         if wait <= 0:
             cpu0 = time.process_time()
             feed.tick()
+            cpu1 = time.process_time()
             ticker.advance()
             frames += 1
             if not state.paused:
                 shown[:] = [feed.delta, feed.cumulative, feed.hosts]
             draw()
             if log is not None:
-                rows = len(feed.delta.processes) if feed.delta else 0
-                log.write("%.6f %d %d\n" % (time.process_time() - cpu0,
-                                            rows, len(
-                                                feed.cumulative.processes)))
+                # CPU seconds: data (read, snapshot, delta), view (render,
+                # paint); active and known processes.
+                log.write("%.6f %.6f %d %d\n" % (
+                    cpu1 - cpu0, time.process_time() - cpu1,
+                    len(feed.delta.processes), len(
+                        feed.cumulative.processes)))
                 log.flush()
             if iterations and frames >= iterations:
                 break

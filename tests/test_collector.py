@@ -173,7 +173,9 @@ def test_nothing_stays_attached(run_cli, tmp_path, how):
     r = run_cli("report", out, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["totals"]["returns"] > 0
+    # A killed recording has no end record, and report says so.
+    interrupted = "warning" in r.stderr and "interrupted" in r.stderr
     if how == "SIGKILL":
-        assert "cut short" in r.stderr
+        assert interrupted, r.stderr
     else:
-        assert p.returncode == 0 and "cut short" not in r.stderr
+        assert p.returncode == 0 and not interrupted, r.stderr

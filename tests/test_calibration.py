@@ -1,0 +1,120 @@
+"""Calibration file: what bench stores and what top/report/daemon load."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from sysretstat import calibration, hostinfo
+from sysretstat.calibration import Calibration
+
+
+def result(ns=80.0, reasons=None, fred=False, kernel=None, cpu=None):
+    return {
+        "meta": {"cpu_model": cpu or hostinfo.cpu_model(),
+                 "kernel": kernel or hostinfo.kernel_release(),
+                 "started_at": "2024-01-01T00:00:00+0000",
+                 "iterations": 1000, "fred": fred, "xen_pv": False},
+        "iret_penalty_ns": {"ns": ns, "ci95_ns": [ns - 5, ns + 5],
+                            "reasons": reasons if reasons is not None
+                            else {"rcx_ne_rip": 90.0, "rflags_rf": 70.0}},
+        "getpid_ns": 300.0, "warnings": [],
+    }
+
+
+@pytest.fixture
+def calfile(tmp_path, monkeypatch):
+    path = tmp_path / "state" / "calibration.json"
+    monkeypatch.setenv(calibration.ENV, str(path))
+    return path
+
+
+def test_save_then_load_this_machine(calfile):
+    assert calibration.load() is None
+    assert calibration.save(result()) == str(calfile)
+    cal = calibration.load()
+    assert cal.mean_penalty_ns == 80.0
+    assert cal.penalty_ns("rcx_ne_rip") == 90.0
+    # Not measured on its own: the pooled value.
+    assert cal.penalty_ns("signal") == 80.0
+    assert cal.penalty_ns("fork_child") == 80.0
+    # Not an IRET reason.
+    assert cal.penalty_ns("sysret") is None
+    assert cal.penalty_ns("") is None
+    assert cal.time_lost_ns({"rcx_ne_rip": 10, "signal": 5}) == 1300.0
+    assert cal.time_lost_s({"rflags_rf": 1000000}) == pytest.approx(0.07)
+    mode = stat.S_IMODE(os.stat(calfile).st_mode)
+    assert mode == 0o644
+
+
+def test_other_kernel_is_not_used(calfile):
+    calibration.save(result(kernel="1.2.3-other"))
+    assert calibration.load() is None
+    assert calibration.load(kernel="1.2.3-other").mean_penalty_ns == 80.0
+
+
+def test_save_keeps_other_machines(calfile):
+    calibration.save(result(ns=50, cpu="Other CPU"))
+    calibration.save(result(ns=60))
+    calibration.save(result(ns=70))
+    doc = json.loads(calfile.read_text())
+    assert doc["schema"] == calibration.SCHEMA
+    assert len(doc["machines"]) == 2
+    assert calibration.load().mean_penalty_ns == 70
+    assert calibration.load(cpu_model="Other CPU").mean_penalty_ns == 50
+
+
+def test_nothing_saved_on_fred(calfile):
+    assert calibration.save(result(fred=True)) is None
+    assert not calfile.exists()
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"schema": "x"}', "[]"])
+def test_unreadable_file_is_ignored(calfile, content):
+    calfile.parent.mkdir(parents=True)
+    calfile.write_text(content)
+    assert calibration.load() is None
+    # And bench replaces it rather than failing.
+    calibration.save(result())
+    assert calibration.load().mean_penalty_ns == 80.0
+
+
+def test_save_error_is_one_clean_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(calibration.CalibrationError, match="cannot save"):
+        calibration.save(result(), str(blocker / "sub" / "cal.json"))
+
+
+def test_paths_root_and_user(monkeypatch, tmp_path):
+    monkeypatch.delenv(calibration.ENV, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert calibration.save_path() == calibration.SYSTEM_PATH
+    assert calibration.search_path() == [calibration.SYSTEM_PATH]
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    user = str(tmp_path / "sysretstat" / "calibration.json")
+    assert calibration.save_path() == user
+    assert calibration.search_path() == [user, calibration.SYSTEM_PATH]
+
+
+def test_calibration_object_round_trip():
+    c = Calibration({"cpu_model": "c", "kernel": "k", "mean_penalty_ns": 1,
+                     "reasons": {"ss_not_user": 2}})
+    assert c.to_json()["reasons"] == {"ss_not_user": 2.0}
+    assert c.penalty_ns("ss_not_user") == 2.0
+    assert c.penalty_ns("rseq") == 1.0
+
+
+def test_bench_stores_what_load_returns(run_cli, calfile):
+    p = run_cli("bench", "--json", "-n", "500",
+                env={calibration.ENV: str(calfile)})
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    cal = calibration.load()
+    assert cal is not None
+    assert cal.mean_penalty_ns == pytest.approx(doc["iret_penalty_ns"]["ns"],
+                                                abs=0.01)
+    for reason, ns in doc["iret_penalty_ns"]["reasons"].items():
+        assert cal.penalty_ns(reason) == pytest.approx(ns, abs=0.01)
