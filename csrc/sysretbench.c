@@ -16,12 +16,14 @@
  *
  * The program pins itself to one CPU, warms every variant up, then runs
  * ROUNDS rounds; each round times one batch of BATCH calls of every
- * variant, in an order rotated by one per round, with CLOCK_MONOTONIC.
+ * variant, in an order rotated by one per round.  A batch is timed with
+ * the thread's CPU clock, which stops while the thread is preempted (the
+ * usual noise on a shared machine), and with CLOCK_MONOTONIC.
  * Output, one record per line, fields separated by single spaces:
  *
  *   sysretbench 1 cpu CPU rounds R batch B
  *   variant NAME SYSCALL_NR EXPECTED_PATH EXPECTED_REASON EXTRA
- *   sample ROUND NAME NS_PER_CALL
+ *   sample ROUND NAME CPU_NS_PER_CALL WALL_NS_PER_CALL
  *   count NAME CALLS HANDLER_RUNS
  *
  * EXTRA is "-" or a word naming work a variant does on top of the return
@@ -29,7 +31,8 @@
  * variant issued in total, warm-up included, so that a tracer running
  * around this program can check that each took the intended path;
  * HANDLER_RUNS counts signal handler runs (each adds one rt_sigreturn
- * that returns with SYSRET).  Errors go to stderr, exit status 1.
+ * that returns with SYSRET).  Set-up adds one more SYSRET rt_sigreturn
+ * (capturing the template frame) and makes no getpid call.  Errors go to stderr, exit status 1.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -360,11 +363,11 @@ static void run(int v, long n)
 		sr_sigreturn(f);
 }
 
-static double now_ns(void)
+static double clock_ns(clockid_t clk)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clk, &ts);
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
@@ -387,7 +390,7 @@ int main(int argc, char **argv)
 {
 	int cpu = -1, rounds = 50, warm = 3, list = 0, nsel = 0, sel[NV];
 	long batch = 1000;
-	double *samples;
+	double *samples, *wall;
 	cpu_set_t set;
 	int opt;
 
@@ -451,7 +454,8 @@ int main(int argc, char **argv)
 	install(SIGTRAP, on_trap);
 
 	samples = calloc((size_t)rounds * NV, sizeof(*samples));
-	if (!samples)
+	wall = calloc((size_t)rounds * NV, sizeof(*wall));
+	if (!samples || !wall)
 		die("out of memory");
 
 	/* Warm caches, branch predictors and the CPU's clock first. */
@@ -462,10 +466,13 @@ int main(int argc, char **argv)
 	for (int r = 0; r < rounds; r++) {
 		for (int k = 0; k < nsel; k++) {
 			int v = sel[(k + r) % nsel];
-			double t0 = now_ns();
+			double c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+			double t0 = clock_ns(CLOCK_MONOTONIC);
 
 			run(v, batch);
-			samples[r * NV + v] = (now_ns() - t0) / batch;
+			wall[r * NV + v] = (clock_ns(CLOCK_MONOTONIC) - t0) / batch;
+			samples[r * NV + v] =
+				(clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0) / batch;
 		}
 	}
 
@@ -479,8 +486,9 @@ int main(int argc, char **argv)
 	}
 	for (int r = 0; r < rounds; r++)
 		for (int k = 0; k < nsel; k++)
-			printf("sample %d %s %.3f\n", r, variants[sel[k]].name,
-			       samples[r * NV + sel[k]]);
+			printf("sample %d %s %.3f %.3f\n", r,
+			       variants[sel[k]].name, samples[r * NV + sel[k]],
+			       wall[r * NV + sel[k]]);
 	for (int k = 0; k < nsel; k++) {
 		int v = sel[k];
 		long h = v == V_RIP ? g_segv_runs : v == V_TF ? g_trap_runs : 0;

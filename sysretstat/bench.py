@@ -150,9 +150,10 @@ def run_helper(rounds, batch, cpu, warmup=WARMUP_BATCHES, variants=None,
 
 def parse_output(text):
     """The helper's line records as {"cpu", "rounds", "batch", "variants":
-    [dict in helper order], "samples": {name: [ns per round]}, "counts":
-    {name: (calls, handler_runs)}}."""
-    out = {"variants": [], "samples": {}, "counts": {}}
+    [dict in helper order], "samples": {name: [CPU-time ns per call, one
+    per round]}, "wall": {same in wall-clock ns}, "counts": {name:
+    (calls, handler_runs)}}."""
+    out = {"variants": [], "samples": {}, "wall": {}, "counts": {}}
     for line in text.splitlines():
         f = line.split()
         if not f:
@@ -167,8 +168,11 @@ def parse_output(text):
                 "reason": None if f[4] == "-" else f[4],
                 "extra": None if f[5] == "-" else f[5]})
             out["samples"][f[1]] = []
+            out["wall"][f[1]] = []
         elif f[0] == "sample":
             out["samples"][f[2]].append(float(f[3]))
+            out["wall"][f[2]].append(float(f[4]) if len(f) > 4
+                                     else float(f[3]))
         elif f[0] == "count":
             out["counts"][f[1]] = (int(f[2]), int(f[3]))
     if "rounds" not in out or not out["variants"]:
@@ -258,6 +262,8 @@ def analyse(raw, iterations, meta_extra=None):
                  "path": v["path"], "reason": v["reason"],
                  "extra": v["extra"], "calls": calls,
                  "handler_runs": handler, "ns": describe(s),
+                 "wall_ns_p50": percentile(raw["wall"][v["name"]], 50)
+                 if raw.get("wall") else None,
                  "iret_penalty_ns": None, "iret_penalty_ci95_ns": None}
         if v["path"] == "iret":
             p = paired_penalty(s, ref)
@@ -298,7 +304,7 @@ def analyse(raw, iterations, meta_extra=None):
             "rounds": raw["rounds"],
             "batch": raw["batch"],
             "warmup_batches": WARMUP_BATCHES,
-            "clock": "CLOCK_MONOTONIC",
+            "clock": "CLOCK_THREAD_CPUTIME_ID",
         }, **(meta_extra or {})),
         "variants": variants,
         "iret_penalty_ns": pooled,
@@ -325,6 +331,12 @@ def warnings_for(result):
             out.append("noisy run: %s varied by %.0f%% between rounds "
                        "(other load on CPU %d?); penalties may be off"
                        % (e["name"], 100 * e["ns"]["cv"], meta["cpu"]))
+        wall = e.get("wall_ns_p50")
+        if e["name"] == REFERENCE and wall and \
+                wall > (1 + NOISY_CV) * e["ns"]["p50"]:
+            out.append("the benchmark was often preempted on CPU %d "
+                       "(wall-clock time %.0f%% above CPU time)"
+                       % (meta["cpu"], 100 * (wall / e["ns"]["p50"] - 1)))
     pooled = result["iret_penalty_ns"]
     if pooled and pooled["ci95_ns"][0] <= 0:
         out.append("the IRET penalty is not distinguishable from zero in "

@@ -65,7 +65,8 @@ def _lat(row, path, name):
     a = row["after"].get("latency_ns", {}).get(path, {}).get(name)
     if b is None and a is None:
         return "-"
-    s = "%s->%s" % (fmt_ns(b), fmt_ns(a))
+    s = ("%s->%s" if a is not None and b is not None else "%s -> %s") % (
+        fmt_ns(b), fmt_ns(a))
     if a is not None and b:
         s += " (%+.0f%%)" % (100.0 * (a - b) / b)
     return s

@@ -215,12 +215,12 @@ class Writer:
         self._write(frame({"t": "m", "meta": meta}))
 
     def interval(self, delta, cumulative=None):
-        """Write one interval (a delta Snapshot); `cumulative` is the
-        snapshot after it, stored as a checkpoint when one is due."""
+        """Write one interval (a delta Snapshot).  `cumulative` is the
+        snapshot after it, or a function returning it, stored as a
+        checkpoint when one is due."""
         self.n += 1
         dur = delta.meta.get("duration_s") or 0.0
-        self.end_s = (cumulative.meta.get("duration_s")
-                      if cumulative is not None else self.end_s + dur)
+        self.end_s = round(self.end_s + dur, 6)
         d = {"t": "d", "i": self.n}
         d.update(encode_rows(delta))
         self.since_ckpt += self._write(frame(d))
@@ -230,7 +230,8 @@ class Writer:
         if cumulative is not None and (
                 self.n - self.ckpt_at >= self.checkpoint_every
                 or self.since_ckpt >= self.checkpoint_bytes):
-            self.checkpoint(cumulative)
+            self.checkpoint(cumulative() if callable(cumulative)
+                            else cumulative)
 
     def checkpoint(self, cumulative):
         c = {"t": "c", "i": self.n,
@@ -250,7 +251,7 @@ class Writer:
             return
         try:
             if final is not None and self.ckpt_at != self.n:
-                self.checkpoint(final)
+                self.checkpoint(final() if callable(final) else final)
             if final_meta is not None:
                 self._write(frame({"t": "e", "i": self.n,
                                    "meta": final_meta}))
