@@ -94,6 +94,12 @@ class Calibration:
     def time_lost_s(self, reasons):
         return self.time_lost_ns(reasons) / 1e9
 
+    def describe(self):
+        """One line for report headers."""
+        return "%.0f ns per IRET return (sysretstat bench%s)" % (
+            self.mean_penalty_ns,
+            ", " + self.measured_at[:10] if self.measured_at else "")
+
     def to_json(self):
         return {"cpu_model": self.cpu_model, "kernel": self.kernel,
                 "measured_at": self.measured_at,
@@ -104,6 +110,14 @@ class Calibration:
     def __repr__(self):
         return "Calibration(%s, mean %.1f ns)" % (self.kernel,
                                                  self.mean_penalty_ns)
+
+
+def fmt_time(seconds):
+    """A time lost, compactly: 850ns, 12.3us, 4.56ms, 1.23s."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if abs(seconds) >= scale:
+            return "%.3g%s" % (seconds / scale, unit)
+    return "%.0fns" % (seconds * 1e9)
 
 
 def entry_from_result(result):

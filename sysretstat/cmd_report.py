@@ -1,16 +1,15 @@
 """`sysretstat report`: read a record file and render it."""
 
-import json
 import os
 import sys
 
 import click
 
-from . import recordfile
+from . import recordfile, render_json
 from .errors import UsageError
 from .render_csv import render_csv
 from .render_text import VIEWS, render_report
-from .snapshot import SORT_KEYS, SCHEMA, TABLES, BY_TO_TABLE
+from .snapshot import SORT_KEYS
 
 FORMATS = ("text", "json", "csv", "markdown")
 
@@ -26,28 +25,6 @@ def load(path):
         sys.stderr.write("sysretstat: warning: %s: %s\n" % (path,
                                                             rec.warning))
     return rec, rec.cumulative()
-
-
-def series_json(series):
-    return [dict(c.to_json(), start_s=round(start, 6),
-                 duration_s=round(dur, 6))
-            for start, dur, c in series.rows()]
-
-
-def report_doc(snap, series=None, by=None, top=None, sort="returns"):
-    """The report schema document, plus "series" (an extension)."""
-    fp = snap.fast_path
-    doc = {"schema": SCHEMA, "meta": snap.meta,
-           "totals": snap.totals.to_json(fp)}
-    keep = BY_TO_TABLE.get(by) if by else None
-    for t in TABLES:
-        rows = snap.sorted_rows(t, sort) if (by is None or t == keep) else []
-        if top is not None:
-            rows = rows[:top]
-        doc[t] = [dict(r.fields, **r.counts.to_json(fp)) for r in rows]
-    if series is not None:
-        doc["series"] = series_json(series)
-    return doc
 
 
 @click.command("report")
@@ -92,10 +69,8 @@ def command(file, fmt, as_json, by, top, sort, plot):
             return 0
     fmt = fmt or "text"
     if fmt == "json":
-        doc = report_doc(snap, rec.series, by=by if by in BY_TO_TABLE
-                         else ("none" if by else None), top=top, sort=sort)
-        json.dump(doc, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        render_json.dump(render_json.report_doc(
+            snap, rec.series, render_json.tables_for(by), top, sort))
     elif fmt == "csv":
         sys.stdout.write(render_csv(snap, by or "process", top, sort,
                                     rec.series))

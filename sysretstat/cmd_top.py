@@ -78,7 +78,8 @@ def command(pids, interval, batch, iterations, as_json, by, sort, top_n,
                                sort=sort, views=views, interval=interval)
     interactive = not (batch or as_json) and sys.stdout.isatty() and \
         sys.stdin.isatty()
-    calibration, cal_note = load_calibration()
+    # A calibration measures this machine: daemons run on others.
+    calibration, cal_note = load_calibration() if not urls else (None, None)
     source = open_source(pids, not no_latency, bpf_stats, urls)
     try:
         feed = Feed(source, per_host)
@@ -147,14 +148,9 @@ class Feed:
     def _read(self):
         if not self.per_host:
             return self.source.snapshot(), None
+        from .remote import merge
         by_host = self.source.snapshots()
-        merged = None
-        for _, snap in sorted(by_host.items()):
-            merged = snap.copy() if merged is None else merged.merge(snap)
-        if merged is None:
-            from .snapshot import Snapshot
-            merged = Snapshot()
-        return merged, by_host
+        return merge(by_host), by_host
 
     def tick(self):
         (snap, hosts), (prev, prev_hosts) = self._read(), self._prev
@@ -256,14 +252,12 @@ def run_batch(feed, state, interval, iterations, as_json, calibration,
 
 def run_interactive(feed, state, interval, iterations, calibration,
                     frame_log):
-    import curses
-
-    from .top_curses import Painter, use_colour
+    from .top_curses import Painter, session, use_colour
 
     stop = StopFlag((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     log = open(frame_log, "a") if frame_log else None
     try:
-        curses.wrapper(_loop, feed, state, interval, iterations,
+        session(_loop, feed, state, interval, iterations,
                        calibration, stop, log, Painter, use_colour())
     finally:
         stop.restore()

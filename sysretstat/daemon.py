@@ -182,6 +182,11 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "sysretstat/" + __version__
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    # Answer even garbage with a status line (the default, HTTP/0.9,
+    # would send a bare body).
+    default_request_version = "HTTP/1.0"
+    error_content_type = "text/plain; charset=utf-8"
+    error_message_format = "%(code)d %(message)s\n"
     # Socket timeout: a client that stops sending or reading frees its
     # thread after this long instead of holding it forever.
     timeout = 30

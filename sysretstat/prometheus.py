@@ -86,6 +86,7 @@ class CommCounters:
     """
 
     HYSTERESIS = 2.0
+    MIN_INTERVALS = 3
 
     def __init__(self, top=10, candidates=None, decay=0.5):
         self.top = max(0, int(top))
@@ -97,6 +98,7 @@ class CommCounters:
         self.exported = {}          # comm -> [sysret, iret, eretu]
         self.other = [0, 0, 0]
         self.score = {}             # comm -> decayed returns per interval
+        self.hits = {}              # comm -> intervals with returns
 
     def update(self, delta):
         """Add one interval (a Snapshot from Snapshot.delta)."""
@@ -124,17 +126,19 @@ class CommCounters:
         for comm in list(self.score):
             self.score[comm] *= self.decay
         for comm, v in inc.items():
-            if comm and comm != OTHER:
+            if comm and comm != OTHER and sum(v) > 0:
                 self.score[comm] = self.score.get(comm, 0.0) + sum(v)
+                self.hits[comm] = self.hits.get(comm, 0) + 1
         for comm in [c for c, s in self.score.items()
                      if s < 0.5 and c not in self.exported]:
-            del self.score[comm]
+            self._forget(comm)
         if len(self.score) > self.candidates:
             keep = sorted(self.score, key=self.score.get, reverse=True)
             for comm in keep[self.candidates:]:
                 if comm not in self.exported:
-                    del self.score[comm]
-        ranked = sorted((c for c in self.score if c not in self.exported),
+                    self._forget(comm)
+        ranked = sorted((c for c in self.score if c not in self.exported
+                         and self.hits[c] >= self.MIN_INTERVALS),
                         key=lambda c: (-self.score[c], c))
         for comm in ranked:
             if len(self.exported) < self.top:
@@ -150,6 +154,10 @@ class CommCounters:
                 self.exported[comm] = [0, 0, 0]
             else:
                 break
+
+    def _forget(self, comm):
+        del self.score[comm]
+        del self.hits[comm]
 
     def series(self):
         """[(comm, [sysret, iret, eretu])], exported names then other."""

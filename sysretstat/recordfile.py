@@ -38,12 +38,12 @@ import zlib
 
 from . import abi
 from .errors import RecordFileError
-from .snapshot import SCHEMA, Counts, Hist, Row, Snapshot, TABLES
+from .snapshot import SCHEMA, Counts, Hist, Row, Snapshot
 
 MAGIC = "sysretstat-record"
 VERSION = 2
 CHECKPOINT_EVERY = 60
-CHECKPOINT_BYTES = 16 << 20
+CHECKPOINT_BYTES = 4 << 20
 SERIES_MAX_POINTS = 4096
 
 _PREFIX = '{"len":%10d,"crc":%10d,'
@@ -184,6 +184,7 @@ class Writer:
         self.fsync = fsync
         self.checkpoint_every = checkpoint_every
         self.checkpoint_bytes = checkpoint_bytes
+        check_writable(path)
         self.rotated = rotate(path)
         try:
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -450,8 +451,8 @@ class Recording:
             except ValueError:
                 head = None
         if not isinstance(head, dict) or head.get("format") != MAGIC:
-            if nl < 0 and (b'{"format":"%s"' % MAGIC.encode()).startswith(
-                    first):
+            tag = b'{"format":"%s"' % MAGIC.encode()
+            if nl < 0 and (tag.startswith(first) or first.startswith(tag)):
                 raise RecordFileError("%s: cut short inside its header; "
                                       "nothing to read" % self.path)
             raise RecordFileError("%s: not a sysretstat recording"
@@ -512,8 +513,8 @@ class Recording:
         for off, length in self._deltas:
             d = self._read_frame(off, length)
             try:
-                _add_snapshot(total, decode_rows(d, {}))
-            except (KeyError, TypeError, ValueError) as e:
+                _accumulate(total, d)
+            except (KeyError, TypeError, ValueError, IndexError) as e:
                 raise self._err(off, "bad interval: %s" % e)
         if self.complete:
             total.meta.update(self.final_meta)
@@ -531,17 +532,53 @@ class Recording:
         return total
 
 
-def _add_snapshot(total, d):
-    total.totals.add(d.totals)
-    for t in TABLES:
-        dst = total.table(t)
-        for k, r in d.table(t).items():
-            old = dst.get(k)
-            if old is not None:
-                old.counts.add(r.counts)
-                old.fields.update(r.fields)
-            else:
-                dst[k] = r
+def _add_raw(c, v):
+    """Add an encoded Counts to a Counts, in place (no decoding)."""
+    n = v[0]
+    if len(n) > abi.NR_OUTCOMES:
+        raise ValueError("counts of %d outcomes" % len(n))
+    cn = c.n
+    for i, x in enumerate(n):
+        cn[i] += x
+    if len(v) == 1:
+        return
+    if len(v) != 5:
+        raise ValueError("malformed counts")
+    if c.lat is None:
+        c.lat = [Hist(), Hist()]
+    for h, s, flat in ((c.lat[0], v[1], v[2]), (c.lat[1], v[3], v[4])):
+        h.sum_ns += s
+        b = h.buckets
+        for k in range(0, len(flat) - 1, 2):
+            key = flat[k]
+            b[key] = b.get(key, 0) + flat[k + 1]
+
+
+def _accumulate(total, e):
+    """Add one encoded delta to a snapshot.  Recovering a cut file adds
+    up to CHECKPOINT_EVERY of them, so this avoids building Rows that
+    would be thrown away."""
+    _add_raw(total.totals, e["tot"])
+    tables = (
+        (total.processes, e["proc"], lambda r: (r[0], r[1]),
+         lambda r: {"pid": r[0], "comm": r[2]}, 2),
+        (total.threads, e["thr"], lambda r: (r[0], r[1]),
+         lambda r: {"pid": r[2], "tid": r[0], "comm": r[3]}, 3),
+        (total.syscalls, e["sys"], lambda r: (r[0], r[1]),
+         lambda r: {"nr": r[1], "name": r[2], "abi": r[0]}, None),
+        (total.cpus, e["cpu"], lambda r: r[0], lambda r: {"cpu": r[0]},
+         None),
+    )
+    for dst, rows, key, fields, comm_at in tables:
+        for r in rows:
+            k = key(r)
+            row = dst.get(k)
+            if row is None:
+                row = dst[k] = Row(k, fields(r), Counts())
+            elif comm_at is not None:
+                # The name can change (exec); the latest one wins.
+                row.fields["comm"] = r[comm_at]
+            _add_raw(row.counts, r[-1])
 
 
 def read(path):

@@ -115,3 +115,19 @@ class Painter:
         if k == curses.KEY_RESIZE:
             curses.update_lines_cols()
         return KEYS.get(k)
+
+
+def session(fn, *args):
+    """Run fn(screen, *args) in curses mode and always restore the
+    terminal.  Unlike curses.wrapper, colours are left to Painter, so
+    that NO_COLOR leaves no colour sequence at all."""
+    scr = curses.initscr()
+    try:
+        curses.noecho()
+        curses.cbreak()
+        return fn(scr, *args)
+    finally:
+        scr.keypad(False)
+        curses.nocbreak()
+        curses.echo()
+        curses.endwin()

@@ -88,32 +88,36 @@ class RowView:
 
 
 # Formatting ---------------------------------------------------------
+def _scaled(v, units):
+    # The first unit in which the figure has at most 3 integer digits;
+    # rounding decides, so that 99.99k reads 100k rather than 100.0k.
+    for div, unit in units:
+        x = v / div
+        if round(x, 1) < 100:
+            return "%.1f%s" % (x, unit)
+        if round(x) < 1000 or unit == units[-1][1]:
+            return "%.0f%s" % (x, unit)
+    return "%.0f" % v
+
+
 def fmt_rate(v):
     """A per-second figure in at most 6 characters."""
     if v is None:
         return "-"
     if v < 10 and v != int(v):
         return "%.1f" % v
-    if v < 10000:
+    if round(v) < 10000:
         return "%.0f" % v
-    for div, unit in ((1e3, "k"), (1e6, "M"), (1e9, "G")):
-        if v < div * 1000 or unit == "G":
-            x = v / div
-            return ("%.1f%s" if x < 100 else "%.0f%s") % (x, unit)
-    return "%.0f" % v
+    return _scaled(v, ((1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T")))
 
 
 def fmt_ns(v):
     """A duration in at most 6 characters (None: "-")."""
     if v is None:
         return "-"
-    if v < 1000:
+    if round(v) < 1000:
         return "%.0fns" % v
-    for div, unit in ((1e3, "us"), (1e6, "ms"), (1e9, "s")):
-        if v < div * 1000 or unit == "s":
-            x = v / div
-            return ("%.1f%s" if x < 100 else "%.0f%s") % (x, unit)
-    return "%.0fns" % v
+    return _scaled(v, ((1e3, "us"), (1e6, "ms"), (1e9, "s")))
 
 
 def fmt_pct(share):
@@ -152,6 +156,10 @@ def iret_cost_ns(counts, calibration):
 
 
 def _ident(view, f, key):
+    if f.get("host"):
+        # A row of one daemon among several (--connect).
+        ident, name = _ident(view, dict(f, host=None), key)
+        return ident, "%s@%s" % (name, f["host"]) if name else f["host"]
     if view == "process":
         return (f.get("pid"),), f.get("comm", "")
     if view == "thread":

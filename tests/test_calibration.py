@@ -118,3 +118,17 @@ def test_bench_stores_what_load_returns(run_cli, calfile):
                                                 abs=0.01)
     for reason, ns in doc["iret_penalty_ns"]["reasons"].items():
         assert cal.penalty_ns(reason) == pytest.approx(ns, abs=0.01)
+
+
+@pytest.mark.parametrize("s,text", [(2.5, "2.5s"), (0.00456, "4.56ms"),
+                                    (12.3e-6, "12.3us"), (8.5e-7, "850ns"),
+                                    (0, "0ns")])
+def test_fmt_time(s, text):
+    assert calibration.fmt_time(s) == text
+
+
+def test_describe_names_the_source():
+    c = Calibration({"cpu_model": "c", "kernel": "k", "mean_penalty_ns": 84.4,
+                     "measured_at": "2024-05-01T10:00:00+0000"})
+    assert c.describe() == "84 ns per IRET return (sysretstat bench, " \
+        "2024-05-01)"
