@@ -10,7 +10,7 @@ PIP = $(PYTHON) -m pip install -q --disable-pip-version-check
 # prometheus (daemon integration test).
 APT_RUN = clang llvm libbpf-dev libbpf1 gcc make
 APT_TEST = gcc-multilib tmux bpftool prometheus
-PY_RUN = click psutil tabulate
+PY_RUN = click psutil tabulate setuptools wheel
 PY_TEST = pytest hypothesis matplotlib
 
 .PHONY: all deps test-deps objects install top test test-unit test-kernel \

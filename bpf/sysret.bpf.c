@@ -597,7 +597,8 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 		landing = 0;
 		if (task->thread_info.status & TS_COMPAT) {
 			landing = landing_pad(task);
-			kind = regs->ip == landing ? K_FAST32 : K_INT80;
+			kind = (regs->ip == landing &&
+				!(flags & T_COMPAT_RESTART)) ? K_FAST32 : K_INT80;
 		} else {
 			kind = (regs->orig_ax & X32_SYSCALL_BIT) ? K_X32 : K_X64;
 		}

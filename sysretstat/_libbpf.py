@@ -88,7 +88,7 @@ _lib = None
 def lib():
     """Return the bound libbpf, loading it on first use.
 
-    Raises OSError if libbpf.so.1 cannot be found.
+    Raises KernelFeatureMissing if libbpf.so.1 cannot be found.
     """
     global _lib
     with _lock:
@@ -99,7 +99,10 @@ def lib():
             except OSError:
                 found = ctypes.util.find_library("bpf")
                 if not found:
-                    raise
+                    from .errors import KernelFeatureMissing
+                    raise KernelFeatureMissing(
+                        "libbpf.so.1 not found: install libbpf 1.1 or newer "
+                        "(apt-get install libbpf1)") from None
                 handle = ctypes.CDLL(found, use_errno=True)
             for fname, (restype, argtypes) in _SIGNATURES.items():
                 fn = getattr(handle, fname, None)
@@ -114,3 +117,12 @@ def lib():
 def version():
     lb = lib()
     return (lb.libbpf_major_version(), lb.libbpf_minor_version())
+
+
+def check_version():
+    """Refuse libbpf older than 1.1 (different error conventions)."""
+    v = version()
+    if v < (1, 1):
+        from .errors import KernelFeatureMissing
+        raise KernelFeatureMissing("libbpf %d.%d is too old: sysretstat "
+                                   "needs 1.1 or newer" % v)

@@ -32,8 +32,8 @@ def run_checks(try_attach=True):
     try:
         ver = "%d.%d" % _libbpf.version()
         ok = _libbpf.version() >= (1, 1)
-    except OSError:
-        ver, ok = "libbpf.so.1 not found (apt-get install libbpf1)", False
+    except SysretstatError as e:
+        ver, ok = str(e), False
     checks.append(_check("libbpf", ok, ver))
     try:
         objects.object_bytes("sysret")

@@ -306,6 +306,8 @@ def _loop(scr, feed, state, interval, iterations, calibration, stop, log,
             continue
         key = painter.key(min(wait, 0.25) * 1000)
         if key is None:
+            if painter.resized():
+                draw()
             continue
         if key != "resize":
             rows = top_view.build_rows(shown[0], state, calibration,

@@ -9,6 +9,7 @@ difference and the screen does not flicker.
 
 import curses
 import os
+import sys
 
 # Style -> (colour, extra attributes); colour None keeps the default.
 STYLES = {
@@ -76,8 +77,20 @@ class Painter:
             pass
 
     def size(self):
-        h, w = self.scr.getmaxyx()
-        return w, h
+        return self.scr.getmaxyx()[::-1]
+
+    def resized(self):
+        """Whether the terminal's size differs from the screen's; then
+        adopt it.  SIGWINCH can be missed (a blocked or ignored signal
+        inherited from the parent), so the size is also polled."""
+        try:
+            w, h = os.get_terminal_size(sys.__stdout__.fileno())
+        except (OSError, AttributeError, ValueError):
+            return False
+        if (h, w) == self.scr.getmaxyx():
+            return False
+        curses.resizeterm(h, w)
+        return True
 
     def paint(self, lines):
         scr = self.scr

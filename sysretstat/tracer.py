@@ -131,6 +131,7 @@ class Tracer:
         if not hostinfo.can_trace():
             raise PermissionDenied(
                 "tracing needs root, or CAP_BPF and CAP_PERFMON")
+        bpf._libbpf.check_version()
         self.ncpus = bpf.possible_cpus()
         obj = bpf.BpfObject.open(
             objects.object_bytes("sysret"),

@@ -99,9 +99,9 @@ def write_recording(path, deltas, checkpoint_every=3, complete=True,
     return total
 
 
-def synth(path, n=8, seed=1, **kw):
+def synth(path, n=8, seed=1, procs=(("alpha", 101), ("beta", 202)), **kw):
     rng = random.Random(seed)
-    deltas = [make_delta(rng) for _ in range(n)]
+    deltas = [make_delta(rng, procs) for _ in range(n)]
     return deltas, write_recording(str(path), deltas, **kw)
 
 
@@ -189,7 +189,7 @@ def test_cut_at_every_byte(tmp_path):
     metadata: an error), or the intervals committed before the cut, with
     a warning; never anything else."""
     p = tmp_path / "full.data"
-    deltas, _ = synth(p, n=5, checkpoint_every=2)
+    deltas, _ = synth(p, n=5, checkpoint_every=2, procs=(("a", 1),))
     data = p.read_bytes()
     ends = frame_ends(str(p))
     meta_end = ends[0][0]
@@ -222,7 +222,7 @@ def test_damage_is_an_error_or_harmless(tmp_path):
     RecordFileError) or gives exactly the right data (the byte was in a
     record this read did not need); nothing else."""
     p = tmp_path / "full.data"
-    deltas, expect = synth(p, n=3, checkpoint_every=2)
+    deltas, expect = synth(p, n=3, checkpoint_every=2, procs=(("a", 1),))
     data = bytearray(p.read_bytes())
     bad = tmp_path / "bad.data"
     errors = ok = 0
@@ -272,7 +272,7 @@ def test_random_garbage_never_escapes(tmp_path):
      "schema 'sysretstat/9'"),
     (b'{"format":"sysretstat-rec', "cut short inside its header"),
     (b'{"format":"sysretstat-record","version":2,"schema":"sysretstat/1"}\n'
-     b'{"len":        60,"crc":         0,"t":"d","x":1}\n',
+     b'{"len":        50,"crc":         0,"t":"d","x":1}\n',
      "no metadata frame"),
 ])
 def test_foreign_files(tmp_path, content, words):

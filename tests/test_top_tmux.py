@@ -45,7 +45,10 @@ class Tmux:
             if pred(s):
                 return s
             if time.monotonic() > end:
-                raise AssertionError("screen never matched:\n" + s)
+                raise AssertionError("screen (%s) never matched:\n%s" % (
+                    self.tmux("display", "-p",
+                              "#{window_width}x#{window_height}").strip(),
+                    s))
             time.sleep(0.2)
 
     def top_pid(self):

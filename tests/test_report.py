@@ -1,0 +1,189 @@
+"""`sysretstat report`: every view in every format, from a synthetic
+recording (exact expectations) and from a real one (BPF)."""
+
+import csv
+import io
+import json
+import random
+
+import pytest
+
+from sysretstat import abi, recordfile, render_json
+from sysretstat.render_hist import fmt_ns, power_rows, render_hist
+from sysretstat.render_text import VIEWS
+from sysretstat.snapshot import TABLES, Counts, Hist, Snapshot
+from test_recordfile import make_delta, same_data, synth, write_recording
+
+FORMATS = ("text", "json", "csv", "markdown")
+
+
+@pytest.fixture(scope="module")
+def rec_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("rep") / "r.data"
+    _, expect = synth(p, n=12)
+    return str(p), expect
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("by", (None,) + VIEWS)
+def test_every_view_and_format(rec_file, run_cli, fmt, by):
+    path, expect = rec_file
+    args = ["report", path, "--format", fmt] + (["--by", by] if by else [])
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    out = r.stdout
+    t = expect.totals
+    if fmt == "json":
+        doc = json.loads(out)
+        assert doc["schema"] == "sysretstat/1"
+        assert doc["totals"]["returns"] == t.returns
+        assert doc["totals"]["reasons"] == t.reasons()
+        kept = [tb for tb in TABLES if doc[tb]]
+        if by in ("process", "thread", "syscall", "cpu"):
+            assert kept == [{"process": "processes", "thread": "threads",
+                             "syscall": "syscalls", "cpu": "cpus"}[by]]
+        elif by is None:
+            assert kept == list(TABLES)
+        else:
+            assert kept == []
+        assert len(doc["series"]) == 12
+        assert sum(p["returns"] for p in doc["series"]) == t.returns
+        return
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+        view = by or "process"
+        if view == "reason":
+            assert {r["reason"]: int(r["returns"]) for r in rows} == \
+                t.reasons()
+            assert all(r["typical_cause"] for r in rows)
+        elif view == "latency":
+            for path_name, h in (("sysret", t.lat[0]), ("iret", t.lat[1])):
+                mine = [r for r in rows if r["path"] == path_name]
+                assert sum(int(r["count"]) for r in mine) == h.count
+        elif view == "interval":
+            assert len(rows) == 12
+            assert sum(int(r["returns"]) for r in rows) == t.returns
+            assert sum(int(r["signal"]) for r in rows) == \
+                t.reason("signal")
+        else:
+            table = {"process": "processes", "thread": "threads",
+                     "syscall": "syscalls", "cpu": "cpus"}[view]
+            assert len(rows) == len(expect.table(table))
+            # Each table sums to the totals, outcome by outcome.
+            for col in ("returns", "sysret", "iret", "signal", "restart"):
+                assert sum(int(r[col]) for r in rows) == (
+                    t.returns if col == "returns" else
+                    t.sysret if col == "sysret" else t.iret
+                    if col == "iret" else t.reason(col))
+        return
+    # text and markdown
+    assert "returns %d  sysret %d  iret %d" % (t.returns, t.sysret,
+                                               t.iret) in out
+    sections = {"reason": "IRET reasons", "latency": "Latency by return "
+                "path", "interval": "Over time", "process": "By process",
+                "thread": "By thread", "syscall": "By syscall",
+                "cpu": "By CPU"}
+    want = [sections[by]] if by else list(sections.values())
+    for v, title in sections.items():
+        assert (title in out) == (title in want), (v, title)
+    if fmt == "markdown":
+        assert out.startswith("# sysretstat report\n")
+        for title in want:
+            assert "\n## " + title in out
+    if by in (None, "reason"):
+        assert "a signal handler frame was built" in out
+    if by in (None, "latency"):
+        for name, q in (("p50", .5), ("p99.9", .999)):
+            assert "%s %s" % (name, fmt_ns(t.lat[0].percentile(q))) in out
+
+
+def test_json_round_trips_and_matches_schema_code(rec_file, run_cli):
+    path, expect = rec_file
+    r = run_cli("report", path, "--json")
+    doc = json.loads(r.stdout)
+    back = Snapshot.from_report(doc)
+    assert same_data(back, expect)
+    # The fast serializer writes exactly what snapshot.py would.
+    snap = recordfile.read(path).cumulative()
+    ref = snap.to_report()
+    mine = render_json.report_doc(snap)
+    assert {k: v for k, v in mine.items() if k != "series"} == ref
+
+
+def test_counts_json_matches_to_json():
+    rng = random.Random(5)
+    for _ in range(200):
+        c = Counts([rng.choice([0, 0, rng.randint(1, 10 ** 6)])
+                    for _ in range(abi.NR_OUTCOMES)])
+        c.lat = [Hist.from_values(rng.lognormvariate(6, 2)
+                                  for _ in range(rng.randint(0, 50))),
+                 Hist()]
+        assert render_json.counts_json(c, "eretu") == c.to_json("eretu")
+
+
+def test_top_sort_and_conflicts(rec_file, run_cli):
+    path, expect = rec_file
+    r = run_cli("report", path, "--by", "syscall", "--top", "1",
+                "--sort", "iret", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert [x["syscall"] for x in rows] == ["tgkill"]
+    r = run_cli("report", path, "--json", "--format", "csv")
+    assert r.returncode == 2
+    assert r.stderr.startswith("sysretstat: error: --json conflicts")
+    r = run_cli("report", path, "--by", "nonsense")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_histogram_bars():
+    h = Hist.from_values([300] * 90 + [5000] * 9 + [2 ** 20])
+    text = render_hist("sysret", h)
+    lines = text.splitlines()
+    assert lines[0].startswith("sysret: 100 samples")
+    assert "p50 " in lines[0] and "p99.9 " in lines[0]
+    rows = power_rows(h)
+    assert sum(c for _, _, c in rows) == 100
+    assert rows[0][:2] == (256, 512) and rows[-1][:2] == (2 ** 20, 2 ** 21)
+    # One line per power of two, empty ones included; the biggest bar
+    # is the full width.
+    assert len(lines) == 1 + len(rows) == 1 + 13
+    assert "|" + "@" * 40 + "|" in text
+    assert render_hist("iret", Hist()) == "iret: no samples\n"
+
+
+def test_long_series_is_merged(tmp_path, run_cli):
+    p = str(tmp_path / "long.data")
+    rng = random.Random(2)
+    deltas = [make_delta(rng, procs=(("a", 1),)) for _ in range(100)]
+    write_recording(p, deltas, checkpoint_every=25)
+    r = run_cli("report", p, "--by", "interval")
+    assert r.returncode == 0
+    assert "(each row sums 3 intervals)" in r.stdout
+    body = r.stdout.split("IRET rate\n", 1)[1].split("\n\n")[0]
+    assert len(body.splitlines()[1:]) == 34
+
+
+@pytest.mark.bpf
+def test_real_recording_all_formats(tmp_path, run_cli, workloads):
+    """retpaths signal N: N tgkill returns by IRET with reason signal."""
+    n = 25
+    p = tmp_path / "sig.data"
+    r = run_cli("record", "-q", "-o", p, "--", "%s/retpaths" % workloads,
+                "signal", n)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(run_cli("report", p, "--json").stdout)
+    procs = [x for x in doc["processes"] if x["comm"] == "retpaths"]
+    assert len(procs) == 1
+    assert procs[0]["reasons"]["signal"] == n
+    tg = [x for x in doc["syscalls"] if x["name"] == "tgkill"][0]
+    assert tg["paths"]["iret"] == n and tg["reasons"] == {"signal": n}
+    assert doc["meta"]["recording"]["complete"] is True
+    rows = list(csv.DictReader(io.StringIO(run_cli(
+        "report", p, "--format", "csv", "--by", "syscall").stdout)))
+    tg = [x for x in rows if x["syscall"] == "tgkill"][0]
+    assert int(tg["signal"]) == n and float(tg["iret_p50"]) > 0
+    text = run_cli("report", p).stdout
+    assert "signal" in text and "tgkill" in text
+    md = run_cli("report", p, "--format", "markdown", "--by",
+                 "reason").stdout
+    assert "| signal" in md
