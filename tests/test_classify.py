@@ -65,6 +65,12 @@ CASES = {
     "exec": ({"rcx_ne_rip": N}, {"execve": {"rcx_ne_rip": N + 1}}, {}),
     "ptrace": ({"ptrace": N, "fork_child": 1},
                {"getppid": {"ptrace": N}}, {}),
+    # A signal delivered on an interrupt return after getppid returned:
+    # charged to no syscall; the handler returns to the interrupted loop.
+    "async_signal": ({"rcx_ne_rip": N, "fork_child": 1},
+                     {"getppid": {}, "write": {},
+                      "rt_sigreturn": {"rcx_ne_rip": N}},
+                     {"getppid": N}),
 }
 for g in GUARD:
     CASES[g] = ({"signal": N, g: N}, {"rt_sigreturn": {g: N},

@@ -894,6 +894,63 @@ static int run_rseq(long n)
 
 /* ------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------ */
+/* async_signal: a signal delivered on an interrupt return             */
+/* ------------------------------------------------------------------ */
+
+static volatile sig_atomic_t g_async_hits;
+
+static void on_async(int sig, siginfo_t *si, void *ctx)
+{
+	(void)sig; (void)si; (void)ctx;
+	g_async_hits++;
+}
+
+/*
+ * Each iteration: getppid (SYSRET), then write to a pipe that wakes a
+ * child, then spin in user space without syscalls.  The child sleeps
+ * 2 ms and sends SIGUSR2, so the signal arrives while the parent spins
+ * and is delivered on the return from an interrupt, not from a syscall:
+ * no syscall return may be charged with it.  The handler's rt_sigreturn
+ * goes back to the interrupted loop (IRET, RCX != RIP).
+ */
+static int run_async_signal(long n)
+{
+	int fds[2];
+	pid_t parent = getpid(), child;
+
+	install(SIGUSR2, on_async, 0);
+	if (pipe(fds))
+		die("pipe: %s", strerror(errno));
+	child = raw_fork();
+	if (child == 0) {
+		struct timespec ts = { 0, 2 * 1000 * 1000 };
+		char c;
+
+		for (long i = 0; i < n; i++) {
+			if (sys3(__NR_read, fds[0], &c, 1) != 1)
+				raw_exit(2);
+			sys2(__NR_nanosleep, &ts, NULL);
+			sys2(__NR_kill, parent, SIGUSR2);
+		}
+		raw_exit(0);
+	}
+	for (long i = 0; i < n; i++) {
+		sig_atomic_t before = g_async_hits;
+		unsigned long spins = 0;
+
+		if (sys0(__NR_getppid) <= 0)
+			die("getppid failed");
+		if (sys3(__NR_write, fds[1], "x", 1) != 1)
+			die("write to pipe failed");
+		while (g_async_hits == before)
+			if (++spins > 20000000000UL)
+				die("signal %ld never arrived", i);
+	}
+	reap_ok(child, "async_signal child");
+	return report_ok("async_signal", n, NULL);
+}
+
 static long parse_n(const char *s)
 {
 	char *end;
@@ -926,7 +983,7 @@ static void usage(void)
 		"usage: retpaths SCENARIO N\n"
 		"scenarios: sysret signal rcx_ne_rip r11_ne_rflags cs_not_user\n"
 		"           ss_not_user rip_noncanonical rflags_rf rflags_tf\n"
-		"           restart fork exec ptrace rseq\n";
+		"           restart fork exec ptrace rseq async_signal\n";
 
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
 		/* ignore */
@@ -963,5 +1020,7 @@ int main(int argc, char **argv)
 		return run_ptrace(n);
 	if (!strcmp(argv[1], "rseq"))
 		return run_rseq(n);
+	if (!strcmp(argv[1], "async_signal"))
+		return run_async_signal(n);
 	usage();
 }
