@@ -342,6 +342,12 @@ class BpfObject:
             os.close(fd)
         return b"".join(chunks)
 
+    def detach(self, link):
+        """Destroy one link this object owns."""
+        if link in self._links:
+            self._links.remove(link)
+            _libbpf.lib().bpf_link__destroy(link)
+
     def detach_all(self):
         lb = _libbpf.lib()
         while self._links:

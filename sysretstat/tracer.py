@@ -115,6 +115,7 @@ class Tracer:
         self._iter = None
         self.ncpus = 0
         self.attached = []
+        self._links = []
         self.skipped = []
 
     # Lifecycle -------------------------------------------------------
@@ -199,7 +200,7 @@ class Tracer:
         progs.remove("sr_sys_exit")
         progs.append("sr_sys_exit")
         for p in progs:
-            self.obj.attach(p)
+            self._links.append(self.obj.attach(p))
             self.attached.append(p)
         self._iter = self.obj.iter_link("sr_dump")
         return self
@@ -207,11 +208,10 @@ class Tracer:
     def detach(self):
         """Stop counting; maps stay readable until close()."""
         if self.obj is not None:
-            # The iterator link is kept for the final read.
-            lb_links = [l for l in self.obj._links if l != self._iter]
-            for link in lb_links:
-                self.obj._links.remove(link)
-                bpf._libbpf.lib().bpf_link__destroy(link)
+            # The iterator link only reads: it stays for the final read.
+            for link in list(self._links):
+                self.obj.detach(link)
+            self._links = []
             self.attached = []
 
     def close(self):

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from sysretstat import abi
 from sysretstat.collector import Collector
 from sysretstat.launch import GatedCommand
 from sysretstat.snapshot import check_invariants
