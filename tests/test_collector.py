@@ -148,21 +148,27 @@ def test_nothing_stays_attached(run_cli, tmp_path, how):
     p = subprocess.Popen([sys.executable, "-m", "sysretstat", "record",
                           "-o", str(out)], env=env,
                          stderr=subprocess.PIPE)
-    deadline = time.time() + 20
-    ids = set()
-    while time.time() < deadline and not ids:
-        time.sleep(0.2)
-        ids = bpf_prog_ids_of(p.pid)
-    assert ids, "record never loaded its programs"
-    # Wait until the file, still being written, reports some returns.
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        time.sleep(0.3)
-        r = run_cli("report", out, "--json")
-        if r.returncode == 0 and json.loads(r.stdout)["totals"]["returns"]:
-            break
-    p.send_signal(getattr(signal, how))
-    p.wait(timeout=20)
+    try:
+        deadline = time.time() + 20
+        ids = set()
+        while time.time() < deadline and not ids:
+            time.sleep(0.2)
+            ids = bpf_prog_ids_of(p.pid)
+        assert ids, "record never loaded its programs"
+        # Wait until the file, still being written, reports some returns.
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            time.sleep(0.3)
+            r = run_cli("report", out, "--json")
+            if r.returncode == 0 and \
+                    json.loads(r.stdout)["totals"]["returns"]:
+                break
+        p.send_signal(getattr(signal, how))
+        p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     # The kernel frees programs and links with their last fd.
     deadline = time.time() + 10
     while time.time() < deadline and ids & bpf_prog_ids():
