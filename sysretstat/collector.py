@@ -1,5 +1,10 @@
 """Turn successive kernel reads into cumulative Snapshots.
 
+Rows of successive snapshots share what did not change: the collector
+never mutates a count list or histogram it has handed out, it replaces
+it, so a snapshot costs little for idle processes and Snapshot.delta()
+can skip shared rows by identity.
+
 The kernel keeps counts per thread (live until the thread exits, then
 drained once); the collector remembers them, sums threads into
 processes, and bounds what it remembers: beyond `max_threads` /
@@ -19,16 +24,18 @@ from .tracer import Options, Tracer
 
 
 class _Thread:
-    __slots__ = ("tid", "start", "pkey", "comm", "n", "dead")
+    __slots__ = ("tid", "start", "pkey", "comm", "n", "dead", "counts")
 
     def __init__(self, tid, start, pkey, comm):
         self.tid, self.start, self.pkey, self.comm = tid, start, pkey, comm
         self.n = [0] * abi.NR_OUTCOMES
         self.dead = False
+        self.counts = None   # the Counts last handed out, until n changes
 
 
 class _Proc:
-    __slots__ = ("pid", "start", "comm", "n", "hist", "dead", "threads")
+    __slots__ = ("pid", "start", "comm", "n", "hist", "dead", "threads",
+                 "counts")
 
     def __init__(self, pid, start, comm):
         self.pid, self.start, self.comm = pid, start, comm
@@ -36,6 +43,7 @@ class _Proc:
         self.hist = None
         self.dead = False
         self.threads = 0   # live (not yet exited) threads remembered
+        self.counts = None
 
 
 class Collector:
@@ -56,8 +64,6 @@ class Collector:
         self.threads = OrderedDict()   # (tid, start) -> _Thread
         self.procs = OrderedDict()     # (pid, start) -> _Proc
         self.evicted = {"threads": 0, "processes": 0}
-        self.unattributed = {"threads": [0] * abi.NR_OUTCOMES,
-                             "processes": [0] * abi.NR_OUTCOMES}
         self.started_at = None
         self.extra_pids = []
         self._stats_fd = -1
@@ -120,6 +126,7 @@ class Collector:
             p = self._proc(rec["tgid"], rec["start_ns"], rec["comm"])
             p.comm = rec["comm"] or p.comm
             p.hist = [Hist.from_dense(b, s) for b, s in rec["hist"]]
+            p.counts = None
         for rec in raw.exited_procs:
             self.procs[(rec["tgid"], rec["start_ns"])].dead = True
         self._evict()
@@ -143,9 +150,12 @@ class Collector:
         if rec["tid"] == rec["tgid"] or not p.comm:
             p.comm = rec["comm"]
         t.comm = rec["comm"]
-        for i, v in enumerate(rec["n"]):
-            p.n[i] += v - t.n[i]
-        t.n = list(rec["n"])
+        new = rec["n"]
+        if new != t.n:
+            p.n = [a + b - c for a, b, c in zip(p.n, new, t.n)]
+            p.counts = None
+            t.n = list(new)
+            t.counts = None
         if dead and not t.dead:
             t.dead = True
             p.threads -= 1
@@ -163,7 +173,6 @@ class Collector:
                 if t.dead:
                     del self.threads[key]
                     self.evicted["threads"] += 1
-                    _add(self.unattributed["threads"], t.n)
         if len(self.procs) > self.max_processes:
             for key in list(self.procs):
                 if len(self.procs) <= self.max_processes:
@@ -172,7 +181,6 @@ class Collector:
                 if p.dead:
                     del self.procs[key]
                     self.evicted["processes"] += 1
-                    _add(self.unattributed["processes"], p.n)
 
     def _build(self, raw, elapsed):
         latency = self.options.latency
@@ -212,17 +220,19 @@ class Collector:
 
         threads = {}
         for key, t in self.threads.items():
+            if t.counts is None:
+                t.counts = Counts(t.n)
             if any(t.n):
                 threads[key] = Row(key, {"pid": t.pkey[0], "tid": t.tid,
-                                         "comm": t.comm},
-                                   Counts(t.n))
+                                         "comm": t.comm}, t.counts)
         processes = {}
         for key, p in self.procs.items():
-            c = Counts(p.n, [h.copy() for h in p.hist] if (
-                latency and p.hist) else ([Hist(), Hist()] if latency
-                                          else None))
-            if not c.is_zero():
-                processes[key] = Row(key, {"pid": p.pid, "comm": p.comm}, c)
+            if p.counts is None:
+                p.counts = Counts(p.n, p.hist if (latency and p.hist) else
+                                  ([Hist(), Hist()] if latency else None))
+            if not p.counts.is_zero():
+                processes[key] = Row(key, {"pid": p.pid, "comm": p.comm},
+                                     p.counts)
 
         lost = dict(raw.lost)
         lost["evicted_threads"] = self.evicted["threads"]

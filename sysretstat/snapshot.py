@@ -303,8 +303,11 @@ class Snapshot:
             mine, theirs, dst = self.table(t), (
                 older.table(t) if older else {}), out.table(t)
             for k, row in mine.items():
-                r = row.copy()
                 o = theirs.get(k)
+                # The collector shares unchanged counts between snapshots.
+                if o is not None and o.counts is row.counts:
+                    continue
+                r = row.copy()
                 if o is not None:
                     r.counts.add(o.counts, -1)
                 if not r.counts.is_zero():

@@ -514,11 +514,19 @@ def render_table(rows, delta, state, width, height, calibration=None):
         return []
     m = delta.meta if delta is not None else {}
     fred = m.get("guard", {}).get("fred")
-    with_lat = any(r.counts.lat is not None for r in rows) if rows else (
+    with_lat = rows[0].counts.lat is not None if rows else (
         (m.get("filters") or {}).get("latency", True) and
         state.view != "thread")
+    n = height - 1
+    if state.sel < state.top:
+        state.top = state.sel
+    elif state.sel >= state.top + n:
+        state.top = state.sel - n + 1
+    state.top = max(0, min(state.top, max(0, len(rows) - n)))
+    visible = rows[state.top:state.top + n]
+    # Widths from the rows on screen: a frame's cost stays with them.
     cols = fit_columns(columns(state.view, "ER" if fred else "SR",
-                               calibration is not None, with_lat, rows),
+                               calibration is not None, with_lat, visible),
                        width)
     head = []
     for c in cols:
@@ -533,14 +541,7 @@ def render_table(rows, delta, state, width, height, calibration=None):
             out.append([("  (no returns in this interval%s)" % (
                 " match the filter" if state.filter else ""), "dim")])
         return out
-    n = height - 1
-    if state.sel < state.top:
-        state.top = state.sel
-    elif state.sel >= state.top + n:
-        state.top = state.sel - n + 1
-    state.top = max(0, min(state.top, max(0, len(rows) - n)))
-    for i in range(state.top, min(len(rows), state.top + n)):
-        r = rows[i]
+    for i, r in enumerate(visible, state.top):
         text = fit(format_row(r, cols), width)
         style = "sel" if i == state.sel else (
             "hot" if r.counts.iret and r.counts.iret_share >= 0.5 else None)
@@ -596,7 +597,6 @@ def screen_text(lines):
 def render_detail(row, delta, state, width, height, cumulative=None,
                   calibration=None):
     c = row.counts
-    dt = row.dt
     ident = " ".join(str(i) for i in row.ident)
     title = "%s %s %s" % (state.view, ident, row.name)
     lines = [[(fit(title.strip() + "   (Esc or Enter: back)", width),
