@@ -149,6 +149,19 @@ struct {
 	__type(value, struct sr_proc_rec);
 } scratch SEC(".maps");
 
+/* A process dump record: header, then at most every bucket of both. */
+struct proc_dump_buf {
+	struct sr_proc_dump h;
+	__s64 b[SR_NR_LAT * SR_HIST_BUCKETS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct proc_dump_buf);
+} dump_buf SEC(".maps");
+
 extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
 extern void bpf_task_release(struct task_struct *p) __ksym;
 
@@ -783,6 +796,24 @@ int BPF_PROG(sr_exit, struct task_struct *task, bool group_dead)
 	return 0;
 }
 
+struct scan_ctx {
+	struct sr_hist *h;
+	__u32 lo;
+	__u32 hi;
+};
+
+static long scan_bucket(__u64 i, struct scan_ctx *c)
+{
+	if (i >= SR_HIST_BUCKETS)
+		return 1;
+	if (c->h->b[i]) {
+		if (c->lo == SR_HIST_BUCKETS)
+			c->lo = i;
+		c->hi = i;
+	}
+	return 0;
+}
+
 /* Dump what changed since the last dump: live threads and processes. */
 SEC("iter/task")
 int sr_dump(struct bpf_iter__task *ctx)
@@ -790,10 +821,10 @@ int sr_dump(struct bpf_iter__task *ctx)
 	struct seq_file *seq = ctx->meta->seq;
 	struct task_struct *task = ctx->task;
 	struct sr_thread_rec rec = {};
-	struct sr_proc_rec *prec;
+	struct proc_dump_buf *buf;
 	struct task_state *st;
 	struct proc_state *ps;
-	__u32 zero = 0;
+	__u32 zero = 0, p, lo, n, off, len;
 
 	if (!task)
 		return 0;
@@ -815,14 +846,35 @@ int sr_dump(struct bpf_iter__task *ctx)
 	if (!ps || (ps->flags & T_EXITED) || ps->seq == ps->dumped_seq)
 		return 0;
 	ps->dumped_seq = ps->seq;
-	prec = bpf_map_lookup_elem(&scratch, &zero);
-	if (!prec)
+	buf = bpf_map_lookup_elem(&dump_buf, &zero);
+	if (!buf)
 		return 0;
-	prec->kind = SR_REC_PROC;
-	prec->tgid = task->tgid;
-	prec->start_ns = task->start_time;
-	bpf_probe_read_kernel_str(prec->comm, sizeof(prec->comm), task->comm);
-	bpf_probe_read_kernel(prec->hist, sizeof(prec->hist), ps->hist);
-	bpf_seq_write(seq, prec, sizeof(*prec));
+	buf->h.kind = SR_REC_PROC;
+	buf->h.tgid = task->tgid;
+	buf->h.start_ns = task->start_time;
+	bpf_probe_read_kernel_str(buf->h.comm, sizeof(buf->h.comm), task->comm);
+	/* Only the non-empty range of each histogram: a few dozen buckets
+	 * of 321, so a dump of thousands of processes stays small.  The
+	 * scan runs in bpf_loop: verified once, not per iteration. */
+	off = 0;
+	for (p = 0; p < SR_NR_LAT; p++) {
+		struct scan_ctx sc = { .h = &ps->hist[p], .lo = SR_HIST_BUCKETS };
+
+		bpf_loop(SR_HIST_BUCKETS, scan_bucket, &sc, 0);
+		lo = sc.lo;
+		n = lo >= SR_HIST_BUCKETS ? 0 : sc.hi - lo + 1;
+		buf->h.sum_ns[p] = ps->hist[p].sum_ns;
+		buf->h.lo[p] = lo >= SR_HIST_BUCKETS ? 0 : lo;
+		buf->h.n[p] = n;
+		if (n && lo < SR_HIST_BUCKETS && n <= SR_HIST_BUCKETS &&
+		    off <= SR_HIST_BUCKETS)
+			bpf_probe_read_kernel(&buf->b[off], n * sizeof(__s64),
+					      &ps->hist[p].b[lo]);
+		off += n;
+	}
+	len = sizeof(buf->h) + off * sizeof(__s64);
+	if (len > sizeof(*buf))
+		return 0;
+	bpf_seq_write(seq, buf, len);
 	return 0;
 }

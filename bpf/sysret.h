@@ -141,6 +141,7 @@ struct sr_thread_rec {
 	struct sr_counts counts;
 };
 
+/* A process at exit (exited_procs): its latency, dense. */
 struct sr_proc_rec {
 	__u32 kind;
 	__s32 tgid;
@@ -148,6 +149,21 @@ struct sr_proc_rec {
 	char comm[SR_COMM_LEN];
 	/* Counts are the sum of the process's threads; this holds latency. */
 	struct sr_hist hist[SR_NR_LAT];
+};
+
+/*
+ * A live process in a task dump: the same, but each histogram only from
+ * its first to its last non-empty bucket.  The header is followed by
+ * n[0] then n[1] __s64 bucket counts, starting at buckets lo[0], lo[1].
+ */
+struct sr_proc_dump {
+	__u32 kind;
+	__s32 tgid;
+	__u64 start_ns;
+	char comm[SR_COMM_LEN];
+	__s64 sum_ns[SR_NR_LAT];
+	__u16 lo[SR_NR_LAT];
+	__u16 n[SR_NR_LAT];
 };
 
 #endif /* __SYSRET_H */

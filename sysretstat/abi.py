@@ -112,6 +112,17 @@ class ProcRec(ctypes.Structure):
                 ("hist", Hist * NR_LAT)]
 
 
+class ProcDump(ctypes.Structure):
+    """Header of a live process record; bucket counts follow it."""
+    _fields_ = [("kind", ctypes.c_uint32),
+                ("tgid", ctypes.c_int32),
+                ("start_ns", ctypes.c_uint64),
+                ("comm", ctypes.c_char * COMM_LEN),
+                ("sum_ns", ctypes.c_int64 * NR_LAT),
+                ("lo", ctypes.c_uint16 * NR_LAT),
+                ("n", ctypes.c_uint16 * NR_LAT)]
+
+
 class Slot(ctypes.Structure):
     _fields_ = [("c", Counts), ("hidx", ctypes.c_uint32),
                 ("pad", ctypes.c_uint32)]
@@ -131,6 +142,7 @@ MIRRORS = {
     "sr_proc_rec": ProcRec,
     "sc_hist_pair": ScHistPair,
     "sr_slot": Slot,
+    "sr_proc_dump": ProcDump,
 }
 
 

@@ -18,8 +18,10 @@ def _check(name, ok, detail, required=True):
 def run_checks(try_attach=True):
     checks = []
     rel = hostinfo.kernel_release()
-    checks.append(_check("kernel", hostinfo.kernel_version(rel) >= (5, 15),
-                         "%s (5.15 or newer needed)" % rel))
+    # 6.2: bpf_task_from_pid for tracing programs (task storage,
+    # bpf_task_pt_regs and bpf_loop came earlier).
+    checks.append(_check("kernel", hostinfo.kernel_version(rel) >= (6, 2),
+                         "%s (6.2 or newer needed)" % rel))
     checks.append(_check("btf", hostinfo.has_btf(), hostinfo.btf_path()
                          if hostinfo.has_btf() else "%s missing: kernel "
                          "needs CONFIG_DEBUG_INFO_BTF=y" % hostinfo.btf_path()))

@@ -125,7 +125,7 @@ class Collector:
         for rec in raw.procs + raw.exited_procs:
             p = self._proc(rec["tgid"], rec["start_ns"], rec["comm"])
             p.comm = rec["comm"] or p.comm
-            p.hist = [Hist.from_dense(b, s) for b, s in rec["hist"]]
+            p.hist = [Hist(b, s) for b, s in rec["hist"]]
             p.counts = None
         for rec in raw.exited_procs:
             self.procs[(rec["tgid"], rec["start_ns"])].dead = True

@@ -298,36 +298,68 @@ class Tracer:
         return out
 
 
-def _thread_rec(raw):
-    r = abi.ThreadRec.from_buffer_copy(raw[:ctypes.sizeof(abi.ThreadRec)])
-    return {"tid": r.tid, "tgid": r.tgid, "start_ns": r.start_ns,
-            "leader_start_ns": r.leader_start_ns,
-            "comm": r.comm.decode("utf-8", "replace"),
-            "n": list(r.counts.n)}
+# struct sr_thread_rec: kind, tid, tgid, pad, start_ns, leader_start_ns,
+# comm, counts.  Parsed with struct rather than ctypes: a dump can hold
+# tens of thousands of records.
+_THREAD = struct.Struct("<IiiIQQ%ds%dq" % (abi.COMM_LEN, abi.NR_OUTCOMES))
+# struct sr_proc_dump header: kind, tgid, start_ns, comm, sum_ns[2],
+# lo[2], n[2].
+_PDUMP = struct.Struct("<IiQ%ds2q2H2H" % abi.COMM_LEN)
+assert _THREAD.size == ctypes.sizeof(abi.ThreadRec)
+assert _PDUMP.size == ctypes.sizeof(abi.ProcDump)
+
+
+def _comm(b):
+    return b.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _thread_rec(raw, off=0):
+    v = _THREAD.unpack_from(raw, off)
+    return {"tid": v[1], "tgid": v[2], "start_ns": v[4],
+            "leader_start_ns": v[5], "comm": _comm(v[6]),
+            "n": list(v[7:])}
+
+
+def _sparse(values, lo):
+    return {lo + i: c for i, c in enumerate(values) if c}
 
 
 def _proc_rec(raw):
+    """An exit record (dense histograms), as a dict of sparse buckets."""
     r = abi.ProcRec.from_buffer_copy(raw[:ctypes.sizeof(abi.ProcRec)])
-    return {"tgid": r.tgid, "start_ns": r.start_ns,
-            "comm": r.comm.decode("utf-8", "replace"),
-            "hist": [(list(h.b), h.sum_ns) for h in r.hist]}
+    hist = []
+    for h in r.hist:
+        mv = memoryview(bytes(h))[8:].cast("q")
+        hist.append((_sparse(mv, 0), h.sum_ns))
+    return {"tgid": r.tgid, "start_ns": r.start_ns, "comm": _comm(r.comm),
+            "hist": hist}
 
 
-_TSIZE = ctypes.sizeof(abi.ThreadRec)
-_PSIZE = ctypes.sizeof(abi.ProcRec)
+_TSIZE = _THREAD.size
 
 
 def _parse_dump(data):
     threads, procs = [], []
     off, n = 0, len(data)
+    mv = memoryview(data)
     while off + 4 <= n:
         kind = struct.unpack_from("<I", data, off)[0]
         if kind == abi.REC_THREAD and off + _TSIZE <= n:
-            threads.append(_thread_rec(data[off:off + _TSIZE]))
+            threads.append(_thread_rec(data, off))
             off += _TSIZE
-        elif kind == abi.REC_PROC and off + _PSIZE <= n:
-            procs.append(_proc_rec(data[off:off + _PSIZE]))
-            off += _PSIZE
+        elif kind == abi.REC_PROC and off + _PDUMP.size <= n:
+            (_, tgid, start, comm, s0, s1, lo0, lo1, n0,
+             n1) = _PDUMP.unpack_from(data, off)
+            b = off + _PDUMP.size
+            end = b + 8 * (n0 + n1)
+            if end > n:
+                break
+            vals = mv[b:end].cast("q")
+            procs.append({"tgid": tgid, "start_ns": start,
+                          "comm": _comm(comm),
+                          "hist": [(_sparse(vals[:n0], lo0), s0),
+                                   (_sparse(vals[n0:], lo1), s1)]})
+            off = end
         else:
             raise OSError(errno.EIO, "malformed task dump at offset %d" % off)
     return threads, procs

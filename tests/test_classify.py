@@ -30,6 +30,13 @@ def record(run_cli, tmp_path, argv, *extra):
     assert check_invariants(snap) == [], check_invariants(snap)
     lost = doc["meta"]["lost"]
     assert all(v == 0 for v in lost.values()), lost
+    # Per-process latency (task dump and exit records) and the totals
+    # (per-CPU syscall tables) come from different maps: they must agree.
+    for path, h in doc["totals"].get("latency_ns", {}).items():
+        assert sum(pr["latency_ns"][path]["count"]
+                   for pr in doc["processes"]) == h["count"], path
+        assert sum(pr["latency_ns"][path]["sum"]
+                   for pr in doc["processes"]) == h["sum"], path
     return doc, p
 
 
