@@ -126,17 +126,21 @@ struct {
 	__type(value, __u8);
 } filter_tgids SEC(".maps");
 
-/* Exit-time records, drained (read and deleted) by user space. */
+/* Exit-time records, drained (read and deleted) by user space every
+ * interval.  Not preallocated: room for bursts of exits (16,384
+ * processes per interval) costs memory only while it is used. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, struct sr_thread_rec);
 } exited_threads SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2048);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, struct sr_proc_rec);
 } exited_procs SEC(".maps");

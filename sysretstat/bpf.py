@@ -134,11 +134,7 @@ class Map:
     def _items_batch(self, value_len, limit=None):
         lb = _libbpf.lib()
         n = max(self.max_entries if limit is None else limit, 1)
-        keys = ctypes.create_string_buffer(n * self.key_size)
-        vals = ctypes.create_string_buffer(n * value_len)
-        # The batch token of a hash map is a bucket index (u32); arrays
-        # use the key.  8 bytes fit both.
-        out_batch = ctypes.create_string_buffer(max(8, self.key_size))
+        keys, vals, out_batch = self._buffers(n, value_len)
         count = ctypes.c_uint32(n)
         rc = lb.bpf_map_lookup_batch(self.fd, None, out_batch, keys, vals,
                                      ctypes.byref(count), None)
@@ -154,35 +150,49 @@ class Map:
         for i in range(count.value):
             yield kraw[i * ks:(i + 1) * ks], vraw[i * vs:(i + 1) * vs]
 
-    def drain(self):
+    def _buffers(self, n, value_len):
+        """Batch buffers for n entries, allocated once per map and size."""
+        key = (n, value_len)
+        if getattr(self, "_buf_key", None) != key:
+            self._bufs = (ctypes.create_string_buffer(n * self.key_size),
+                          ctypes.create_string_buffer(n * value_len),
+                          ctypes.create_string_buffer(8))
+            self._buf_key = key
+        return self._bufs
+
+    def drain(self, batch=256):
         """Read and delete every entry of a hash map, atomically per bucket.
 
         Returns a list of (key, value) byte pairs.
         """
         lb = _libbpf.lib()
-        n = max(self.max_entries, 1)
+        n = max(1, min(self.max_entries, batch))
+        keys, vals, out_batch = self._buffers(n, self.value_size)
         out = []
         in_batch = None
         while True:
-            keys = ctypes.create_string_buffer(n * self.key_size)
-            vals = ctypes.create_string_buffer(n * self.value_size)
-            out_batch = ctypes.create_string_buffer(8)
             count = ctypes.c_uint32(n)
             rc = lb.bpf_map_lookup_and_delete_batch(
                 self.fd, in_batch, out_batch, keys, vals,
                 ctypes.byref(count), None)
+            if rc < 0 and -rc == errno.ENOSPC and n < self.max_entries:
+                # One bucket holds more than a batch: retry bigger.
+                n = min(self.max_entries, n * 4)
+                keys, vals, out_batch = self._buffers(n, self.value_size)
+                continue
             if rc < 0 and -rc != errno.ENOENT:
                 if not out and -rc in (errno.EINVAL, errno.EOPNOTSUPP, 524):
                     return self._drain_slow()
                 _raise_for(rc, "draining map %s" % self.name)
             ks, vs = self.key_size, self.value_size
-            kraw, vraw = keys.raw, vals.raw
-            for i in range(count.value):
-                out.append((kraw[i * ks:(i + 1) * ks],
-                            vraw[i * vs:(i + 1) * vs]))
+            if count.value:
+                kraw, vraw = keys.raw, vals.raw
+                for i in range(count.value):
+                    out.append((kraw[i * ks:(i + 1) * ks],
+                                vraw[i * vs:(i + 1) * vs]))
             if rc < 0:  # ENOENT: done
                 return out
-            in_batch = out_batch
+            in_batch = ctypes.create_string_buffer(out_batch.raw, 8)
 
     def _drain_slow(self):
         out = list(self._items_iter(self.value_size))

@@ -114,10 +114,7 @@ def load_calibration():
 
 def open_source(pids, latency, bpf_stats, urls):
     if urls:
-        try:
-            from .remote import RemoteSource
-        except ImportError:
-            raise UsageError("remote view not available") from None
+        from .remote import RemoteSource
         return RemoteSource(list(urls))
     from .collector import Collector
     from .tracer import Options

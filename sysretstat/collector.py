@@ -200,7 +200,7 @@ class Collector:
                          "abi": abi_name}, Counts.zero(latency))
                 _add(row.counts.n, n)
             for slot, pair in raw.slot_hists[c].items():
-                hs = [Hist.from_dense(b, s) for b, s in pair]
+                hs = [Hist(b, s) for b, s in pair]
                 for h, dst in zip(hs, cc.lat):
                     dst.add(h)
                 abi_name, nr = abi.slot_to_syscall(slot)
@@ -224,15 +224,16 @@ class Collector:
                 t.counts = Counts(t.n)
             if any(t.n):
                 threads[key] = Row(key, {"pid": t.pkey[0], "tid": t.tid,
-                                         "comm": t.comm}, t.counts)
+                                         "comm": t.comm,
+                                         "start_ns": t.start}, t.counts)
         processes = {}
         for key, p in self.procs.items():
             if p.counts is None:
                 p.counts = Counts(p.n, p.hist if (latency and p.hist) else
                                   ([Hist(), Hist()] if latency else None))
             if not p.counts.is_zero():
-                processes[key] = Row(key, {"pid": p.pid, "comm": p.comm},
-                                     p.counts)
+                processes[key] = Row(key, {"pid": p.pid, "comm": p.comm,
+                                           "start_ns": p.start}, p.counts)
 
         lost = dict(raw.lost)
         lost["evicted_threads"] = self.evicted["threads"]

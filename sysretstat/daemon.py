@@ -365,7 +365,11 @@ def run(collector, server, state, interval, stop):
             stop.wait(max(0.0, next_tick - time.monotonic()))
             if stop.is_set():
                 break
-            snap = collector.snapshot()
+            try:
+                snap = collector.snapshot()
+            except OSError as e:
+                raise SysretstatError("reading the kernel's counters: %s"
+                                      % (e.strerror or e))
             state.publish(snap, snap.delta(prev))
             prev = snap
             # Skip ticks missed (a suspended host) instead of bursting.

@@ -352,10 +352,14 @@ def test_remote_source_reads_the_live_daemon(live, workloads):
         by_host = src.snapshots()
         merged = src.snapshot()
     (host, snap), = by_host.items()
-    row = merged.processes.get((host, (wl.pid, 0)))
-    assert row is not None and row.counts.reason("signal") == 50
-    assert row.fields["host"] == host
-    assert snap.processes[(wl.pid, 0)].counts.reason("signal") == 50
+    # Rows are keyed (pid, start_ns): find the workload's by its pid.
+    rows = [r for r in merged.processes.values()
+            if r.fields["pid"] == wl.pid]
+    assert len(rows) == 1 and rows[0].counts.reason("signal") == 50
+    row = rows[0]
+    assert row.key[0] == host and row.fields["host"] == host
+    mine = [r for r in snap.processes.values() if r.fields["pid"] == wl.pid]
+    assert len(mine) == 1 and mine[0].counts.reason("signal") == 50
 
 
 @pytest.mark.bpf

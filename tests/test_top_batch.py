@@ -1,6 +1,5 @@
 """`sysretstat top -b` and `--json`: content and the spec's invariants."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -61,11 +60,12 @@ def test_usage_errors(run_cli):
     _cli_error(run_cli, "--sort", "nope")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("sysretstat.remote")
-                    is not None, reason="remote view present")
-def test_connect_without_remote_module(run_cli):
-    err = _cli_error(run_cli, "-b", "--connect", "http://127.0.0.1:1")
-    assert "remote view not available" in err
+def test_connect_to_nothing_is_one_error_line(run_cli):
+    r = run_cli("top", "-b", "-n", "1", "--connect", "127.0.0.1:1")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "sysretstat: error: cannot reach sysretstat daemon at "
+        "http://127.0.0.1:1: connection refused"]
 
 
 def test_help_mentions_cost_of_bpf_stats(run_cli):
