@@ -497,10 +497,6 @@ static __always_inline void ptrace_resume(long request, s32 pid)
 	st = bpf_task_storage_get(&tstate, tracee, 0, 0);
 	if (!st || !(st->flags & T_OPEN))
 		goto out;
-	/* Only a return the guard would pass, or one a tracer already
-	 * changed, is the tracer's doing. */
-	if (st->last_outcome != SR_O_SYSRET && st->last_outcome != SR_O_PTRACE)
-		goto out;
 	/* A syscall-exit stop: message 2, and the stop's siginfo code
 	 * SIGTRAP(|0x80) with no PTRACE_EVENT in bits 8-15 (event stops can
 	 * carry 2 as their message too).  exit_code is no help: the
@@ -514,10 +510,15 @@ static __always_inline void ptrace_resume(long request, s32 pid)
 	regs = (struct pt_regs *)bpf_task_pt_regs(tracee);
 	if (!regs || regs->orig_ax != st->last_orig_ax)
 		goto out;
-	o = guard64(regs, request == PTRACE_SINGLESTEP ||
-			  request == PTRACE_SYSEMU_SINGLESTEP);
-	recount(st, tracee, o == SR_O_SYSRET ? SR_O_SYSRET : SR_O_PTRACE);
-	/* Later events compare against the registers as the tracer left them. */
+	/* Only a return the guard would pass, or one a tracer already
+	 * changed, is the tracer's doing. */
+	if (st->last_outcome == SR_O_SYSRET || st->last_outcome == SR_O_PTRACE) {
+		o = guard64(regs, request == PTRACE_SINGLESTEP ||
+				  request == PTRACE_SYSEMU_SINGLESTEP);
+		recount(st, tracee, o == SR_O_SYSRET ? SR_O_SYSRET : SR_O_PTRACE);
+	}
+	/* Later events compare against the registers as the tracer left
+	 * them (it may have changed the return value, say). */
 	st->last_ip = regs->ip;
 	st->last_sp = regs->sp;
 	st->last_ax = regs->ax;

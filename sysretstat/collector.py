@@ -159,9 +159,12 @@ class Collector:
         if dead and not t.dead:
             t.dead = True
             p.threads -= 1
-            # The process is gone when its leader is and no thread lives.
-            if p.threads <= 0 and rec["tid"] == rec["tgid"]:
+            # Gone when no thread it is known to have lives (the leader
+            # may exit before the others): it may then be evicted.
+            if p.threads <= 0:
                 p.dead = True
+        elif not dead:
+            p.dead = False
 
     def _evict(self):
         """Bound memory: drop the oldest exited threads and processes."""
