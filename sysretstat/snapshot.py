@@ -380,13 +380,12 @@ def _tiebreak(row):
                  if not isinstance(f.get(k, 0), str)) or (0,)
 
 
-SORT_KEYS = ("returns", "iret", "sysret", "iret_share", "p50", "p99",
-             "iret_p50", "iret_p99", "name", "id")
+SORT_KEYS = ("returns", "iret", "sysret", "iret_share", "reason", "p50",
+             "p99", "iret_p50", "iret_p99", "name", "id")
 
 
-def sort_value(row, key):
-    """The value a table is sorted by; unknown keys sort by returns."""
-    c = row.counts
+def counts_sort_value(c, key):
+    """What a figure column sorts by, or None if `key` is not one."""
     if key == "returns":
         return c.returns
     if key == "iret":
@@ -395,16 +394,28 @@ def sort_value(row, key):
         return c.sysret
     if key == "iret_share":
         return c.iret_share
-    if key in ("p50", "p99") and c.lat:
-        return c.lat[0].percentile(.5 if key == "p50" else .99) or 0
-    if key in ("iret_p50", "iret_p99") and c.lat:
-        return c.lat[1].percentile(.5 if key == "iret_p50" else .99) or 0
+    if key == "reason":
+        return c.top_reason() or "~"   # rows without IRET last
+    if key in ("p50", "p99", "iret_p50", "iret_p99"):
+        if not c.lat:
+            return -1
+        v = c.lat[1 if key.startswith("iret") else 0].percentile(
+            .5 if key.endswith("50") else .99)
+        return -1 if v is None else v
+    return None
+
+
+def sort_value(row, key):
+    """The value a table is sorted by; unknown keys sort by returns."""
+    v = counts_sort_value(row.counts, key)
+    if v is not None:
+        return v
     if key == "name":
         return str(row.fields.get("comm") or row.fields.get("name") or "")
     if key == "id":
         f = row.fields
         return f.get("tid", f.get("pid", f.get("nr", f.get("cpu", 0))))
-    return 0 if key in SORT_KEYS else c.returns
+    return row.counts.returns
 
 
 def _lost_delta(new, old):

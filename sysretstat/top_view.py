@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from .reasons import EXPLAIN
+from .snapshot import counts_sort_value
 
 VIEWS = ("process", "thread", "syscall", "cpu")
 TABLE_OF = {"process": "processes", "thread": "threads",
@@ -198,34 +199,15 @@ def matches(row, text):
     return text.lower() in str(row.name).lower()
 
 
-def _pct(counts, path, q):
-    if not counts.lat:
-        return -1
-    v = counts.lat[path].percentile(q)
-    return -1 if v is None else v
-
-
 def sort_value(row, key):
-    c = row.counts
-    if key == "returns":
-        return c.returns
-    if key == "iret":
-        return c.iret
-    if key == "iret_share":
-        return c.iret_share
-    if key == "reason":
-        return c.top_reason() or "~"   # rows without IRET last
     if key == "cost":
         return row.cost_ns or 0.0
-    if key in ("p50", "p99"):
-        return _pct(c, 0, .5 if key == "p50" else .99)
-    if key in ("iret_p50", "iret_p99"):
-        return _pct(c, 1, .5 if key == "iret_p50" else .99)
     if key == "name":
         return str(row.name).lower()
     if key == "id":
         return row.ident
-    return c.returns
+    v = counts_sort_value(row.counts, key)
+    return row.counts.returns if v is None else v
 
 
 def sort_rows(rows, key, reverse=False):
