@@ -29,9 +29,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define TS_COMPAT	0x0002
 #define X32_SYSCALL_BIT	0x40000000UL
 #define SIGTRAP		5
-#define NR_PTRACE_X64	101
-#define PTRACE_SINGLESTEP	9
-#define PTRACE_SYSEMU_SINGLESTEP 32
 #define PTRACE_EVENTMSG_SYSCALL_EXIT 2
 
 /* Thread state flags. */
@@ -42,6 +39,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define T_EXITED	0x10
 #define T_FILTER_KNOWN	0x20
 #define T_FILTER_IN	0x40
+#define T_FAST32	0x80	/* the last return was a compat fast syscall's */
 
 /* How the syscall in flight entered the kernel. */
 enum entry_kind { K_X64, K_X32, K_INT80, K_FAST32 };
@@ -166,8 +164,6 @@ struct {
 	__type(value, struct proc_dump_buf);
 } dump_buf SEC(".maps");
 
-extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
-extern void bpf_task_release(struct task_struct *p) __ksym;
 
 static __always_inline __u32 log2_u64(__u64 v)
 {
@@ -476,45 +472,43 @@ static __always_inline bool in_exit_path(struct task_state *st,
 }
 
 /*
- * A tracer resumes a tracee: if the tracee sits in a syscall-exit stop
- * of the return we counted, its registers are now final (the tracer
- * cannot touch them once it runs), so run the guard again on them.
- * This runs at the tracer's sys_enter, while the tracee is still
- * stopped.  The pid is looked up in the initial pid namespace.
+ * A traced task is switched back in.  If it sits in a syscall-exit stop
+ * of the return we counted, its tracer has resumed it and can no longer
+ * touch its registers (PTRACE_SINGLESTEP has put TF in them already):
+ * run the guard again on them.  Seen from the tracee, this needs no
+ * tracer pid (any pid namespace, any tracer ABI); untraced tasks pay
+ * one field test per context switch.
  */
-static __always_inline void ptrace_resume(long request, s32 pid)
+static __always_inline void ptrace_resumed(struct task_struct *tracee)
 {
-	struct task_struct *tracee;
-	struct task_state *st;
 	struct kernel_siginfo *info;
+	struct task_state *st;
 	struct pt_regs *regs;
 	int code;
 	__u8 o;
 
-	tracee = bpf_task_from_pid(pid);
-	if (!tracee)
-		return;
 	st = bpf_task_storage_get(&tstate, tracee, 0, 0);
 	if (!st || !(st->flags & T_OPEN))
-		goto out;
+		return;
 	/* A syscall-exit stop: message 2, and the stop's siginfo code
 	 * SIGTRAP(|0x80) with no PTRACE_EVENT in bits 8-15 (event stops can
-	 * carry 2 as their message too).  exit_code is no help: the
-	 * tracer's waitpid() has already cleared it. */
+	 * carry 2 as their message too).  Both are cleared by the tracee
+	 * once it runs again; exit_code is no help: the tracer's waitpid()
+	 * has cleared it. */
 	info = tracee->last_siginfo;
 	if (!info || tracee->ptrace_message != PTRACE_EVENTMSG_SYSCALL_EXIT)
-		goto out;
+		return;
 	code = info->si_code;
 	if ((code & 0xff00) || (code & 0x7f) != SIGTRAP)
-		goto out;
+		return;
 	regs = (struct pt_regs *)bpf_task_pt_regs(tracee);
 	if (!regs || regs->orig_ax != st->last_orig_ax)
-		goto out;
+		return;
 	/* Only a return the guard would pass, or one a tracer already
 	 * changed, is the tracer's doing. */
 	if (st->last_outcome == SR_O_SYSRET || st->last_outcome == SR_O_PTRACE) {
-		o = guard64(regs, request == PTRACE_SINGLESTEP ||
-				  request == PTRACE_SYSEMU_SINGLESTEP);
+		o = (st->flags & T_FAST32) ? guard32(regs, st->enter_ip)
+					   : guard64(regs, false);
 		recount(st, tracee, o == SR_O_SYSRET ? SR_O_SYSRET : SR_O_PTRACE);
 	}
 	/* Later events compare against the registers as the tracer left
@@ -522,22 +516,15 @@ static __always_inline void ptrace_resume(long request, s32 pid)
 	st->last_ip = regs->ip;
 	st->last_sp = regs->sp;
 	st->last_ax = regs->ax;
-out:
-	bpf_task_release(tracee);
 }
 
-static __always_inline void check_ptrace(struct pt_regs *regs, long id)
+SEC("tp_btf/sched_switch")
+int BPF_PROG(sr_switch, bool preempt, struct task_struct *prev,
+	     struct task_struct *next)
 {
-	long req;
-
-	if (id != NR_PTRACE_X64)
-		return;
-	req = regs->di;
-	/* PTRACE_CONT(7), KILL(8), SINGLESTEP(9), DETACH(17), SYSCALL(24),
-	 * SYSEMU(31), SYSEMU_SINGLESTEP(32), LISTEN(0x4208) */
-	if (req == 7 || req == 8 || req == 9 || req == 17 || req == 24 ||
-	    req == 31 || req == 32 || req == 0x4208)
-		ptrace_resume(req, (s32)regs->si);
+	if (next->ptrace)
+		ptrace_resumed(next);
+	return 0;
 }
 
 SEC("tp_btf/sys_enter")
@@ -547,8 +534,6 @@ int BPF_PROG(sr_sys_enter, struct pt_regs *regs, long id)
 	struct task_state *st;
 	__u8 kind;
 
-	/* Before any filter: the tracer need not be traced itself. */
-	check_ptrace(regs, id);
 	if (task->tgid == cfg.self_tgid)
 		return 0;
 	st = bpf_task_storage_get(&tstate, task, 0,
@@ -639,9 +624,12 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	else
 		o = guard64(regs, false);
 
-	flags &= ~(T_IN_SYSCALL | T_NEW | T_COMPAT_RESTART);
+	flags &= ~(T_IN_SYSCALL | T_NEW | T_COMPAT_RESTART | T_FAST32);
 	if (o == SR_O_RESTART && kind == K_FAST32)
 		flags |= T_COMPAT_RESTART;
+	if (kind == K_FAST32)
+		flags |= T_FAST32;
+	st->enter_ip = landing;
 
 	slot = syscall_slot(kind, nr);
 	sl = counts_add(st, slot, o, 1);
@@ -690,14 +678,6 @@ int BPF_PROG(sr_rseq_ip_fixup, unsigned long regs_ip, unsigned long start_ip,
 	st = bpf_task_storage_get(&tstate, task, 0, 0);
 	if (st && in_exit_path(st, task))
 		promote(st, task, SR_O_RSEQ);
-	return 0;
-}
-
-/* Counts-only mode has no sys_enter program but still needs this. */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(sr_ptrace_enter, struct pt_regs *regs, long id)
-{
-	check_ptrace(regs, id);
 	return 0;
 }
 
@@ -783,9 +763,12 @@ static __always_inline void emit_proc_exit(struct task_struct *task)
 }
 
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(sr_exit, struct task_struct *task, bool group_dead)
+int BPF_PROG(sr_exit, struct task_struct *task)
 {
 	struct task_state *st;
+	/* do_exit() drops signal->live before this tracepoint; reading it
+	 * works on kernels whose tracepoint has no group_dead argument. */
+	bool group_dead = task->signal->live.counter == 0;
 
 	st = bpf_task_storage_get(&tstate, task, 0, 0);
 	if (!st || (st->flags & T_EXITED))

@@ -18,10 +18,9 @@ def _check(name, ok, detail, required=True):
 def run_checks(try_attach=True):
     checks = []
     rel = hostinfo.kernel_release()
-    # 6.2: bpf_task_from_pid for tracing programs (task storage,
-    # bpf_task_pt_regs and bpf_loop came earlier).
-    checks.append(_check("kernel", hostinfo.kernel_version(rel) >= (6, 2),
-                         "%s (6.2 or newer needed)" % rel))
+    # 5.17: bpf_loop (task storage, bpf_task_pt_regs came earlier).
+    checks.append(_check("kernel", hostinfo.kernel_version(rel) >= (5, 17),
+                         "%s (5.17 or newer needed, tested on 6.18)" % rel))
     checks.append(_check("btf", hostinfo.has_btf(), hostinfo.btf_path()
                          if hostinfo.has_btf() else "%s missing: kernel "
                          "needs CONFIG_DEBUG_INFO_BTF=y" % hostinfo.btf_path()))
@@ -43,8 +42,6 @@ def run_checks(try_attach=True):
     except SysretstatError as e:
         checks.append(_check("bpf object", False, str(e)))
     for prog, tp in sorted(set(tracer.TRACEPOINTS.items())):
-        if prog == "sr_ptrace_enter":
-            continue
         req = prog not in tracer.OPTIONAL_PROGS
         checks.append(_check("tracepoint " + tp, tracer.tracepoint_exists(tp),
                              "in kernel BTF" if tracer.tracepoint_exists(tp)

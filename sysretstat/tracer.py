@@ -17,10 +17,11 @@ from .errors import KernelFeatureMissing, PermissionDenied, UsageError
 
 # Programs by role; optional ones are skipped where the kernel lacks
 # their tracepoint.
-CORE_PROGS = ("sr_sys_exit", "sr_fork", "sr_exit", "sr_signal_deliver")
+CORE_PROGS = ("sr_sys_exit", "sr_fork", "sr_exit", "sr_signal_deliver",
+              "sr_switch")
 OPTIONAL_PROGS = {"sr_rseq_ip_fixup": "rseq_ip_fixup"}
 TRACEPOINTS = {"sr_sys_enter": "sys_enter", "sr_sys_exit": "sys_exit",
-               "sr_ptrace_enter": "sys_enter", "sr_fork": "sched_process_fork",
+               "sr_switch": "sched_switch", "sr_fork": "sched_process_fork",
                "sr_exit": "sched_process_exit",
                "sr_signal_deliver": "signal_deliver",
                "sr_rseq_ip_fixup": "rseq_ip_fixup"}
@@ -161,8 +162,8 @@ class Tracer:
                 cfg.cgroup_id, cfg.cgroup_level = cgroup_target(opts.cgroup)
             obj.set_rodata(".rodata.cfg", bytes(cfg))
             obj.set_max_entries("sc_hist", max(1, opts.sc_hists))
+            # Counts only: no sys_enter program at all, the cheapest mode.
             obj.set_autoload("sr_sys_enter", opts.latency)
-            obj.set_autoload("sr_ptrace_enter", not opts.latency)
             for prog, tp in OPTIONAL_PROGS.items():
                 if not tracepoint_exists(tp):
                     obj.set_autoload(prog, False)
@@ -192,9 +193,9 @@ class Tracer:
         self._select(self.obj, pid, follow)
 
     def attach(self):
-        progs = ["sr_sys_enter" if self.options.latency
-                 else "sr_ptrace_enter"] + list(CORE_PROGS) + [
-            p for p in OPTIONAL_PROGS if p not in self.skipped]
+        progs = (["sr_sys_enter"] if self.options.latency else []) + \
+            list(CORE_PROGS) + [p for p in OPTIONAL_PROGS
+                                if p not in self.skipped]
         # sys_exit last: by the time returns are counted, every
         # correction that can follow them is in place.
         progs.remove("sr_sys_exit")
