@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -172,6 +173,12 @@ class Sysretstat:
         self.coll = None
 
 
+def _sigint_default():
+    # A background job inherits SIGINT ignored, and bpftrace then never
+    # stops on it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Bpftrace:
     name = "bpftrace"
 
@@ -182,22 +189,34 @@ class Bpftrace:
 
     def start(self):
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(["bpftrace", "-e", BPFTRACE_PROG],
+        self.proc = subprocess.Popen(["bpftrace", "-B", "line", "-e",
+                                      BPFTRACE_PROG],
                                      stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
-        # BEGIN runs once every probe is attached.
+                                     stderr=subprocess.DEVNULL, text=True,
+                                     preexec_fn=_sigint_default)
+        # BEGIN runs once every probe is attached.  A watchdog, so that a
+        # bpftrace that never says "ready" cannot hang the benchmark.
+        timer = threading.Timer(60, self.proc.kill)
+        timer.start()
         for line in self.proc.stdout:
             if line.strip() == "ready":
                 break
         else:
+            timer.cancel()
             raise RuntimeError("bpftrace exited before attaching")
+        timer.cancel()
         self.attach_s.append(time.perf_counter() - t0)
         self.rss_kib.append(rss_kib(self.proc.pid))
 
     def stop(self):
         self.proc.send_signal(signal.SIGINT)
-        # Its map dump at exit can be long: drain it.
-        self.proc.communicate(timeout=60)
+        # Its map dump at exit can be long: drain it.  Its detach was
+        # seen to hang on a busy machine: the measurement is over, kill.
+        try:
+            self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
         self.proc = None
 
 

@@ -153,25 +153,34 @@ def run(args):
     return cpu, rss, time.monotonic() - t0
 
 
+def frame_offsets(path):
+    """(offset, kind) of every frame, stepping by the length fields."""
+    out = []
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        off = len(f.readline())
+        while off < size:
+            head = os.pread(fd, recordfile.HEADER_LEN, off)
+            out.append((off, head[-1:]))
+            off += int(head[7:17])
+    return out
+
+
 def cut_copies(path, workdir):
-    """Copies cut (a) before the end frame, (b) just before the last
-    checkpoint: the most deltas to decode."""
-    data = open(path, "rb").read()
-    lines = data.split(b"\n")
-    offs, off = [], 0
-    for ln in lines[:-1]:
-        offs.append((off, ln[40:41]))
-        off += len(ln) + 1
+    """Copies cut (a) before the end frame, (b) half a frame into the
+    checkpoint before the final one: the most deltas to decode."""
+    offs = frame_offsets(path)
     end_at = [o for o, t in offs if t == b"e"][-1]
     ckpts = [o for o, t in offs if t == b"c"]
-    # The final checkpoint is written at close; cut before the one
-    # ahead of it, half a frame into it.
     before_last = ckpts[-2] if len(ckpts) > 1 else ckpts[-1]
     out = []
-    for name, at in (("no-end", end_at), ("mid-span", before_last - 17)):
+    for name, at in (("no-end", end_at), ("mid-span", before_last + 17)):
         p = os.path.join(workdir, "cut-%s.data" % name)
-        with open(p, "wb") as f:
-            f.write(data[:at])
+        with open(path, "rb") as src, open(p, "wb") as dst:
+            left = at
+            while left:
+                left -= os.copy_file_range(src.fileno(), dst.fileno(), left)
         out.append((name, p))
     return out
 

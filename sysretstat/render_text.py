@@ -51,7 +51,8 @@ def summary(snap):
         "guard: %s" % mode,
         "started %s  duration %.1fs%s%s" % (
             when, m.get("duration_s") or 0,
-            "  %d intervals of %gs" % (rec["intervals"], m["interval_s"])
+            "  %d interval%s of %gs" % (rec["intervals"], "s" * (
+                rec["intervals"] != 1), m["interval_s"])
             if rec.get("intervals") and m.get("interval_s") else "",
             "  (cut short)" if rec and not rec.get("complete", True) else ""),
         "scope: %s" % ("; ".join(scope) if scope else "system-wide"),
@@ -191,8 +192,8 @@ def render_report(snap, by=None, top=20, series=None, sort="returns",
             return "\n## %s\n\n%s" % (title, body)
         return "\n%s\n%s" % (title, body)
 
-    views = [by] if by else [v for v in VIEWS
-                             if v != "interval" or (series and len(series) > 1)]
+    views = [by] if by else [
+        v for v in VIEWS if v != "interval" or (series and len(series) > 1)]
     if markdown:
         parts = ["# sysretstat report\n\n```\n" + summary(snap) + "```\n"]
     else:
