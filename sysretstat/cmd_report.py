@@ -6,7 +6,7 @@ import sys
 import click
 
 from . import recordfile, render_json
-from .errors import UsageError
+from .errors import SysretstatError, UsageError
 from .render_csv import render_csv
 from .render_text import VIEWS, render_report
 from .snapshot import SORT_KEYS
@@ -68,14 +68,34 @@ def command(file, fmt, as_json, by, top, sort, plot):
         if fmt is None:
             return 0
     fmt = fmt or "text"
+    cal = machine_calibration(snap)
     if fmt == "json":
-        render_json.dump(render_json.report_doc(
-            snap, rec.series, render_json.tables_for(by), top, sort))
+        doc = render_json.report_doc(snap, rec.series,
+                                     render_json.tables_for(by), top, sort)
+        if cal is not None:
+            # Extensions: the penalty used, and time lost per row.
+            doc["meta"] = dict(doc["meta"], iret_penalty=cal.to_json())
+            for row in [doc["totals"]] + [r for t in (
+                    "processes", "threads", "syscalls", "cpus")
+                    for r in doc[t]]:
+                row["iret_time_lost_s"] = cal.time_lost_s(row["reasons"])
+        render_json.dump(doc)
     elif fmt == "csv":
         sys.stdout.write(render_csv(snap, by or "process", top, sort,
                                     rec.series))
     else:
         sys.stdout.write(render_report(snap, by=by, top=top or 20,
                                        series=rec.series, sort=sort,
-                                       markdown=fmt == "markdown"))
+                                       markdown=fmt == "markdown", cal=cal))
     return 0
+
+
+def machine_calibration(snap):
+    """The IRET penalty measured by `sysretstat bench` on the machine the
+    recording comes from (same CPU model and kernel), or None."""
+    from . import calibration
+    try:
+        return calibration.load(snap.meta.get("cpu_model"),
+                                snap.meta.get("kernel"))
+    except (SysretstatError, OSError, ValueError):
+        return None

@@ -24,7 +24,7 @@ __all__ = ["fmt_ns", "render_table", "render_report", "summary",
            "reasons_table", "table_rows", "table_headers"]
 
 
-def summary(snap):
+def summary(snap, cal=None):
     t = snap.totals
     m = snap.meta
     g = m.get("guard", {})
@@ -60,7 +60,20 @@ def summary(snap):
             t.returns, t.sysret, t.iret, 100 * t.iret_share,
             "  eretu %d" % t.eretu if t.eretu else ""),
     ]
+    if t.iret:
+        lines.append(time_lost_line(t, cal))
     return "\n".join(lines) + "\n"
+
+
+def time_lost_line(counts, cal):
+    """Estimated time lost to IRET: count x the penalty `sysretstat
+    bench` measured on this CPU and kernel."""
+    if cal is None:
+        return "time lost to IRET: run 'sysretstat bench' on this machine " \
+               "to estimate it"
+    from .calibration import fmt_time
+    return "time lost to IRET: ~%s at %s" % (
+        fmt_time(cal.time_lost_s(counts.reasons())), cal.describe())
 
 
 def reasons_data(counts):
@@ -69,15 +82,26 @@ def reasons_data(counts):
              EXPLAIN.get(name, "")] for name, n in counts.reasons().items()]
 
 
-def reasons_table(counts, tablefmt="simple"):
+def reasons_table(counts, tablefmt="simple", cal=None):
     rows = reasons_data(counts)
     if not rows:
         return "no IRET returns\n"
-    rows = [[name, n, "%.1f%%" % share, why] for name, n, share, why in rows]
-    return tabulate(rows, headers=["reason", "returns", "share",
+    if cal is None:
+        rows = [[name, n, "%.1f%%" % share, why]
+                for name, n, share, why in rows]
+        return tabulate(rows, headers=["reason", "returns", "share",
+                                       "typical cause"],
+                        tablefmt=tablefmt, disable_numparse=True,
+                        colalign=("left", "right", "right", "left")) + "\n"
+    from .calibration import fmt_time
+    rows = [[name, n, "%.1f%%" % share,
+             fmt_time(n * (cal.penalty_ns(name) or 0) / 1e9), why]
+            for name, n, share, why in rows]
+    return tabulate(rows, headers=["reason", "returns", "share", "est. lost",
                                    "typical cause"],
                     tablefmt=tablefmt, disable_numparse=True,
-                    colalign=("left", "right", "right", "left")) + "\n"
+                    colalign=("left", "right", "right", "right",
+                              "left")) + "\n"
 
 
 def _ident(table, f):
@@ -180,7 +204,7 @@ def _lost_line(snap):
 
 
 def render_report(snap, by=None, top=20, series=None, sort="returns",
-                  markdown=False):
+                  markdown=False, cal=None):
     """The whole report (by=None) or one view: a table name or word of
     VIEWS.  `series` is a recordfile.Series (or None: no time view)."""
     fmt = "github" if markdown else "simple"
@@ -195,15 +219,16 @@ def render_report(snap, by=None, top=20, series=None, sort="returns",
     views = [by] if by else [
         v for v in VIEWS if v != "interval" or (series and len(series) > 1)]
     if markdown:
-        parts = ["# sysretstat report\n\n```\n" + summary(snap) + "```\n"]
+        parts = ["# sysretstat report\n\n```\n" + summary(snap, cal) +
+                 "```\n"]
     else:
-        parts = [summary(snap)]
+        parts = [summary(snap, cal)]
     for v in views:
         v = {"processes": "process", "threads": "thread",
              "syscalls": "syscall", "cpus": "cpu"}.get(v, v)
         if v == "reason":
             parts.append(section("IRET reasons",
-                                 reasons_table(snap.totals, fmt)))
+                                 reasons_table(snap.totals, fmt, cal)))
         elif v == "latency":
             parts.append(section("Latency by return path (sys_enter to "
                                  "sys_exit)", latency_text(snap), True))

@@ -196,3 +196,28 @@ def test_real_recording_all_formats(tmp_path, run_cli, workloads):
     md = run_cli("report", p, "--format", "markdown", "--by",
                  "reason").stdout
     assert "| signal" in md
+
+
+def test_time_lost_uses_this_machines_calibration(rec_file, run_cli,
+                                                 tmp_path):
+    from sysretstat import calibration
+    path, expect = rec_file
+    meta = json.loads(run_cli("report", path, "--json").stdout)["meta"]
+    env = {calibration.ENV: str(tmp_path / "cal.json")}
+    r = run_cli("report", path, env=env)
+    assert "run 'sysretstat bench' on this machine" in r.stdout
+    # A penalty measured for the recording's CPU model and kernel.
+    calibration.save({
+        "meta": {"cpu_model": meta["cpu_model"], "kernel": meta["kernel"],
+                 "started_at": "2026-01-01T00:00:00+0000",
+                 "iterations": 1000, "fred": False, "xen_pv": False},
+        "iret_penalty_ns": {"ns": 100.0, "ci95_ns": [90.0, 110.0],
+                            "reasons": {}},
+        "getpid_ns": 300.0, "warnings": []}, str(tmp_path / "cal.json"))
+    r = run_cli("report", path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "time lost to IRET: ~" in r.stdout and "est. lost" in r.stdout
+    doc = json.loads(run_cli("report", path, "--json", env=env).stdout)
+    assert doc["meta"]["iret_penalty"]["mean_penalty_ns"] == 100.0
+    assert doc["totals"]["iret_time_lost_s"] == pytest.approx(
+        expect.totals.iret * 100e-9)
