@@ -27,8 +27,11 @@ test-deps: deps
 objects: deps
 	@$(PYTHON) tools/build_objects.py sysretstat
 
+MANDIR ?= /usr/local/share/man/man8
+
 install: deps
 	$(PIP) --no-build-isolation .
+	@mkdir -p $(MANDIR) && cp man/*.8 $(MANDIR)/
 
 top: install
 	sysretstat top
