@@ -117,7 +117,9 @@ int main(int argc, char **argv)
 """
 
 
-def build_load(tmp):
+def build_load(tmp, prebuilt=None):
+    if prebuilt:
+        return prebuilt
     src = os.path.join(tmp, "ovhload.c")
     exe = os.path.join(tmp, "ovhload")
     with open(src, "w") as f:
@@ -444,6 +446,11 @@ def main():
                     help="syscalls per workload run (default 1000000)")
     ap.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)))
     ap.add_argument("--no-bpftrace", action="store_true")
+    ap.add_argument("--load-exe", metavar="PATH",
+                    help="a load program built elsewhere (--print-load-"
+                         "source), for machines without a compiler")
+    ap.add_argument("--print-load-source", action="store_true",
+                    help="print the load program's C source and exit")
     ap.add_argument("--json", metavar="FILE",
                     help="write the full result there and print only the "
                          "README tables")
@@ -453,6 +460,9 @@ def main():
                     help="first wait up to S seconds until no other "
                          "tracing BPF program is loaded")
     args = ap.parse_args()
+    if args.print_load_source:
+        sys.stdout.write(LOAD_C)
+        return 0
     if args.markdown_from:
         with open(args.markdown_from) as f:
             print(markdown(json.load(f)))
@@ -461,7 +471,7 @@ def main():
         sys.exit("overhead.py: needs root (BPF)")
 
     with tempfile.TemporaryDirectory() as tmp:
-        exe = build_load(tmp)
+        exe = build_load(tmp, args.load_exe)
         full, counts = Sysretstat("full", True), Sysretstat("counts", False)
         configs = [NoTracing(), Floor("floor", ["floor_sys_enter",
                                                 "floor_sys_exit"]),

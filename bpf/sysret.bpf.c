@@ -51,6 +51,8 @@ enum entry_kind { K_X64, K_X32, K_INT80, K_FAST32 };
 #define FILTER_FOLLOW 2
 
 struct task_state {
+	/* First: the cache (struct run_cache) overlays sr_live on it. */
+	struct sr_counts counts;
 	__u64 enter_ts;
 	__u64 enter_ip;		/* compat: the vDSO landing pad at entry */
 	/* The registers of the last return, to tell its exit path apart. */
@@ -68,8 +70,18 @@ struct task_state {
 	__u8 enter_kind;
 	__u8 last_outcome;
 	__u8 pad;
-	struct sr_counts counts;
 };
+
+/* A CPU's cache of its running thread's state (see sysret.h). */
+struct run_cache {
+	struct sr_live_head h;
+	struct task_state st;
+};
+
+_Static_assert(__builtin_offsetof(struct run_cache, st) +
+	       __builtin_offsetof(struct task_state, counts) ==
+	       __builtin_offsetof(struct sr_live, counts),
+	       "run_cache must start like struct sr_live");
 
 struct proc_state {
 	__u32 seq;
@@ -96,6 +108,13 @@ struct {
 	__type(key, int);
 	__type(value, struct proc_state);
 } pstate SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct run_cache);
+} run_cache SEC(".maps");
 
 /* One slot per syscall (sysret.h); the last key is this CPU's
  * histogram allocator: its hidx is the number of indexes handed out. */
@@ -369,14 +388,153 @@ static __always_inline struct proc_state *proc_of(struct task_struct *task,
 				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
+/* Where a thread's state is while a hook runs: this CPU's cache (held
+ * busy until release()), or its task storage. */
+struct live {
+	struct task_state *st;
+	struct run_cache *c;
+};
+
+/* Load a thread's state from storage into this CPU's cache.  Counts
+ * start at zero there: the cache keeps what is added until the flush. */
+static __always_inline struct task_state *claim(struct run_cache *c,
+						struct task_struct *task,
+						bool create)
+{
+	struct task_state *st;
+
+	st = bpf_task_storage_get(&tstate, task, 0,
+				  create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	if (!st)
+		return NULL;
+	c->st = *st;
+	__builtin_memset(&c->st.counts, 0, sizeof(c->st.counts));
+	c->h.owner = (__u64)task;
+	c->h.tid = task->pid;
+	c->h.tgid = task->tgid;
+	c->h.start_ns = task->start_time;
+	c->h.leader_start_ns = task->group_leader->start_time;
+	bpf_probe_read_kernel_str(c->h.comm, sizeof(c->h.comm), task->comm);
+	return &c->st;
+}
+
+static __always_inline bool acquire(struct live *l, struct task_struct *task,
+				    bool create)
+{
+	__u32 zero = 0;
+	struct run_cache *c = bpf_map_lookup_elem(&run_cache, &zero);
+
+	l->c = NULL;
+	/* Held by a program preempted while using it: go to storage. */
+	if (c && __sync_val_compare_and_swap(&c->h.busy, 0, 1) == 0) {
+		if (c->h.owner == (__u64)task) {
+			l->c = c;
+			l->st = &c->st;
+			return true;
+		}
+		if (!c->h.owner) {
+			l->st = claim(c, task, create);
+			if (l->st) {
+				l->c = c;
+				return true;
+			}
+		} else {
+			/* Every owner is flushed when switched out: this
+			 * should not happen.  Its deltas stay for user space. */
+			__sync_fetch_and_add(&lost.cache, 1);
+		}
+		c->h.busy = 0;
+	}
+	l->st = bpf_task_storage_get(&tstate, task, 0,
+				     create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	return l->st != NULL;
+}
+
+static __always_inline void release(struct live *l)
+{
+	if (l->c)
+		l->c->h.busy = 0;
+}
+
+struct fold_ctx {
+	struct sr_hist *src;
+	struct sr_hist *dst;
+	__u32 lo;
+};
+
+static long fold_bucket(__u64 i, struct fold_ctx *f)
+{
+	__u64 b = f->lo + i;
+	__s64 v;
+
+	if (b >= SR_HIST_BUCKETS)
+		return 1;
+	v = f->src->b[b];
+	if (v) {
+		__sync_fetch_and_add(&f->dst->b[b], v);
+		f->src->b[b] = 0;
+	}
+	return 0;
+}
+
+/* Move the cached state of `task` (the cache's owner) to its storage. */
+static __always_inline void flush(struct run_cache *c, struct task_struct *task)
+{
+	struct task_state *st;
+	struct proc_state *ps;
+	struct sr_counts sum;
+	__u32 dumped, p, lo, hi;
+	int i;
+
+	st = bpf_task_storage_get(&tstate, task, 0, 0);
+	if (st) {
+		for (i = 0; i < SR_NR_OUTCOMES; i++)
+			sum.n[i] = st->counts.n[i] + c->st.counts.n[i];
+		dumped = st->dumped_seq;
+		*st = c->st;
+		st->counts = sum;
+		st->dumped_seq = dumped;
+		st->seq++;
+	}
+	ps = NULL;
+	for (p = 0; p < SR_NR_LAT; p++) {
+		lo = c->h.ph_lo[p];
+		hi = c->h.ph_hi[p];
+		if (hi < lo || hi >= SR_HIST_BUCKETS)
+			continue;
+		if (!ps)
+			ps = proc_of(task, true);
+		if (ps) {
+			struct fold_ctx f = { .src = &c->h.ph[p],
+					      .dst = &ps->hist[p], .lo = lo };
+
+			bpf_loop(hi - lo + 1, fold_bucket, &f, 0);
+			__sync_fetch_and_add(&ps->hist[p].sum_ns, c->h.ph[p].sum_ns);
+			ps->seq++;
+		}
+		/* Without storage the deltas are lost: clear them anyway. */
+		if (!ps) {
+			struct fold_ctx f = { .src = &c->h.ph[p],
+					      .dst = &c->h.ph[p], .lo = lo };
+
+			bpf_loop(hi - lo + 1, fold_bucket, &f, 0);
+		}
+		c->h.ph[p].sum_ns = 0;
+		c->h.ph_lo[p] = SR_HIST_BUCKETS;
+		c->h.ph_hi[p] = 0;
+	}
+	c->h.owner = 0;
+}
+
 /* Add (delta = 1) or remove (-1) one latency sample on path `path`. */
-static __always_inline void hist_add(struct task_struct *task,
+static __always_inline void hist_add(struct live *l, struct task_struct *task,
 				     struct sr_slot *sl, int path,
 				     __u32 bucket, __s64 lat, __s64 delta,
 				     bool create)
 {
 	struct sc_hist_pair *sh;
 	struct proc_state *ps;
+	struct run_cache *c = l->c;
 
 	if (bucket >= SR_HIST_BUCKETS || path >= SR_NR_LAT || path < 0)
 		return;
@@ -384,6 +542,16 @@ static __always_inline void hist_add(struct task_struct *task,
 	if (sh) {
 		sh->h[path].b[bucket] += delta;
 		sh->h[path].sum_ns += delta * lat;
+	}
+	if (c) {
+		/* Per-CPU: no atomics; the flush folds it into the process. */
+		c->h.ph[path].b[bucket] += delta;
+		c->h.ph[path].sum_ns += delta * lat;
+		if (bucket < c->h.ph_lo[path])
+			c->h.ph_lo[path] = bucket;
+		if (bucket > c->h.ph_hi[path])
+			c->h.ph_hi[path] = bucket;
+		return;
 	}
 	ps = proc_of(task, create);
 	if (ps) {
@@ -415,13 +583,13 @@ static __always_inline struct sr_slot *counts_add(struct task_state *st,
  * Move the thread's last return to outcome `to`; `to` ==
  * SR_NR_OUTCOMES removes it (the thread died before returning).
  */
-static __always_inline void recount(struct task_state *st,
+static __always_inline void recount(struct live *l,
 				    struct task_struct *task, __u8 to)
 {
+	struct task_state *st = l->st;
 	__u8 from = st->last_outcome;
 	__u32 slot = st->last_slot;
 	__u32 bucket = st->last_bucket;
-
 	struct sr_slot *sl;
 
 	if (from == to || from >= SR_NR_OUTCOMES)
@@ -431,12 +599,12 @@ static __always_inline void recount(struct task_state *st,
 		counts_add(st, slot, to, 1);
 	if (bucket != NO_BUCKET && sl) {
 		if (to >= SR_NR_OUTCOMES) {
-			hist_add(task, sl, lat_path(from), bucket,
+			hist_add(l, task, sl, lat_path(from), bucket,
 				 st->last_lat, -1, false);
 		} else if (lat_path(from) != lat_path(to)) {
-			hist_add(task, sl, lat_path(from), bucket,
+			hist_add(l, task, sl, lat_path(from), bucket,
 				 st->last_lat, -1, false);
-			hist_add(task, sl, lat_path(to), bucket,
+			hist_add(l, task, sl, lat_path(to), bucket,
 				 st->last_lat, 1, false);
 		}
 	}
@@ -444,11 +612,11 @@ static __always_inline void recount(struct task_state *st,
 }
 
 /* Raise the last return to event outcome `to` if it outranks it. */
-static __always_inline void promote(struct task_state *st,
+static __always_inline void promote(struct live *l,
 				    struct task_struct *task, __u8 to)
 {
-	if (rank(to) > rank(st->last_outcome))
-		recount(st, task, to);
+	if (rank(to) > rank(l->st->last_outcome))
+		recount(l, task, to);
 }
 
 /*
@@ -484,12 +652,16 @@ static __always_inline void ptrace_resumed(struct task_struct *tracee)
 	struct kernel_siginfo *info;
 	struct task_state *st;
 	struct pt_regs *regs;
+	struct live l;
 	int code;
 	__u8 o;
 
+	/* Not running, so flushed: its state is in storage. */
 	st = bpf_task_storage_get(&tstate, tracee, 0, 0);
 	if (!st || !(st->flags & T_OPEN))
 		return;
+	l.st = st;
+	l.c = NULL;
 	/* A syscall-exit stop: message 2, and the stop's siginfo code
 	 * SIGTRAP(|0x80) with no PTRACE_EVENT in bits 8-15 (event stops can
 	 * carry 2 as their message too).  Both are cleared by the tracee
@@ -509,7 +681,7 @@ static __always_inline void ptrace_resumed(struct task_struct *tracee)
 	if (st->last_outcome == SR_O_SYSRET || st->last_outcome == SR_O_PTRACE) {
 		o = (st->flags & T_FAST32) ? guard32(regs, st->enter_ip)
 					   : guard64(regs, false);
-		recount(st, tracee, o == SR_O_SYSRET ? SR_O_SYSRET : SR_O_PTRACE);
+		recount(&l, tracee, o == SR_O_SYSRET ? SR_O_SYSRET : SR_O_PTRACE);
 	}
 	/* Later events compare against the registers as the tracer left
 	 * them (it may have changed the return value, say). */
@@ -522,6 +694,17 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(sr_switch, bool preempt, struct task_struct *prev,
 	     struct task_struct *next)
 {
+	__u32 zero = 0;
+	struct run_cache *c = bpf_map_lookup_elem(&run_cache, &zero);
+
+	if (c) {
+		c->h.switches++;
+		/* Busy: prev was preempted inside one of our programs and
+		 * will resume here (programs run with migration disabled):
+		 * its state stays, and others use storage meanwhile. */
+		if (c->h.owner == (__u64)prev && !c->h.busy)
+			flush(c, prev);
+	}
 	if (next->ptrace)
 		ptrace_resumed(next);
 	return 0;
@@ -532,18 +715,18 @@ int BPF_PROG(sr_sys_enter, struct pt_regs *regs, long id)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct task_state *st;
+	struct live l;
 	__u8 kind;
 
 	if (task->tgid == cfg.self_tgid)
 		return 0;
-	st = bpf_task_storage_get(&tstate, task, 0,
-				  BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!st) {
+	if (!acquire(&l, task, true)) {
 		__sync_fetch_and_add(&lost.storage, 1);
 		return 0;
 	}
+	st = l.st;
 	if (filtered_out(st, task))
-		return 0;
+		goto out;
 	if (task->thread_info.status & TS_COMPAT) {
 		__u64 pad = landing_pad(task);
 
@@ -563,6 +746,8 @@ int BPF_PROG(sr_sys_enter, struct pt_regs *regs, long id)
 	st->enter_nr = id;
 	st->enter_ts = bpf_ktime_get_ns();
 	st->flags = (st->flags & ~(T_OPEN | T_COMPAT_RESTART)) | T_IN_SYSCALL;
+out:
+	release(&l);
 	return 0;
 }
 
@@ -576,17 +761,17 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	__u64 landing;
 	__u32 slot, bucket = NO_BUCKET;
 	struct sr_slot *sl;
+	struct live l;
 
 	if (task->tgid == cfg.self_tgid)
 		return 0;
-	st = bpf_task_storage_get(&tstate, task, 0,
-				  BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!st) {
+	if (!acquire(&l, task, true)) {
 		__sync_fetch_and_add(&lost.storage, 1);
 		return 0;
 	}
+	st = l.st;
 	if (filtered_out(st, task))
-		return 0;
+		goto out;
 	flags = st->flags;
 	if (flags & T_IN_SYSCALL) {
 		kind = st->enter_kind;
@@ -635,7 +820,7 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	sl = counts_add(st, slot, o, 1);
 	if (lat >= 0 && sl) {
 		bucket = hist_bucket(lat);
-		hist_add(task, sl, lat_path(o), bucket, lat, 1, true);
+		hist_add(&l, task, sl, lat_path(o), bucket, lat, 1, true);
 	}
 
 	st->last_outcome = o;
@@ -647,6 +832,8 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	st->last_ax = regs->ax;
 	st->last_orig_ax = regs->orig_ax;
 	st->flags = flags | T_OPEN;
+out:
+	release(&l);
 	return 0;
 }
 
@@ -657,14 +844,16 @@ int BPF_PROG(sr_signal_deliver, int sig, struct kernel_siginfo *info,
 	     struct k_sigaction *ka)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct task_state *st;
+	struct live l;
 
 	/* SIG_DFL (0) and SIG_IGN (1) build no frame. */
 	if ((unsigned long)ka->sa.sa_handler <= 1)
 		return 0;
-	st = bpf_task_storage_get(&tstate, task, 0, 0);
-	if (st && in_exit_path(st, task))
-		promote(st, task, SR_O_SIGNAL);
+	if (!acquire(&l, task, false))
+		return 0;
+	if (in_exit_path(l.st, task))
+		promote(&l, task, SR_O_SIGNAL);
+	release(&l);
 	return 0;
 }
 
@@ -673,11 +862,13 @@ int BPF_PROG(sr_rseq_ip_fixup, unsigned long regs_ip, unsigned long start_ip,
 	     unsigned long post_commit_offset, unsigned long abort_ip)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct task_state *st;
+	struct live l;
 
-	st = bpf_task_storage_get(&tstate, task, 0, 0);
-	if (st && in_exit_path(st, task))
-		promote(st, task, SR_O_RSEQ);
+	if (!acquire(&l, task, false))
+		return 0;
+	if (in_exit_path(l.st, task))
+		promote(&l, task, SR_O_RSEQ);
+	release(&l);
 	return 0;
 }
 
@@ -769,13 +960,21 @@ int BPF_PROG(sr_exit, struct task_struct *task)
 	/* do_exit() drops signal->live before this tracepoint; reading it
 	 * works on kernels whose tracepoint has no group_dead argument. */
 	bool group_dead = task->signal->live.counter == 0;
+	struct live l;
 
+	if (!acquire(&l, task, false))
+		return 0;
+	/* Killed on the way out of a syscall: that return never happened. */
+	if (!(l.st->flags & T_EXITED) && in_exit_path(l.st, task))
+		recount(&l, task, SR_NR_OUTCOMES);
+	/* The records below are read from storage: flush the cache. */
+	if (l.c) {
+		flush(l.c, task);
+		release(&l);
+	}
 	st = bpf_task_storage_get(&tstate, task, 0, 0);
 	if (!st || (st->flags & T_EXITED))
 		return 0;
-	/* Killed on the way out of a syscall: that return never happened. */
-	if (in_exit_path(st, task))
-		recount(st, task, SR_NR_OUTCOMES);
 	st->flags = (st->flags & ~T_OPEN) | T_EXITED;
 	if (st->seq)
 		emit_thread_exit(st, task);

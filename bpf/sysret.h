@@ -94,6 +94,35 @@ struct sr_hist {
 	__s64 b[SR_HIST_BUCKETS];
 };
 
+/*
+ * A CPU's cache of the thread running on it (map run_cache): the state
+ * of the thread that owns it, claimed at the thread's first hook after
+ * it was switched in and flushed to task storage when it is switched
+ * out, so that a syscall touches only per-CPU arrays.  User space reads
+ * owner identity, the latency deltas ph and the count deltas, which
+ * storage does not have yet.  busy is held (cmpxchg) by a program using
+ * the cache: one preempted there keeps others, and the flush, away.
+ */
+struct sr_live_head {
+	__u64 owner;		/* task_struct address; 0: none */
+	__s32 tid;
+	__s32 tgid;
+	__u64 start_ns;
+	__u64 leader_start_ns;
+	char comm[SR_COMM_LEN];
+	struct sr_hist ph[SR_NR_LAT];	/* process latency, not yet flushed */
+	__u16 ph_lo[SR_NR_LAT];		/* touched bucket range of ph */
+	__u16 ph_hi[SR_NR_LAT];
+	__u32 busy;
+	__u32 pad;
+	__u64 switches;
+};
+
+struct sr_live {
+	struct sr_live_head h;
+	struct sr_counts counts;	/* the thread's returns, not yet flushed */
+};
+
 /* Configuration, set by user space before load (.rodata.cfg). */
 struct sr_config {
 	__u64 task_size_max;	/* first address the SYSRET guard refuses */
@@ -118,6 +147,7 @@ struct sr_lost {
 	__u64 storage;		/* no task storage (memory pressure) */
 	__u64 syscall_hists;	/* samples without room in sc_hist */
 	__u64 filter_full;	/* follow-forks set full */
+	__u64 cache;		/* a CPU cache found owned but not flushed */
 };
 
 /*

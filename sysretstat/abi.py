@@ -90,7 +90,27 @@ class Lost(ctypes.Structure):
                 ("exited_procs", ctypes.c_uint64),
                 ("storage", ctypes.c_uint64),
                 ("syscall_hists", ctypes.c_uint64),
-                ("filter_full", ctypes.c_uint64)]
+                ("filter_full", ctypes.c_uint64),
+                ("cache", ctypes.c_uint64)]
+
+
+class LiveHead(ctypes.Structure):
+    _fields_ = [("owner", ctypes.c_uint64),
+                ("tid", ctypes.c_int32),
+                ("tgid", ctypes.c_int32),
+                ("start_ns", ctypes.c_uint64),
+                ("leader_start_ns", ctypes.c_uint64),
+                ("comm", ctypes.c_char * COMM_LEN),
+                ("ph", Hist * NR_LAT),
+                ("ph_lo", ctypes.c_uint16 * NR_LAT),
+                ("ph_hi", ctypes.c_uint16 * NR_LAT),
+                ("busy", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32),
+                ("switches", ctypes.c_uint64)]
+
+
+class Live(ctypes.Structure):
+    _fields_ = [("h", LiveHead), ("counts", Counts)]
 
 
 class ThreadRec(ctypes.Structure):
@@ -143,6 +163,7 @@ MIRRORS = {
     "sc_hist_pair": ScHistPair,
     "sr_slot": Slot,
     "sr_proc_dump": ProcDump,
+    "sr_live_head": LiveHead,
 }
 
 

@@ -24,18 +24,20 @@ from .tracer import Options, Tracer
 
 
 class _Thread:
-    __slots__ = ("tid", "start", "pkey", "comm", "n", "dead", "counts")
+    __slots__ = ("tid", "start", "pkey", "comm", "n", "dead", "counts",
+                 "extra")
 
     def __init__(self, tid, start, pkey, comm):
         self.tid, self.start, self.pkey, self.comm = tid, start, pkey, comm
         self.n = [0] * abi.NR_OUTCOMES
         self.dead = False
         self.counts = None   # the Counts last handed out, until n changes
+        self.extra = None    # deltas still in a CPU's cache, this read
 
 
 class _Proc:
     __slots__ = ("pid", "start", "comm", "n", "hist", "dead", "threads",
-                 "counts")
+                 "counts", "extra_n", "extra_hist")
 
     def __init__(self, pid, start, comm):
         self.pid, self.start, self.comm = pid, start, comm
@@ -44,6 +46,8 @@ class _Proc:
         self.dead = False
         self.threads = 0   # live (not yet exited) threads remembered
         self.counts = None
+        self.extra_n = None      # sums of its threads' cached deltas
+        self.extra_hist = None
 
 
 class Collector:
@@ -66,6 +70,7 @@ class Collector:
         self.evicted = {"threads": 0, "processes": 0}
         self.started_at = None
         self.extra_pids = []
+        self._live_keys = []
         self._stats_fd = -1
         self._t0 = None
         self.final = None
@@ -129,7 +134,44 @@ class Collector:
             p.counts = None
         for rec in raw.exited_procs:
             self.procs[(rec["tgid"], rec["start_ns"])].dead = True
+        self._apply_live(raw.live)
         self._evict()
+
+    def _apply_live(self, live):
+        """Deltas a CPU's cache holds for the thread running there, on
+        top of what storage had: replaced, never accumulated, per read."""
+        for key in self._live_keys:
+            t = self.threads.get(key)
+            if t is not None:
+                t.extra = None
+                t.counts = None
+                p = self.procs.get(t.pkey)
+                if p is not None:
+                    p.extra_n = p.extra_hist = None
+                    p.counts = None
+        self._live_keys = []
+        for rec in live:
+            key = (rec["tid"], rec["start_ns"])
+            t = self.threads.get(key)
+            if t is None:
+                # Never flushed yet: known only from the cache.
+                self._thread_update(dict(rec, n=[0] * abi.NR_OUTCOMES),
+                                    dead=False)
+                t = self.threads[key]
+            p = self.procs[t.pkey]
+            t.extra = rec["n"]
+            t.counts = None
+            p.extra_n = [a + b for a, b in zip(p.extra_n or
+                                               [0] * abi.NR_OUTCOMES,
+                                               rec["n"])]
+            hs = [Hist(b, s) for b, s in rec["hist"]]
+            if p.extra_hist is None:
+                p.extra_hist = hs
+            else:
+                for a, b in zip(p.extra_hist, hs):
+                    a.add(b)
+            p.counts = None
+            self._live_keys.append(key)
 
     def _proc(self, pid, start, comm):
         key = (pid, start)
@@ -224,16 +266,16 @@ class Collector:
         threads = {}
         for key, t in self.threads.items():
             if t.counts is None:
-                t.counts = Counts(t.n)
-            if any(t.n):
+                t.counts = Counts(t.n if t.extra is None else
+                                  [a + b for a, b in zip(t.n, t.extra)])
+            if any(t.counts.n):
                 threads[key] = Row(key, {"pid": t.pkey[0], "tid": t.tid,
                                          "comm": t.comm,
                                          "start_ns": t.start}, t.counts)
         processes = {}
         for key, p in self.procs.items():
             if p.counts is None:
-                p.counts = Counts(p.n, p.hist if (latency and p.hist) else
-                                  ([Hist(), Hist()] if latency else None))
+                p.counts = self._proc_counts(p, latency)
             if not p.counts.is_zero():
                 processes[key] = Row(key, {"pid": p.pid, "comm": p.comm,
                                            "start_ns": p.start}, p.counts)
@@ -257,6 +299,18 @@ class Collector:
                            {"run_time_ns": 0, "run_count": 0},
                            stats=bool(run_cnt) or self._stats_fd >= 0)
         return Snapshot(meta, totals, processes, threads, syscalls, cpus)
+
+    @staticmethod
+    def _proc_counts(p, latency):
+        n = p.n if p.extra_n is None else [a + b for a, b in
+                                           zip(p.n, p.extra_n)]
+        if not latency:
+            return Counts(n)
+        hist = p.hist
+        if p.extra_hist is not None:
+            hist = [(h.copy() if h is not None else Hist()).add(x)
+                    for h, x in zip(hist or [None, None], p.extra_hist)]
+        return Counts(n, hist if hist else [Hist(), Hist()])
 
     def _meta(self, elapsed, lost):
         o = self.options

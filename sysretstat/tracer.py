@@ -67,6 +67,7 @@ class RawRead:
     exited_threads: list
     exited_procs: list
     lost: dict
+    live: list = field(default_factory=list)   # per-CPU cache deltas
 
 
 def cgroup2_mount():
@@ -237,9 +238,40 @@ class Tracer:
                     obj.map("exited_threads").drain()]
         exited_p = [_proc_rec(v) for _, v in obj.map("exited_procs").drain()]
         threads, procs = _parse_dump(obj.read_iter(self._iter))
+        # After the dump: a flush in between can only delay deltas to the
+        # next read, never count them twice.
+        live = self._read_live(ncpu)
         slots, hists = self._read_slots(ncpu)
         lost = self._read_lost()
-        return RawRead(slots, hists, threads, procs, exited_t, exited_p, lost)
+        return RawRead(slots, hists, threads, procs, exited_t, exited_p, lost,
+                       live)
+
+    def _read_live(self, ncpu):
+        """What each CPU's cache holds for its running thread, not yet
+        flushed to task storage: count and latency deltas."""
+        m = self.obj.map("run_cache")
+        stride = (m.value_size + 7) & ~7
+        raw = m.lookup(b"\0\0\0\0", stride * ncpu)
+        out = []
+        hs = ctypes.sizeof(abi.Hist)
+        ph_off = abi.LiveHead.ph.offset
+        for c in range(ncpu):
+            base = c * stride
+            h = abi.LiveHead.from_buffer_copy(
+                raw[base:base + ctypes.sizeof(abi.LiveHead)])
+            if not h.owner:
+                continue
+            n = list(struct.unpack_from("<%dq" % abi.NR_OUTCOMES, raw,
+                                        base + abi.Live.counts.offset))
+            hist = []
+            for p in range(abi.NR_LAT):
+                off = base + ph_off + p * hs
+                hist.append((_sparse_range(raw, off + 8, abi.HIST_BUCKETS),
+                             struct.unpack_from("<q", raw, off)[0]))
+            out.append({"tid": h.tid, "tgid": h.tgid, "start_ns": h.start_ns,
+                        "leader_start_ns": h.leader_start_ns,
+                        "comm": _comm(h.comm), "n": n, "hist": hist})
+        return out
 
     def _read_slots(self, ncpu):
         m = self.obj.map("syscalls")

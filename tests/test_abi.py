@@ -73,3 +73,9 @@ def test_slot_mapping_round_trips():
         for nr in (0, 1, 15, 59, 334, 449):
             assert abi.slot_to_syscall(abi.syscall_to_slot(a, nr)) == (a, nr)
         assert abi.slot_to_syscall(abi.syscall_to_slot(a, -1)) == (a, -1)
+
+
+def test_live_counts_follow_the_head():
+    # bpf/sysret.bpf.c asserts run_cache starts like struct sr_live; the
+    # head's size is checked against BTF above.
+    assert abi.Live.counts.offset == ctypes.sizeof(abi.LiveHead)
