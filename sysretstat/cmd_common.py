@@ -29,6 +29,13 @@ def latency_option(f):
                              "latency histograms (lowest overhead).")(f)
 
 
+def cgroup_option(f):
+    return click.option("--cgroup", default="", metavar="PATH",
+                        help="Only tasks in this cgroup v2 subtree, absolute "
+                             "or relative to the cgroup2 mount (filtered in "
+                             "the kernel).")(f)
+
+
 def check_interval(interval):
     if not interval > 0:
         raise UsageError("interval must be a positive number of seconds")

@@ -5,8 +5,8 @@ import logging
 import click
 
 from . import daemon, prometheus
-from .cmd_common import StopFlag, check_interval, interval_option, \
-    latency_option
+from .cmd_common import (StopFlag, cgroup_option, check_interval,
+                         interval_option, latency_option)
 from .collector import Collector
 from .errors import UsageError
 from .tracer import Options
@@ -28,9 +28,7 @@ from .tracer import Options
                    "table; older ones are evicted (counted in lost).")
 @click.option("--max-threads", type=int, default=2048, show_default=True,
               metavar="N", help="Exited threads remembered, likewise.")
-@click.option("--cgroup", default="", metavar="PATH",
-              help="Only tasks in this cgroup v2 subtree (filtered in the "
-                   "kernel).")
+@cgroup_option
 @latency_option
 @click.option("--bpf-stats", is_flag=True,
               help="Enable kernel BPF run-time stats to export the BPF "

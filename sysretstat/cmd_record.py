@@ -6,8 +6,8 @@ import time
 import click
 
 from . import recordfile
-from .cmd_common import (StopFlag, check_interval, interval_option,
-                         latency_option, pid_option)
+from .cmd_common import (StopFlag, cgroup_option, check_interval,
+                         interval_option, latency_option, pid_option)
 from .collector import Collector
 from .errors import UsageError
 from .launch import GatedCommand
@@ -25,9 +25,7 @@ from .tracer import Options
 @click.option("-c", "--comm", default="", metavar="COMM",
               help="Only tasks with this command name (filtered in the "
                    "kernel).")
-@click.option("--cgroup", default="", metavar="PATH",
-              help="Only tasks in this cgroup v2 subtree, absolute or "
-                   "relative to the cgroup2 mount (filtered in the kernel).")
+@cgroup_option
 @latency_option
 @click.option("--fsync", is_flag=True,
               help="fsync the file after each interval (survives a power "
