@@ -23,12 +23,8 @@ def load(path):
     try:
         with open(path, "rb") as f:
             head = f.read(64)
-    except FileNotFoundError:
-        raise RecordFileError("%s: no such file" % path)
-    except IsADirectoryError:
-        raise RecordFileError("%s: is a directory" % path)
     except OSError as e:
-        raise RecordFileError("%s: %s" % (path, e.strerror))
+        raise recordfile.file_error(path, e) from None
     if head.startswith(b'{"format"'):
         rec = recordfile.read(path)
         return rec, rec.cumulative(), rec.schema

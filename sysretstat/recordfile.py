@@ -581,6 +581,15 @@ def _accumulate(total, e):
             _add_raw(row.counts, r[-1])
 
 
+def file_error(path, e):
+    """The one-line RecordFileError for an OSError on `path`."""
+    if isinstance(e, FileNotFoundError):
+        return RecordFileError("%s: no such file" % path)
+    if isinstance(e, IsADirectoryError):
+        return RecordFileError("%s: is a directory" % path)
+    return RecordFileError("%s: %s" % (path, e.strerror))
+
+
 def read(path):
     """Index a record file; RecordFileError if it is not a readable one.
 
@@ -590,20 +599,14 @@ def read(path):
     rec = Recording(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise RecordFileError("%s: no such file" % path)
-    except IsADirectoryError:
-        raise RecordFileError("%s: is a directory" % path)
     except OSError as e:
-        raise RecordFileError("%s: %s" % (path, e.strerror))
+        raise file_error(path, e) from None
     rec._fd = fd
     try:
         size = os.fstat(fd).st_size
         rec._scan(size)
-    except IsADirectoryError:
-        raise RecordFileError("%s: is a directory" % path)
     except OSError as e:
-        raise RecordFileError("%s: %s" % (path, e.strerror))
+        raise file_error(path, e) from None
     finally:
         os.close(fd)
         rec._fd = None
