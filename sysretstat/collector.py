@@ -25,7 +25,7 @@ from .tracer import Options, Tracer
 
 class _Thread:
     __slots__ = ("tid", "start", "pkey", "comm", "n", "dead", "counts",
-                 "extra")
+                 "extra", "row")
 
     def __init__(self, tid, start, pkey, comm):
         self.tid, self.start, self.pkey, self.comm = tid, start, pkey, comm
@@ -33,11 +33,12 @@ class _Thread:
         self.dead = False
         self.counts = None   # the Counts last handed out, until n changes
         self.extra = None    # deltas still in a CPU's cache, this read
+        self.row = None      # the Row last handed out (False: no row)
 
 
 class _Proc:
     __slots__ = ("pid", "start", "comm", "n", "hist", "dead", "threads",
-                 "counts", "extra_n", "extra_hist")
+                 "counts", "extra_n", "extra_hist", "row")
 
     def __init__(self, pid, start, comm):
         self.pid, self.start, self.comm = pid, start, comm
@@ -48,6 +49,7 @@ class _Proc:
         self.counts = None
         self.extra_n = None      # sums of its threads' cached deltas
         self.extra_hist = None
+        self.row = None
 
 
 class Collector:
@@ -263,22 +265,31 @@ class Collector:
         for k in [k for k, r in syscalls.items() if r.counts.is_zero()]:
             del syscalls[k]
 
+        # Rows are rebuilt only for what changed since the last snapshot;
+        # the others are the same objects, which delta() skips by identity.
         threads = {}
         for key, t in self.threads.items():
             if t.counts is None:
                 t.counts = Counts(t.n if t.extra is None else
                                   [a + b for a, b in zip(t.n, t.extra)])
-            if any(t.counts.n):
-                threads[key] = Row(key, {"pid": t.pkey[0], "tid": t.tid,
-                                         "comm": t.comm,
-                                         "start_ns": t.start}, t.counts)
+                t.row = None
+            if t.row is None or t.row.fields["comm"] != t.comm:
+                t.row = Row(key, {"pid": t.pkey[0], "tid": t.tid,
+                                  "comm": t.comm, "start_ns": t.start},
+                            t.counts) if any(t.counts.n) else False
+            if t.row:
+                threads[key] = t.row
         processes = {}
         for key, p in self.procs.items():
             if p.counts is None:
                 p.counts = self._proc_counts(p, latency)
-            if not p.counts.is_zero():
-                processes[key] = Row(key, {"pid": p.pid, "comm": p.comm,
-                                           "start_ns": p.start}, p.counts)
+                p.row = None
+            if p.row is None or (p.row and p.row.fields["comm"] != p.comm):
+                p.row = Row(key, {"pid": p.pid, "comm": p.comm,
+                                  "start_ns": p.start}, p.counts) \
+                    if not p.counts.is_zero() else False
+            if p.row:
+                processes[key] = p.row
 
         lost = dict(raw.lost)
         lost["evicted_threads"] = self.evicted["threads"]
