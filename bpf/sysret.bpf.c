@@ -393,6 +393,7 @@ static __always_inline struct proc_state *proc_of(struct task_struct *task,
 struct live {
 	struct task_state *st;
 	struct run_cache *c;
+	__u32 cpu;
 };
 
 /* Load a thread's state from storage into this CPU's cache.  Counts
@@ -422,8 +423,12 @@ static __always_inline bool acquire(struct live *l, struct task_struct *task,
 				    bool create)
 {
 	__u32 zero = 0;
-	struct run_cache *c = bpf_map_lookup_elem(&run_cache, &zero);
+	struct run_cache *c;
 
+	/* The CPU first: a program moved to another CPU after this reads
+	 * a CPU number that differs at release(), whatever cache it got. */
+	l->cpu = bpf_get_smp_processor_id();
+	c = bpf_map_lookup_elem(&run_cache, &zero);
 	l->c = NULL;
 	/* Held by a program preempted while using it: go to storage. */
 	if (c && __sync_val_compare_and_swap(&c->h.busy, 0, 1) == 0) {
@@ -442,6 +447,7 @@ static __always_inline bool acquire(struct live *l, struct task_struct *task,
 			/* Every owner is flushed when switched out: this
 			 * should not happen.  Its deltas stay for user space. */
 			__sync_fetch_and_add(&lost.cache, 1);
+
 		}
 		c->h.busy = 0;
 	}
@@ -450,10 +456,24 @@ static __always_inline bool acquire(struct live *l, struct task_struct *task,
 	return l->st != NULL;
 }
 
-static __always_inline void release(struct live *l)
+static __always_inline void flush(struct run_cache *c,
+				  struct task_struct *task);
+
+/*
+ * A program preempted while holding a cache may resume on another CPU
+ * (syscall tracepoints can fault, so they run preemptible): the cache
+ * it holds is then not its CPU's, and no switch-out there would flush
+ * it.  Flush it here, while still holding it.
+ */
+static __always_inline void release(struct live *l, struct task_struct *task)
 {
-	if (l->c)
-		l->c->h.busy = 0;
+	if (!l->c)
+		return;
+	if (bpf_get_smp_processor_id() != l->cpu) {
+		__sync_fetch_and_add(&lost.migrated, 1);
+		flush(l->c, task);
+	}
+	l->c->h.busy = 0;
 }
 
 struct fold_ctx {
@@ -704,6 +724,7 @@ int BPF_PROG(sr_switch, bool preempt, struct task_struct *prev,
 		 * its state stays, and others use storage meanwhile. */
 		if (c->h.owner == (__u64)prev && !c->h.busy)
 			flush(c, prev);
+
 	}
 	if (next->ptrace)
 		ptrace_resumed(next);
@@ -747,7 +768,7 @@ int BPF_PROG(sr_sys_enter, struct pt_regs *regs, long id)
 	st->enter_ts = bpf_ktime_get_ns();
 	st->flags = (st->flags & ~(T_OPEN | T_COMPAT_RESTART)) | T_IN_SYSCALL;
 out:
-	release(&l);
+	release(&l, task);
 	return 0;
 }
 
@@ -833,7 +854,7 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	st->last_orig_ax = regs->orig_ax;
 	st->flags = flags | T_OPEN;
 out:
-	release(&l);
+	release(&l, task);
 	return 0;
 }
 
@@ -853,7 +874,7 @@ int BPF_PROG(sr_signal_deliver, int sig, struct kernel_siginfo *info,
 		return 0;
 	if (in_exit_path(l.st, task))
 		promote(&l, task, SR_O_SIGNAL);
-	release(&l);
+	release(&l, task);
 	return 0;
 }
 
@@ -868,7 +889,7 @@ int BPF_PROG(sr_rseq_ip_fixup, unsigned long regs_ip, unsigned long start_ip,
 		return 0;
 	if (in_exit_path(l.st, task))
 		promote(&l, task, SR_O_RSEQ);
-	release(&l);
+	release(&l, task);
 	return 0;
 }
 
@@ -970,7 +991,7 @@ int BPF_PROG(sr_exit, struct task_struct *task)
 	/* The records below are read from storage: flush the cache. */
 	if (l.c) {
 		flush(l.c, task);
-		release(&l);
+		release(&l, task);
 	}
 	st = bpf_task_storage_get(&tstate, task, 0, 0);
 	if (!st || (st->flags & T_EXITED))

@@ -148,6 +148,7 @@ struct sr_lost {
 	__u64 syscall_hists;	/* samples without room in sc_hist */
 	__u64 filter_full;	/* follow-forks set full */
 	__u64 cache;		/* a CPU cache found owned but not flushed */
+	__u64 migrated;		/* programs that ended on another CPU (counted, not lost) */
 };
 
 /*

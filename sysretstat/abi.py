@@ -91,7 +91,8 @@ class Lost(ctypes.Structure):
                 ("storage", ctypes.c_uint64),
                 ("syscall_hists", ctypes.c_uint64),
                 ("filter_full", ctypes.c_uint64),
-                ("cache", ctypes.c_uint64)]
+                ("cache", ctypes.c_uint64),
+                ("migrated", ctypes.c_uint64)]
 
 
 class LiveHead(ctypes.Structure):

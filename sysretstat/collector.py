@@ -273,7 +273,7 @@ class Collector:
                 t.counts = Counts(t.n if t.extra is None else
                                   [a + b for a, b in zip(t.n, t.extra)])
                 t.row = None
-            if t.row is None or t.row.fields["comm"] != t.comm:
+            if t.row is None or (t.row and t.row.fields["comm"] != t.comm):
                 t.row = Row(key, {"pid": t.pkey[0], "tid": t.tid,
                                   "comm": t.comm, "start_ns": t.start},
                             t.counts) if any(t.counts.n) else False

@@ -197,10 +197,15 @@ class Tracer:
         progs = (["sr_sys_enter"] if self.options.latency else []) + \
             list(CORE_PROGS) + [p for p in OPTIONAL_PROGS
                                 if p not in self.skipped]
+        # sched_switch first: it flushes the per-CPU caches the other
+        # programs claim, and a thread that claimed one and was switched
+        # out before it was attached would own that cache for good.
         # sys_exit last: by the time returns are counted, every
-        # correction that can follow them is in place.
+        # correction that can follow them is in place.  detach() goes
+        # in the reverse order.
+        progs.remove("sr_switch")
         progs.remove("sr_sys_exit")
-        progs.append("sr_sys_exit")
+        progs = ["sr_switch"] + progs + ["sr_sys_exit"]
         for p in progs:
             self._links.append(self.obj.attach(p))
             self.attached.append(p)
@@ -211,7 +216,7 @@ class Tracer:
         """Stop counting; maps stay readable until close()."""
         if self.obj is not None:
             # The iterator link only reads: it stays for the final read.
-            for link in list(self._links):
+            for link in reversed(self._links):
                 self.obj.detach(link)
             self._links = []
             self.attached = []

@@ -951,6 +951,19 @@ static int run_async_signal(long n)
 	return report_ok("async_signal", n, NULL);
 }
 
+/* churn: background load for other tests; N short sleeps and getppids,
+ * so that CPUs switch tasks often (exercises the per-CPU state cache). */
+static int run_churn(long n)
+{
+	struct timespec ts = { 0, 100 * 1000 };
+
+	for (long i = 0; i < n; i++) {
+		sys2(__NR_nanosleep, &ts, NULL);
+		sys0(__NR_getppid);
+	}
+	return report_ok("churn", n, NULL);
+}
+
 static long parse_n(const char *s)
 {
 	char *end;
@@ -983,7 +996,7 @@ static void usage(void)
 		"usage: retpaths SCENARIO N\n"
 		"scenarios: sysret signal rcx_ne_rip r11_ne_rflags cs_not_user\n"
 		"           ss_not_user rip_noncanonical rflags_rf rflags_tf\n"
-		"           restart fork exec ptrace rseq async_signal\n";
+		"           restart fork exec ptrace rseq async_signal churn\n";
 
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
 		/* ignore */
@@ -1022,5 +1035,7 @@ int main(int argc, char **argv)
 		return run_rseq(n);
 	if (!strcmp(argv[1], "async_signal"))
 		return run_async_signal(n);
+	if (!strcmp(argv[1], "churn"))
+		return run_churn(n);
 	usage();
 }
