@@ -184,6 +184,11 @@ def test_interactive_view(workload):
         t.keys("x", "q")
         t.wait_for(lambda s: "EXITED 0" in s)
         assert not os.path.exists("/proc/%d" % top)
+        # The kernel frees programs shortly after their last fd closes
+        # (deferred work): give it a few seconds.
+        deadline = time.time() + 10
+        while mine & set(loaded_programs()) and time.time() < deadline:
+            time.sleep(0.1)
         assert not mine & set(loaded_programs())
     finally:
         t.kill()
