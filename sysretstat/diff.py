@@ -52,28 +52,28 @@ def load(path):
     return rec, rec.cumulative(), rec.schema
 
 
-def by_comm(snap):
+def _grouped(rows, key):
+    """Counts of `rows` summed by key(row)."""
     out = {}
-    for r in snap.processes.values():
-        name = r.fields.get("comm", "")
-        c = out.get(name)
+    for r in rows:
+        k = key(r)
+        c = out.get(k)
         if c is None:
-            out[name] = r.counts.copy()
+            out[k] = r.counts.copy()
         else:
             c.add(r.counts)
     return out
+
+
+def by_comm(snap):
+    return _grouped(snap.processes.values(),
+                    lambda r: r.fields.get("comm", ""))
 
 
 def by_syscall(snap):
-    out = {}
-    for r in snap.syscalls.values():
-        key = (r.fields["abi"], r.fields.get("name") or str(r.fields["nr"]))
-        c = out.get(key)
-        if c is None:
-            out[key] = r.counts.copy()
-        else:
-            c.add(r.counts)
-    return out
+    return _grouped(snap.syscalls.values(),
+                    lambda r: (r.fields["abi"],
+                               r.fields.get("name") or str(r.fields["nr"])))
 
 
 def side(c, fast):

@@ -73,6 +73,16 @@ def _path_counts(n):
     return [n[abi.O_SYSRET], sum(n[abi.FIRST_IRET:]), n[abi.O_ERETU]]
 
 
+def comm_paths(snap):
+    """{comm: [sysret, iret, eretu] returns} summed over processes."""
+    out = {}
+    for row in snap.processes.values():
+        v = out.setdefault(row.fields.get("comm") or "", [0, 0, 0])
+        for i, x in enumerate(_path_counts(row.counts.n)):
+            v[i] += x
+    return out
+
+
 class CommCounters:
     """Returns per command name, as Prometheus counters with few labels.
 
@@ -102,12 +112,7 @@ class CommCounters:
 
     def update(self, delta):
         """Add one interval (a Snapshot from Snapshot.delta)."""
-        inc = {}
-        for row in delta.processes.values():
-            comm = row.fields.get("comm") or ""
-            v = inc.setdefault(comm, [0, 0, 0])
-            for i, x in enumerate(_path_counts(row.counts.n)):
-                v[i] += x
+        inc = comm_paths(delta)
         rest = _path_counts(delta.totals.n)
         for comm, v in inc.items():
             dst = self.exported.get(comm)
@@ -171,12 +176,7 @@ def comm_series_from_snapshot(snap, top=10):
     For rendering a snapshot outside the daemon: the top names by
     returns, the rest (and what the collector evicted) as "other".
     """
-    by_comm = {}
-    for row in snap.processes.values():
-        comm = row.fields.get("comm") or ""
-        v = by_comm.setdefault(comm, [0, 0, 0])
-        for i, x in enumerate(_path_counts(row.counts.n)):
-            v[i] += x
+    by_comm = comm_paths(snap)
     names = sorted((c for c in by_comm if c and c != OTHER),
                    key=lambda c: (-sum(by_comm[c]), c))[:top]
     other = _path_counts(snap.totals.n)
