@@ -117,6 +117,7 @@ class Tracer:
         self._iter = None
         self.ncpus = 0
         self.attached = []
+        self.ran = []
         self._links = []
         self.skipped = []
 
@@ -209,6 +210,8 @@ class Tracer:
         for p in progs:
             self._links.append(self.obj.attach(p))
             self.attached.append(p)
+        # Programs stay loaded after detach(): their statistics too.
+        self.ran = list(progs)
         self._iter = self.obj.iter_link("sr_dump")
         return self
 
@@ -327,7 +330,7 @@ class Tracer:
         lost = abi.Lost.from_buffer_copy(raw[:ctypes.sizeof(abi.Lost)])
         out = {name: getattr(lost, name) for name, _ in abi.Lost._fields_}
         misses = 0
-        for p in self.attached:
+        for p in self.ran:
             misses += bpf.prog_run_stats(self.obj.prog_fd(p))[2]
         out["recursion"] = misses
         return out
