@@ -26,10 +26,6 @@ class Hist:
         self.sum_ns = int(sum_ns)
 
     @classmethod
-    def from_dense(cls, counts, sum_ns):
-        return cls({i: int(c) for i, c in enumerate(counts) if c}, sum_ns)
-
-    @classmethod
     def from_values(cls, values):
         h = cls()
         for v in values:
