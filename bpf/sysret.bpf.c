@@ -88,6 +88,12 @@ struct proc_state {
 	__u32 dumped_seq;
 	__u32 flags;
 	__u32 pad;
+	/* The touched bucket range of each histogram, kept as it grows so
+	 * that a dump copies it without scanning 321 buckets: buckets
+	 * [SR_HIST_BUCKETS - nlo, hi1).  Both only grow (atomic max), and
+	 * zero, as storage starts, is the empty range. */
+	__u32 nlo[SR_NR_LAT];
+	__u32 hi1[SR_NR_LAT];
 	struct sr_hist hist[SR_NR_LAT];
 };
 
@@ -124,6 +130,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sr_slot);
 } syscalls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sr_slots_seen);
+} slots_seen SEC(".maps");
 
 struct sc_hist_pair {
 	struct sr_hist h[SR_NR_LAT];
@@ -497,6 +510,34 @@ static long fold_bucket(__u64 i, struct fold_ctx *f)
 	return 0;
 }
 
+/* *p = max(*p, v), against threads of the process flushing on other
+ * CPUs.  Each failed try means another CPU moved *p up; after a few,
+ * take the largest value there is (SR_HIST_BUCKETS: the whole range),
+ * which costs dump size but never loses a bucket. */
+static __always_inline void atomic_max(__u32 *p, __u32 v)
+{
+	__u32 cur;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		cur = *(volatile __u32 *)p;
+		if (cur >= v || __sync_val_compare_and_swap(p, cur, v) == cur)
+			return;
+	}
+	__sync_lock_test_and_set(p, SR_HIST_BUCKETS);
+}
+
+/* Widen the process's touched range before its buckets change, so a
+ * dump that sees the new counts also sees their range (see sr_dump). */
+static __always_inline void widen(struct proc_state *ps, __u32 p, __u32 lo,
+				  __u32 hi)
+{
+	if (p >= SR_NR_LAT)
+		return;
+	atomic_max(&ps->nlo[p], SR_HIST_BUCKETS - lo);
+	atomic_max(&ps->hi1[p], hi + 1);
+}
+
 /* Move the cached state of `task` (the cache's owner) to its storage. */
 static __always_inline void flush(struct run_cache *c, struct task_struct *task)
 {
@@ -528,6 +569,7 @@ static __always_inline void flush(struct run_cache *c, struct task_struct *task)
 			struct fold_ctx f = { .src = &c->h.ph[p],
 					      .dst = &ps->hist[p], .lo = lo };
 
+			widen(ps, p, lo, hi);
 			bpf_loop(hi - lo + 1, fold_bucket, &f, 0);
 			__sync_fetch_and_add(&ps->hist[p].sum_ns, c->h.ph[p].sum_ns);
 			ps->seq++;
@@ -576,10 +618,24 @@ static __always_inline void hist_add(struct live *l, struct task_struct *task,
 	ps = proc_of(task, create);
 	if (ps) {
 		/* Threads of one process share it: atomics. */
+		widen(ps, path, bucket, bucket);
 		__sync_fetch_and_add(&ps->hist[path].b[bucket], delta);
 		__sync_fetch_and_add(&ps->hist[path].sum_ns, delta * lat);
 		ps->seq++;
 	}
+}
+
+/* Announce a slot's first return on this CPU (see sr_slots_seen). */
+static __always_inline void mark_seen(struct sr_slot *sl, __u32 slot)
+{
+	struct sr_slots_seen *s;
+	__u32 zero = 0;
+
+	s = bpf_map_lookup_elem(&slots_seen, &zero);
+	if (!s || slot >= SR_NR_SLOTS)
+		return;
+	__sync_fetch_and_or(&s->w[slot / 64], 1ULL << (slot % 64));
+	sl->seen = 1;
 }
 
 /* Count outcome o of slot `slot`; returns the slot for the histograms. */
@@ -592,8 +648,11 @@ static __always_inline struct sr_slot *counts_add(struct task_state *st,
 	if (o >= SR_NR_OUTCOMES)
 		return NULL;
 	sl = bpf_map_lookup_elem(&syscalls, &slot);
-	if (sl)
+	if (sl) {
+		if (!sl->seen)
+			mark_seen(sl, slot);
 		sl->c.n[o] += delta;
+	}
 	st->counts.n[o] += delta;
 	st->seq++;
 	return sl;
@@ -1004,24 +1063,6 @@ int BPF_PROG(sr_exit, struct task_struct *task)
 	return 0;
 }
 
-struct scan_ctx {
-	struct sr_hist *h;
-	__u32 lo;
-	__u32 hi;
-};
-
-static long scan_bucket(__u64 i, struct scan_ctx *c)
-{
-	if (i >= SR_HIST_BUCKETS)
-		return 1;
-	if (c->h->b[i]) {
-		if (c->lo == SR_HIST_BUCKETS)
-			c->lo = i;
-		c->hi = i;
-	}
-	return 0;
-}
-
 /* Dump what changed since the last dump: live threads and processes. */
 SEC("iter/task")
 int sr_dump(struct bpf_iter__task *ctx)
@@ -1061,18 +1102,17 @@ int sr_dump(struct bpf_iter__task *ctx)
 	buf->h.tgid = task->tgid;
 	buf->h.start_ns = task->start_time;
 	bpf_probe_read_kernel_str(buf->h.comm, sizeof(buf->h.comm), task->comm);
-	/* Only the non-empty range of each histogram: a few dozen buckets
-	 * of 321, so a dump of thousands of processes stays small.  The
-	 * scan runs in bpf_loop: verified once, not per iteration. */
+	/* Only the touched range of each histogram: a few dozen buckets of
+	 * 321 for most processes, so a dump of thousands stays small.  The
+	 * range is read before the buckets: flush() widens it before it
+	 * adds to them, then bumps seq, which dumps the process again. */
 	off = 0;
 	for (p = 0; p < SR_NR_LAT; p++) {
-		struct scan_ctx sc = { .h = &ps->hist[p], .lo = SR_HIST_BUCKETS };
-
-		bpf_loop(SR_HIST_BUCKETS, scan_bucket, &sc, 0);
-		lo = sc.lo;
-		n = lo >= SR_HIST_BUCKETS ? 0 : sc.hi - lo + 1;
+		lo = SR_HIST_BUCKETS - *(volatile __u32 *)&ps->nlo[p];
+		n = *(volatile __u32 *)&ps->hi1[p];
+		n = n > lo ? n - lo : 0;
 		buf->h.sum_ns[p] = ps->hist[p].sum_ns;
-		buf->h.lo[p] = lo >= SR_HIST_BUCKETS ? 0 : lo;
+		buf->h.lo[p] = n ? lo : 0;
 		buf->h.n[p] = n;
 		if (n && lo < SR_HIST_BUCKETS && n <= SR_HIST_BUCKETS &&
 		    off <= SR_HIST_BUCKETS)

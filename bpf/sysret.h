@@ -86,7 +86,17 @@ struct sr_counts {
 struct sr_slot {
 	struct sr_counts c;
 	__u32 hidx;
-	__u32 pad;
+	__u32 seen;	/* this CPU has set the slot's bit in slots_seen */
+};
+
+/*
+ * Value of the one-entry `slots_seen` array: bit s is set once slot s
+ * has been counted on any CPU, so that user space reads the few dozen
+ * slots a host uses rather than all of them on every CPU.  A slot's bit
+ * is set before its first return is counted anywhere.
+ */
+struct sr_slots_seen {
+	__u64 w[SR_NR_SLOTS / 64];
 };
 
 struct sr_hist {

@@ -146,7 +146,11 @@ class ProcDump(ctypes.Structure):
 
 class Slot(ctypes.Structure):
     _fields_ = [("c", Counts), ("hidx", ctypes.c_uint32),
-                ("pad", ctypes.c_uint32)]
+                ("seen", ctypes.c_uint32)]
+
+
+class SlotsSeen(ctypes.Structure):
+    _fields_ = [("w", ctypes.c_uint64 * (NR_SLOTS // 64))]
 
 
 class ScHistPair(ctypes.Structure):
@@ -163,6 +167,7 @@ MIRRORS = {
     "sr_proc_rec": ProcRec,
     "sc_hist_pair": ScHistPair,
     "sr_slot": Slot,
+    "sr_slots_seen": SlotsSeen,
     "sr_proc_dump": ProcDump,
     "sr_live_head": LiveHead,
 }

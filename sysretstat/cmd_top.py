@@ -160,40 +160,13 @@ class Feed:
         return self.delta
 
 
-def _changed(new, old):
-    """Rows of `new` whose counts moved since `old`, and their old rows.
-
-    A latency sample is only taken at a return, so a row whose outcome
-    counts and latency sums did not change has a zero interval; leaving
-    such rows out before Snapshot.delta() keeps a frame's cost
-    proportional to the active rows rather than to every row known.
-    """
-    from .snapshot import TABLES, Snapshot
-    a = Snapshot(new.meta, new.totals)
-    b = Snapshot(old.meta, old.totals)
-    for t in TABLES:
-        mine, theirs = new.table(t), old.table(t)
-        da, db = a.table(t), b.table(t)
-        for k, row in mine.items():
-            o = theirs.get(k)
-            if o is not None:
-                c, oc = row.counts, o.counts
-                if c.n == oc.n and (c.lat is None or oc.lat is None or (
-                        c.lat[0].sum_ns == oc.lat[0].sum_ns and
-                        c.lat[1].sum_ns == oc.lat[1].sum_ns)):
-                    continue
-                db[k] = o
-            da[k] = row
-    return a, b
-
-
 def interval_delta(snap, prev):
-    """snap.delta(prev), computed on the rows that changed, with
-    meta.bpf as the interval's cost."""
+    """snap.delta(prev), with meta.bpf as the interval's cost."""
+    # Lazy: a frame shows one table, and the others are computed only if
+    # the user switches to them (or --json prints them).
+    d = snap.delta(prev, lazy=True)
     if prev is None:
-        return snap.delta(None)
-    a, b = _changed(snap, prev)
-    d = a.delta(b)
+        return d
     # meta.bpf holds run time since the programs were loaded; the
     # interval's cost is the difference.
     new, old = snap.meta.get("bpf"), prev.meta.get("bpf")

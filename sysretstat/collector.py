@@ -73,6 +73,11 @@ class Collector:
         self.started_at = None
         self.extra_pids = []
         self._live_keys = []
+        # Rows of the last snapshot, updated for what each read touched
+        # (a dump holds only what changed), and the returns they hold.
+        self._rows = {"threads": {}, "processes": {}}
+        self._attributed = {"threads": 0, "processes": 0}
+        self._dirty = {"threads": set(), "processes": set()}
         self._stats_fd = -1
         self._t0 = None
         self.final = None
@@ -130,9 +135,10 @@ class Collector:
         for rec in raw.exited_threads:
             self._thread_update(rec, dead=True)
         for rec in raw.procs + raw.exited_procs:
+            self._dirty["processes"].add((rec["tgid"], rec["start_ns"]))
             p = self._proc(rec["tgid"], rec["start_ns"], rec["comm"])
             p.comm = rec["comm"] or p.comm
-            p.hist = [Hist(b, s) for b, s in rec["hist"]]
+            p.hist = [Hist.from_run(*h) for h in rec["hist"]]
             p.counts = None
         for rec in raw.exited_procs:
             self.procs[(rec["tgid"], rec["start_ns"])].dead = True
@@ -143,8 +149,10 @@ class Collector:
         """Deltas a CPU's cache holds for the thread running there, on
         top of what storage had: replaced, never accumulated, per read."""
         for key in self._live_keys:
+            self._dirty["threads"].add(key)
             t = self.threads.get(key)
             if t is not None:
+                self._dirty["processes"].add(t.pkey)
                 t.extra = None
                 t.counts = None
                 p = self.procs.get(t.pkey)
@@ -161,12 +169,14 @@ class Collector:
                                     dead=False)
                 t = self.threads[key]
             p = self.procs[t.pkey]
+            self._dirty["threads"].add(key)
+            self._dirty["processes"].add(t.pkey)
             t.extra = rec["n"]
             t.counts = None
             p.extra_n = [a + b for a, b in zip(p.extra_n or
                                                [0] * abi.NR_OUTCOMES,
                                                rec["n"])]
-            hs = [Hist(b, s) for b, s in rec["hist"]]
+            hs = [Hist.from_run(*h) for h in rec["hist"]]
             if p.extra_hist is None:
                 p.extra_hist = hs
             else:
@@ -187,6 +197,8 @@ class Collector:
         pkey = (rec["tgid"], rec["leader_start_ns"])
         t = self.threads.get(key)
         p = self._proc(pkey[0], pkey[1], rec["comm"])
+        self._dirty["threads"].add(key)
+        self._dirty["processes"].add(pkey)
         if t is None:
             t = self.threads[key] = _Thread(rec["tid"], rec["start_ns"],
                                             pkey, rec["comm"])
@@ -219,6 +231,7 @@ class Collector:
                 t = self.threads[key]
                 if t.dead:
                     del self.threads[key]
+                    self._dirty["threads"].add(key)
                     self.evicted["threads"] += 1
         if len(self.procs) > self.max_processes:
             for key in list(self.procs):
@@ -227,6 +240,7 @@ class Collector:
                 p = self.procs[key]
                 if p.dead:
                     del self.procs[key]
+                    self._dirty["processes"].add(key)
                     self.evicted["processes"] += 1
 
     def _build(self, raw, elapsed):
@@ -247,7 +261,7 @@ class Collector:
                          "abi": abi_name}, Counts.zero(latency))
                 _add(row.counts.n, n)
             for slot, pair in raw.slot_hists[c].items():
-                hs = [Hist(b, s) for b, s in pair]
+                hs = [Hist.from_run(*h) for h in pair]
                 for h, dst in zip(hs, cc.lat):
                     dst.add(h)
                 abi_name, nr = abi.slot_to_syscall(slot)
@@ -265,38 +279,17 @@ class Collector:
         for k in [k for k, r in syscalls.items() if r.counts.is_zero()]:
             del syscalls[k]
 
-        # Rows are rebuilt only for what changed since the last snapshot;
-        # the others are the same objects, which delta() skips by identity.
-        threads = {}
-        for key, t in self.threads.items():
-            if t.counts is None:
-                t.counts = Counts(t.n if t.extra is None else
-                                  [a + b for a, b in zip(t.n, t.extra)])
-                t.row = None
-            if t.row is None or (t.row and t.row.fields["comm"] != t.comm):
-                t.row = Row(key, {"pid": t.pkey[0], "tid": t.tid,
-                                  "comm": t.comm, "start_ns": t.start},
-                            t.counts) if any(t.counts.n) else False
-            if t.row:
-                threads[key] = t.row
-        processes = {}
-        for key, p in self.procs.items():
-            if p.counts is None:
-                p.counts = self._proc_counts(p, latency)
-                p.row = None
-            if p.row is None or (p.row and p.row.fields["comm"] != p.comm):
-                p.row = Row(key, {"pid": p.pid, "comm": p.comm,
-                                  "start_ns": p.start}, p.counts) \
-                    if not p.counts.is_zero() else False
-            if p.row:
-                processes[key] = p.row
+        threads = self._update_rows("threads", self.threads,
+                                    self._thread_row)
+        processes = self._update_rows(
+            "processes", self.procs,
+            lambda key, p: self._proc_row(key, p, latency))
 
         lost = dict(raw.lost)
         lost["evicted_threads"] = self.evicted["threads"]
         lost["evicted_processes"] = self.evicted["processes"]
-        for t, rows in (("threads", threads), ("processes", processes)):
-            s = sum(sum(r.counts.n) for r in rows.values())
-            lost["unattributed_" + t] = totals.returns - s
+        for t in ("threads", "processes"):
+            lost["unattributed_" + t] = totals.returns - self._attributed[t]
         lost["unattributed_syscalls"] = 0
         lost["unattributed_cpus"] = 0
         meta = self._meta(elapsed, lost)
@@ -310,6 +303,46 @@ class Collector:
                            {"run_time_ns": 0, "run_count": 0},
                            stats=bool(run_cnt) or self._stats_fd >= 0)
         return Snapshot(meta, totals, processes, threads, syscalls, cpus)
+
+    def _update_rows(self, table, known, make_row):
+        """The table's rows: last snapshot's, with those of the entries
+        touched since rebuilt (copied, so handed-out tables never
+        change).  Unchanged rows are the same objects, which
+        Snapshot.delta() skips by identity."""
+        rows = self._rows[table]
+        for key in self._dirty[table]:
+            old = rows.pop(key, None)
+            if old is not None:
+                self._attributed[table] -= old.counts.returns
+            entry = known.get(key)
+            row = make_row(key, entry) if entry is not None else None
+            if row:
+                rows[key] = row
+                self._attributed[table] += row.counts.returns
+        self._dirty[table] = set()
+        return dict(rows)
+
+    @staticmethod
+    def _thread_row(key, t):
+        if t.counts is None:
+            t.counts = Counts(t.n if t.extra is None else
+                              [a + b for a, b in zip(t.n, t.extra)])
+            t.row = None
+        if t.row is None or (t.row and t.row.fields["comm"] != t.comm):
+            t.row = Row(key, {"pid": t.pkey[0], "tid": t.tid,
+                              "comm": t.comm, "start_ns": t.start},
+                        t.counts) if any(t.counts.n) else False
+        return t.row
+
+    def _proc_row(self, key, p, latency):
+        if p.counts is None:
+            p.counts = self._proc_counts(p, latency)
+            p.row = None
+        if p.row is None or (p.row and p.row.fields["comm"] != p.comm):
+            p.row = Row(key, {"pid": p.pid, "comm": p.comm,
+                              "start_ns": p.start}, p.counts) \
+                if not p.counts.is_zero() else False
+        return p.row
 
     @staticmethod
     def _proc_counts(p, latency):

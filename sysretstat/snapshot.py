@@ -17,39 +17,100 @@ OUTCOMES = abi.OUTCOMES
 
 
 class Hist:
-    """A sparse log-linear latency histogram (bucket index -> count)."""
+    """A sparse log-linear latency histogram (bucket index -> count).
 
-    __slots__ = ("buckets", "sum_ns")
+    A histogram read from the kernel can stay *pending*: its int64 bucket
+    counts as the kernel wrote them (a run of buckets from `lo`), plus the
+    runs added or subtracted since, turned into the dict only when the
+    buckets are read.  A frame of `top` shows the percentiles of a screen
+    of rows, so the thousands of process histograms it reads and
+    subtracts are mostly never expanded.
+    """
+
+    __slots__ = ("_buckets", "sum_ns", "_runs")
+
+    # Pending runs kept before they are expanded: bounds the memory and
+    # the cost of a histogram that sums many others.
+    MAX_RUNS = 8
 
     def __init__(self, buckets=None, sum_ns=0):
-        self.buckets = dict(buckets or {})
+        self._buckets = dict(buckets) if buckets else {}
         self.sum_ns = int(sum_ns)
+        self._runs = ()     # (sign, lo, bytes of int64 counts) to add
+
+    @classmethod
+    def from_run(cls, lo, raw, sum_ns=0):
+        """Buckets lo, lo + 1, ... counted by the int64s in `raw` (bytes,
+        never mutated, so shared by every copy)."""
+        h = cls(None, sum_ns)
+        if raw:
+            h._runs = ((1, lo, raw),)
+        return h
+
+    @property
+    def buckets(self):
+        if self._runs:
+            self._expand()
+        return self._buckets
+
+    @buckets.setter
+    def buckets(self, value):
+        self._buckets = dict(value)
+        self._runs = ()
+
+    def _expand(self):
+        b = self._buckets
+        runs, self._runs = self._runs, ()
+        if not b and len(runs) == 1 and runs[0][0] == 1:
+            lo, raw = runs[0][1], runs[0][2]
+            self._buckets = {lo + i: c for i, c in
+                             enumerate(memoryview(raw).cast("q")) if c}
+            return
+        for sign, lo, raw in runs:
+            for i, c in enumerate(memoryview(raw).cast("q"), lo):
+                if c:
+                    v = b.get(i, 0) + sign * c
+                    if v:
+                        b[i] = v
+                    else:
+                        b.pop(i, None)
 
     @classmethod
     def from_values(cls, values):
         h = cls()
         for v in values:
             b = abi.bucket_of(v)
-            h.buckets[b] = h.buckets.get(b, 0) + 1
+            h._buckets[b] = h._buckets.get(b, 0) + 1
             h.sum_ns += int(v)
         return h
 
     @property
     def count(self):
-        return sum(self.buckets.values())
+        # Summing pending runs needs no dict.
+        return sum(self._buckets.values()) + sum(
+            sign * sum(memoryview(raw).cast("q"))
+            for sign, _, raw in self._runs)
 
     def add(self, other, sign=1):
-        for b, c in other.buckets.items():
-            v = self.buckets.get(b, 0) + sign * c
-            if v:
-                self.buckets[b] = v
-            else:
-                self.buckets.pop(b, None)
+        if other._runs and not other._buckets and \
+                len(self._runs) + len(other._runs) <= self.MAX_RUNS:
+            self._runs += tuple((s * sign, lo, raw)
+                                for s, lo, raw in other._runs)
+        else:
+            b = self._buckets
+            for i, c in other.buckets.items():
+                v = b.get(i, 0) + sign * c
+                if v:
+                    b[i] = v
+                else:
+                    b.pop(i, None)
         self.sum_ns += sign * other.sum_ns
         return self
 
     def copy(self):
-        return Hist(self.buckets, self.sum_ns)
+        h = Hist(self._buckets, self.sum_ns)
+        h._runs = self._runs
+        return h
 
     def __eq__(self, other):
         return (isinstance(other, Hist) and self.sum_ns == other.sum_ns
@@ -174,8 +235,10 @@ class Counts:
         return self.iret / r if r else 0.0
 
     def add(self, other, sign=1):
-        for i, v in enumerate(other.n):
-            self.n[i] += sign * v
+        if sign == 1:
+            self.n = [a + b for a, b in zip(self.n, other.n)]
+        else:
+            self.n = [a + sign * b for a, b in zip(self.n, other.n)]
         if other.lat is not None:
             if self.lat is None:
                 self.lat = [Hist(), Hist()]
@@ -186,6 +249,29 @@ class Counts:
     def copy(self):
         return Counts(self.n, None if self.lat is None
                       else [h.copy() for h in self.lat])
+
+    def minus(self, older):
+        """A new Counts: self - older (histograms stay pending where
+        both are, see Hist)."""
+        n = [a - b for a, b in zip(self.n, older.n)]
+        if self.lat is None:
+            return Counts(n) if older.lat is None else \
+                Counts(n).add(Counts(lat=older.lat), -1)
+        lat = [h.copy() for h in self.lat]
+        if older.lat is not None:
+            for a, b in zip(lat, older.lat):
+                a.add(b, -1)
+        return Counts(n, lat)
+
+    def same(self, other):
+        """Whether other has the same counts and latency sums.  A latency
+        sample is only taken with a return, so equal counts and sums mean
+        equal histograms, short of a recount that moved a sample between
+        buckets of one path, which changes no count."""
+        return self.n == other.n and (
+            self.lat is None or other.lat is None or (
+                self.lat[0].sum_ns == other.lat[0].sum_ns and
+                self.lat[1].sum_ns == other.lat[1].sum_ns))
 
     def is_zero(self):
         return not any(self.n) and (self.lat is None or
@@ -266,6 +352,16 @@ class Snapshot:
         self.syscalls = syscalls if syscalls is not None else {}
         self.cpus = cpus if cpus is not None else {}
 
+    def __getattr__(self, name):
+        # A table left out of __dict__ by delta(lazy=True): computed
+        # when first read, then an attribute like the others.
+        lazy = self.__dict__.get("_lazy")
+        if lazy and name in lazy:
+            value = lazy.pop(name)()
+            setattr(self, name, value)
+            return value
+        raise AttributeError(name)
+
     def table(self, name):
         return getattr(self, BY_TO_TABLE.get(name, name))
 
@@ -278,11 +374,16 @@ class Snapshot:
                         *[{k: r.copy() for k, r in self.table(t).items()}
                           for t in TABLES])
 
-    def delta(self, older):
+    def delta(self, older, lazy=False):
         """This snapshot minus an older one of the same collection.
 
         Rows absent from `older` count from zero; rows that did not
         change are left out.  meta.duration_s becomes the interval.
+        Delta rows share their fields with this snapshot's rows.
+
+        lazy: compute each table when it is first read (top shows one
+        table of four); both snapshots must then stay unchanged, as the
+        collector's do.
         """
         meta = copy.deepcopy(self.meta)
         if older is not None:
@@ -292,22 +393,33 @@ class Snapshot:
             meta["duration_s"] = round(dt, 6)
             meta["lost"] = _lost_delta(self.meta.get("lost", {}),
                                        older.meta.get("lost", {}))
-        out = Snapshot(meta, self.totals.copy())
-        if older is not None:
-            out.totals.add(older.totals, -1)
+        totals = self.totals if older is None else \
+            self.totals.minus(older.totals)
+        out = Snapshot(meta, totals.copy() if older is None else totals)
         for t in TABLES:
-            mine, theirs, dst = self.table(t), (
-                older.table(t) if older else {}), out.table(t)
-            for k, row in mine.items():
-                o = theirs.get(k)
-                # The collector shares unchanged counts between snapshots.
-                if o is not None and o.counts is row.counts:
-                    continue
-                r = row.copy()
-                if o is not None:
-                    r.counts.add(o.counts, -1)
-                if not r.counts.is_zero():
-                    dst[k] = r
+            if lazy:
+                del out.__dict__[t]
+                out.__dict__.setdefault("_lazy", {})[t] = (
+                    lambda t=t: self._table_delta(t, older))
+            else:
+                setattr(out, t, self._table_delta(t, older))
+        return out
+
+    def _table_delta(self, t, older):
+        theirs = older.table(t) if older is not None else {}
+        out = {}
+        for k, row in self.table(t).items():
+            o = theirs.get(k)
+            if o is None:
+                c = row.counts.copy()
+            elif o.counts is row.counts or row.counts.same(o.counts):
+                # The collector shares unchanged counts between
+                # snapshots; equal ones made this interval nothing.
+                continue
+            else:
+                c = row.counts.minus(o.counts)
+            if not c.is_zero():
+                out[k] = Row(k, row.fields, c)
         return out
 
     def merge(self, other):

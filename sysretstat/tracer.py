@@ -61,7 +61,7 @@ class Options:
 class RawRead:
     """One read of every map, as plain values (see collector.py)."""
     slots: list          # per CPU: {slot: counts list}
-    slot_hists: list     # per CPU: {slot: (fast (dense list, sum), iret)}
+    slot_hists: list     # per CPU: {slot: (fast run, iret run)}
     threads: list        # ThreadRec-like dicts from the live dump
     procs: list          # ProcRec-like dicts from the live dump
     exited_threads: list
@@ -271,17 +271,20 @@ class Tracer:
                 continue
             n = list(struct.unpack_from("<%dq" % abi.NR_OUTCOMES, raw,
                                         base + abi.Live.counts.offset))
-            hist = []
-            for p in range(abi.NR_LAT):
-                off = base + ph_off + p * hs
-                hist.append((_sparse_range(raw, off + 8, abi.HIST_BUCKETS),
-                             struct.unpack_from("<q", raw, off)[0]))
+            hist = [_run(raw, base + ph_off + p * hs)
+                    for p in range(abi.NR_LAT)]
             out.append({"tid": h.tid, "tgid": h.tgid, "start_ns": h.start_ns,
                         "leader_start_ns": h.leader_start_ns,
                         "comm": _comm(h.comm), "n": n, "hist": hist})
         return out
 
     def _read_slots(self, ncpu):
+        """Per CPU: {slot: counts} and {slot: histogram runs}.
+
+        Only the slots slots_seen marks (and the allocator entry) are
+        read: a host uses a few dozen of the 2,048, and each is read for
+        every CPU.
+        """
         m = self.obj.map("syscalls")
         stride = (ctypes.sizeof(abi.Counts) + 8 + 7) & ~7
         fmt = struct.Struct("<%dqII" % abi.NR_OUTCOMES)
@@ -289,8 +292,8 @@ class Tracer:
         hidx = [dict() for _ in range(ncpu)]
         used = 0
         zero = bytes(stride)
-        for k, v in m.items(value_len=stride * ncpu):
-            slot = struct.unpack("<I", k)[0]
+        for slot in self._seen_slots() + [abi.NR_SLOTS]:
+            v = m.lookup(struct.pack("<I", slot), stride * ncpu)
             for c in range(ncpu):
                 # Most slots are empty on most CPUs: compare bytes first.
                 if v[c * stride:(c + 1) * stride] == zero:
@@ -307,8 +310,7 @@ class Tracer:
         if used and self.options.latency:
             hm = self.obj.map("sc_hist")
             hs = ctypes.sizeof(abi.ScHistPair)
-            nb = abi.HIST_BUCKETS
-            one = struct.Struct("<q%dq" % nb)
+            one = ctypes.sizeof(abi.Hist)
             for k, v in hm.items(value_len=hs * ncpu,
                                  limit=min(used, hm.max_entries)):
                 idx = struct.unpack("<I", k)[0]
@@ -316,13 +318,19 @@ class Tracer:
                     slot = hidx[c].get(idx)
                     if slot is None:
                         continue
-                    pair = []
-                    for p in range(abi.NR_LAT):
-                        base = c * hs + p * one.size
-                        pair.append((_sparse_range(v, base + 8, nb),
-                                     struct.unpack_from("<q", v, base)[0]))
-                    hists[c][slot] = pair
+                    hists[c][slot] = [_run(v, c * hs + p * one)
+                                      for p in range(abi.NR_LAT)]
         return per_cpu, hists
+
+    def _seen_slots(self):
+        raw = self.obj.map("slots_seen").lookup(b"\0\0\0\0")
+        out = []
+        for w, bits in enumerate(memoryview(raw).cast("Q")):
+            while bits:
+                low = bits & -bits
+                out.append(w * 64 + low.bit_length() - 1)
+                bits ^= low
+        return out
 
     def _read_lost(self):
         m = self.obj.map(".bss")
@@ -366,34 +374,30 @@ def _thread_rec(raw, off=0):
             "n": list(v[7:])}
 
 
-def _sparse_range(buf, off, n):
-    """Non-zero int64 counts of buf[off:off + 8n] as {index: count}.
+_HIST_LEN = 8 * abi.HIST_BUCKETS
 
-    Strips zero bytes at C speed first: histograms are mostly empty.
-    """
-    body = bytes(buf[off:off + 8 * n])
+
+def _run(buf, off):
+    """The struct sr_hist at buf[off:] as a histogram run (lo, bytes of
+    int64 counts, sum_ns): its buckets from the first to the last
+    non-zero one, found at C speed (histograms are mostly empty)."""
+    sum_ns = struct.unpack_from("<q", buf, off)[0]
+    body = bytes(buf[off + 8:off + 8 + _HIST_LEN])
     left = body.lstrip(b"\0")
     if not left:
-        return {}
+        return 0, b"", sum_ns
     lo = (len(body) - len(left)) // 8
     hi = -(-len(body.rstrip(b"\0")) // 8)
-    vals = memoryview(body)[lo * 8:hi * 8].cast("q")
-    return {lo + i: c for i, c in enumerate(vals) if c}
-
-
-def _sparse(values, lo):
-    return {lo + i: c for i, c in enumerate(values) if c}
+    return lo, body[lo * 8:hi * 8], sum_ns
 
 
 def _proc_rec(raw):
-    """An exit record (dense histograms), as a dict of sparse buckets."""
+    """An exit record (dense histograms), with each as a run."""
     r = abi.ProcRec.from_buffer_copy(raw[:ctypes.sizeof(abi.ProcRec)])
-    hist = []
-    for h in r.hist:
-        mv = memoryview(bytes(h))[8:].cast("q")
-        hist.append((_sparse(mv, 0), h.sum_ns))
+    hs = ctypes.sizeof(abi.Hist)
+    base = abi.ProcRec.hist.offset
     return {"tgid": r.tgid, "start_ns": r.start_ns, "comm": _comm(r.comm),
-            "hist": hist}
+            "hist": [_run(raw, base + p * hs) for p in range(abi.NR_LAT)]}
 
 
 _TSIZE = _THREAD.size
@@ -402,7 +406,6 @@ _TSIZE = _THREAD.size
 def _parse_dump(data):
     threads, procs = [], []
     off, n = 0, len(data)
-    mv = memoryview(data)
     while off + 4 <= n:
         kind = struct.unpack_from("<I", data, off)[0]
         if kind == abi.REC_THREAD and off + _TSIZE <= n:
@@ -415,11 +418,11 @@ def _parse_dump(data):
             end = b + 8 * (n0 + n1)
             if end > n:
                 break
-            vals = mv[b:end].cast("q")
+            mid = b + 8 * n0
             procs.append({"tgid": tgid, "start_ns": start,
                           "comm": _comm(comm),
-                          "hist": [(_sparse(vals[:n0], lo0), s0),
-                                   (_sparse(vals[n0:], lo1), s1)]})
+                          "hist": [(lo0, data[b:mid], s0),
+                                   (lo1, data[mid:end], s1)]})
             off = end
         else:
             raise OSError(errno.EIO, "malformed task dump at offset %d" % off)
