@@ -73,9 +73,31 @@ struct task_state {
 };
 
 /* A CPU's cache of its running thread's state (see sysret.h). */
+/*
+ * A walk over the set bits of both paths' bitmaps (SR_NR_LAT *
+ * SR_HIST_WORDS words, read as one array), one step per bpf_loop
+ * iteration, so that it is verified once however many bits are set:
+ * a step loads the next word or takes the lowest bit left of it.
+ * The walk's state lives in map memory, not on the stack: the verifier
+ * then sees unknown bounded values rather than constants that make
+ * every step a new state to explore (seconds of load time).
+ */
+#define SR_NZ_WORDS (SR_NR_LAT * SR_HIST_WORDS)
+#define SR_NZ_STEPS (SR_NZ_WORDS + SR_NR_LAT * SR_HIST_BUCKETS)
+
+struct bits_walk {
+	__u64 bits;	/* what is left of word cur */
+	__u32 next;	/* the word to load next */
+	__u32 cur;
+	__u32 p;	/* cur's path and word in it (no division: the
+			 * verifier bounds neither quotient nor remainder) */
+	__u32 w;
+};
+
 struct run_cache {
 	struct sr_live_head h;
 	struct task_state st;
+	struct bits_walk walk;	/* flush() */
 };
 
 _Static_assert(__builtin_offsetof(struct run_cache, st) +
@@ -88,12 +110,9 @@ struct proc_state {
 	__u32 dumped_seq;
 	__u32 flags;
 	__u32 pad;
-	/* The touched bucket range of each histogram, kept as it grows so
-	 * that a dump copies it without scanning 321 buckets: buckets
-	 * [SR_HIST_BUCKETS - nlo, hi1).  Both only grow (atomic max), and
-	 * zero, as storage starts, is the empty range. */
-	__u32 nlo[SR_NR_LAT];
-	__u32 hi1[SR_NR_LAT];
+	/* The buckets of hist ever used (atomic OR; never cleared): a dump
+	 * copies those, not all 321. */
+	__u64 nz[SR_NR_LAT][SR_HIST_WORDS];
 	struct sr_hist hist[SR_NR_LAT];
 };
 
@@ -187,6 +206,9 @@ struct {
 struct proc_dump_buf {
 	struct sr_proc_dump h;
 	__s64 b[SR_NR_LAT * SR_HIST_BUCKETS];
+	/* The walk (see struct bits_walk) and the counts in b so far. */
+	struct bits_walk walk;
+	__u32 fill;
 };
 
 struct {
@@ -489,53 +511,79 @@ static __always_inline void release(struct live *l, struct task_struct *task)
 	l->c->h.busy = 0;
 }
 
-struct fold_ctx {
-	struct sr_hist *src;
-	struct sr_hist *dst;
-	__u32 lo;
-};
-
-static long fold_bucket(__u64 i, struct fold_ctx *f)
+/* Mark bucket b used in a bitmap shared by CPUs: atomic, but only the
+ * first time (a plain load finds it set every other time). */
+static __always_inline void mark_bucket(__u64 *nz, __u32 b)
 {
-	__u64 b = f->lo + i;
-	__s64 v;
+	__u64 bit = 1ULL << (b % 64);
 
 	if (b >= SR_HIST_BUCKETS)
+		return;
+	if (!(nz[b / 64] & bit))
+		__sync_fetch_and_or(&nz[b / 64], bit);
+}
+
+enum { WALK_DONE, WALK_WORD, WALK_BIT };
+
+static __always_inline int walk_step(struct bits_walk *bw, __u64 *words,
+				     __u32 *p, __u32 *b)
+{
+	__u64 low;
+
+	if (!bw->bits) {
+		if (bw->next >= SR_NZ_WORDS)
+			return WALK_DONE;
+		if (bw->next) {
+			if (++bw->w == SR_HIST_WORDS) {
+				bw->w = 0;
+				bw->p++;
+			}
+		}
+		bw->cur = bw->next++;
+		bw->bits = words[bw->cur];
+		return WALK_WORD;
+	}
+	low = bw->bits & -bw->bits;
+	bw->bits ^= low;
+	*p = bw->p;
+	*b = bw->w * 64 + log2_u64(low);
+	return WALK_BIT;
+}
+
+struct fold_ctx {
+	struct run_cache *c;
+	struct proc_state *ps;	/* NULL: no storage, the counts are lost */
+};
+
+/* One step of moving the cached buckets to the process's histograms. */
+static long fold_step(__u64 i, struct fold_ctx *f)
+{
+	__u64 *words = &f->c->h.ph_nz[0][0];
+	__u32 p, b;
+	__s64 v;
+
+	__u32 cur;
+
+	switch (walk_step(&f->c->walk, words, &p, &b)) {
+	case WALK_DONE:
 		return 1;
-	v = f->src->b[b];
-	if (v) {
-		__sync_fetch_and_add(&f->dst->b[b], v);
-		f->src->b[b] = 0;
+	case WALK_WORD:
+		cur = f->c->walk.cur;
+		if (cur < SR_NZ_WORDS)
+			words[cur] = 0;
+		return 0;
+	}
+	if (p >= SR_NR_LAT || b >= SR_HIST_BUCKETS)
+		return 0;
+	v = f->c->h.ph[p].b[b];
+	f->c->h.ph[p].b[b] = 0;
+	if (v && f->ps) {
+		/* The bit first: a dump that sees the count sees its bucket
+		 * (see sr_dump). */
+		mark_bucket(f->ps->nz[p], b);
+		__sync_fetch_and_add(&f->ps->hist[p].b[b], v);
 	}
 	return 0;
-}
-
-/* *p = max(*p, v), against threads of the process flushing on other
- * CPUs.  Each failed try means another CPU moved *p up; after a few,
- * take the largest value there is (SR_HIST_BUCKETS: the whole range),
- * which costs dump size but never loses a bucket. */
-static __always_inline void atomic_max(__u32 *p, __u32 v)
-{
-	__u32 cur;
-	int i;
-
-	for (i = 0; i < 4; i++) {
-		cur = *(volatile __u32 *)p;
-		if (cur >= v || __sync_val_compare_and_swap(p, cur, v) == cur)
-			return;
-	}
-	__sync_lock_test_and_set(p, SR_HIST_BUCKETS);
-}
-
-/* Widen the process's touched range before its buckets change, so a
- * dump that sees the new counts also sees their range (see sr_dump). */
-static __always_inline void widen(struct proc_state *ps, __u32 p, __u32 lo,
-				  __u32 hi)
-{
-	if (p >= SR_NR_LAT)
-		return;
-	atomic_max(&ps->nlo[p], SR_HIST_BUCKETS - lo);
-	atomic_max(&ps->hi1[p], hi + 1);
 }
 
 /* Move the cached state of `task` (the cache's owner) to its storage. */
@@ -544,7 +592,8 @@ static __always_inline void flush(struct run_cache *c, struct task_struct *task)
 	struct task_state *st;
 	struct proc_state *ps;
 	struct sr_counts sum;
-	__u32 dumped, p, lo, hi;
+	__u32 dumped, p, w;
+	__u64 used;
 	int i;
 
 	st = bpf_task_storage_get(&tstate, task, 0, 0);
@@ -557,33 +606,24 @@ static __always_inline void flush(struct run_cache *c, struct task_struct *task)
 		st->dumped_seq = dumped;
 		st->seq++;
 	}
+	used = 0;
+	for (w = 0; w < SR_NZ_WORDS; w++)
+		used |= (&c->h.ph_nz[0][0])[w];
 	ps = NULL;
-	for (p = 0; p < SR_NR_LAT; p++) {
-		lo = c->h.ph_lo[p];
-		hi = c->h.ph_hi[p];
-		if (hi < lo || hi >= SR_HIST_BUCKETS)
-			continue;
-		if (!ps)
-			ps = proc_of(task, true);
-		if (ps) {
-			struct fold_ctx f = { .src = &c->h.ph[p],
-					      .dst = &ps->hist[p], .lo = lo };
+	if (used || c->h.ph[0].sum_ns || c->h.ph[1].sum_ns)
+		ps = proc_of(task, true);
+	if (used) {
+		struct fold_ctx f = { .c = c, .ps = ps };
 
-			widen(ps, p, lo, hi);
-			bpf_loop(hi - lo + 1, fold_bucket, &f, 0);
+		c->walk = (struct bits_walk){};
+		bpf_loop(SR_NZ_STEPS, fold_step, &f, 0);
+	}
+	for (p = 0; p < SR_NR_LAT; p++) {
+		if (ps && c->h.ph[p].sum_ns) {
 			__sync_fetch_and_add(&ps->hist[p].sum_ns, c->h.ph[p].sum_ns);
 			ps->seq++;
 		}
-		/* Without storage the deltas are lost: clear them anyway. */
-		if (!ps) {
-			struct fold_ctx f = { .src = &c->h.ph[p],
-					      .dst = &c->h.ph[p], .lo = lo };
-
-			bpf_loop(hi - lo + 1, fold_bucket, &f, 0);
-		}
 		c->h.ph[p].sum_ns = 0;
-		c->h.ph_lo[p] = SR_HIST_BUCKETS;
-		c->h.ph_hi[p] = 0;
 	}
 	c->h.owner = 0;
 }
@@ -609,16 +649,13 @@ static __always_inline void hist_add(struct live *l, struct task_struct *task,
 		/* Per-CPU: no atomics; the flush folds it into the process. */
 		c->h.ph[path].b[bucket] += delta;
 		c->h.ph[path].sum_ns += delta * lat;
-		if (bucket < c->h.ph_lo[path])
-			c->h.ph_lo[path] = bucket;
-		if (bucket > c->h.ph_hi[path])
-			c->h.ph_hi[path] = bucket;
+		c->h.ph_nz[path][bucket / 64] |= 1ULL << (bucket % 64);
 		return;
 	}
 	ps = proc_of(task, create);
 	if (ps) {
 		/* Threads of one process share it: atomics. */
-		widen(ps, path, bucket, bucket);
+		mark_bucket(ps->nz[path], bucket);
 		__sync_fetch_and_add(&ps->hist[path].b[bucket], delta);
 		__sync_fetch_and_add(&ps->hist[path].sum_ns, delta * lat);
 		ps->seq++;
@@ -1063,6 +1100,38 @@ int BPF_PROG(sr_exit, struct task_struct *task)
 	return 0;
 }
 
+struct emit_ctx {
+	struct proc_state *ps;
+	struct proc_dump_buf *buf;
+};
+
+/* One step of copying the process's buckets in use into its record. */
+static long emit_step(__u64 i, struct emit_ctx *e)
+{
+	__u64 *words = &e->ps->nz[0][0];
+	__u32 p, b, off = e->buf->fill;
+
+	__u32 cur;
+
+	switch (walk_step(&e->buf->walk, words, &p, &b)) {
+	case WALK_DONE:
+		return 1;
+	case WALK_WORD:
+		/* The record's bitmap is the word the walk goes by. */
+		cur = e->buf->walk.cur;
+		if (cur < SR_NZ_WORDS)
+			(&e->buf->h.nz[0][0])[cur] = e->buf->walk.bits;
+		return 0;
+	}
+	if (p >= SR_NR_LAT || b >= SR_HIST_BUCKETS ||
+	    off >= SR_NR_LAT * SR_HIST_BUCKETS)
+		return 1;
+	e->buf->b[off] = e->ps->hist[p].b[b];
+	e->buf->h.n[p]++;
+	e->buf->fill = off + 1;
+	return 0;
+}
+
 /* Dump what changed since the last dump: live threads and processes. */
 SEC("iter/task")
 int sr_dump(struct bpf_iter__task *ctx)
@@ -1070,10 +1139,11 @@ int sr_dump(struct bpf_iter__task *ctx)
 	struct seq_file *seq = ctx->meta->seq;
 	struct task_struct *task = ctx->task;
 	struct sr_thread_rec rec = {};
+	struct emit_ctx e = {};
 	struct proc_dump_buf *buf;
 	struct task_state *st;
 	struct proc_state *ps;
-	__u32 zero = 0, p, lo, n, off, len;
+	__u32 zero = 0, p, off, len;
 
 	if (!task)
 		return 0;
@@ -1102,24 +1172,21 @@ int sr_dump(struct bpf_iter__task *ctx)
 	buf->h.tgid = task->tgid;
 	buf->h.start_ns = task->start_time;
 	bpf_probe_read_kernel_str(buf->h.comm, sizeof(buf->h.comm), task->comm);
-	/* Only the touched range of each histogram: a few dozen buckets of
-	 * 321 for most processes, so a dump of thousands stays small.  The
-	 * range is read before the buckets: flush() widens it before it
-	 * adds to them, then bumps seq, which dumps the process again. */
-	off = 0;
+	/* Only the buckets in use, found from the bitmaps: a few of 321
+	 * for most processes, so a dump of thousands stays small.  Each
+	 * word is read once, into the record, then walked; flush() marks
+	 * a bucket before it adds to it and bumps seq after, so a bucket
+	 * this dump misses is in the next. */
 	for (p = 0; p < SR_NR_LAT; p++) {
-		lo = SR_HIST_BUCKETS - *(volatile __u32 *)&ps->nlo[p];
-		n = *(volatile __u32 *)&ps->hi1[p];
-		n = n > lo ? n - lo : 0;
 		buf->h.sum_ns[p] = ps->hist[p].sum_ns;
-		buf->h.lo[p] = n ? lo : 0;
-		buf->h.n[p] = n;
-		if (n && lo < SR_HIST_BUCKETS && n <= SR_HIST_BUCKETS &&
-		    off <= SR_HIST_BUCKETS)
-			bpf_probe_read_kernel(&buf->b[off], n * sizeof(__s64),
-					      &ps->hist[p].b[lo]);
-		off += n;
+		buf->h.n[p] = 0;
 	}
+	buf->fill = 0;
+	buf->walk = (struct bits_walk){};
+	e.ps = ps;
+	e.buf = buf;
+	bpf_loop(SR_NZ_STEPS, emit_step, &e, 0);
+	off = buf->fill;
 	len = sizeof(buf->h) + off * sizeof(__s64);
 	if (len > sizeof(*buf))
 		return 0;

@@ -66,6 +66,10 @@ enum sr_abi {
 #define SR_HIST_MAX_POW 42
 #define SR_HIST_BUCKETS (8 + (SR_HIST_MAX_POW - 3) * 8 + 1)
 
+/* Bitmaps of a histogram's buckets: bit i set when bucket i may be
+ * non-zero, so that copies visit the few buckets used, not all 321. */
+#define SR_HIST_WORDS ((SR_HIST_BUCKETS + 63) / 64)
+
 /* Latency paths: SYSRET (or ERETU on FRED kernels) and IRET. */
 #define SR_LAT_FAST 0
 #define SR_LAT_IRET 1
@@ -121,8 +125,7 @@ struct sr_live_head {
 	__u64 leader_start_ns;
 	char comm[SR_COMM_LEN];
 	struct sr_hist ph[SR_NR_LAT];	/* process latency, not yet flushed */
-	__u16 ph_lo[SR_NR_LAT];		/* touched bucket range of ph */
-	__u16 ph_hi[SR_NR_LAT];
+	__u64 ph_nz[SR_NR_LAT][SR_HIST_WORDS];	/* buckets of ph used */
 	__u32 busy;
 	__u32 pad;
 	__u64 switches;
@@ -193,9 +196,10 @@ struct sr_proc_rec {
 };
 
 /*
- * A live process in a task dump: the same, but each histogram only from
- * its first to its last non-empty bucket.  The header is followed by
- * n[0] then n[1] __s64 bucket counts, starting at buckets lo[0], lo[1].
+ * A live process in a task dump: the same, but each histogram as the
+ * bitmap of its buckets in use and their counts only.  The header is
+ * followed by n[0] then n[1] __s64 counts, of the buckets whose bits
+ * are set in nz[0] and nz[1], in increasing bucket order.
  */
 struct sr_proc_dump {
 	__u32 kind;
@@ -203,8 +207,9 @@ struct sr_proc_dump {
 	__u64 start_ns;
 	char comm[SR_COMM_LEN];
 	__s64 sum_ns[SR_NR_LAT];
-	__u16 lo[SR_NR_LAT];
+	__u64 nz[SR_NR_LAT][SR_HIST_WORDS];
 	__u16 n[SR_NR_LAT];
+	__u32 pad;
 };
 
 #endif /* __SYSRET_H */

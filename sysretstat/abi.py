@@ -32,6 +32,7 @@ NR_SLOTS = SLOTS_X64 + SLOTS_I386 + SLOTS_X32
 
 HIST_MAX_POW = 42
 HIST_BUCKETS = 8 + (HIST_MAX_POW - 3) * 8 + 1
+HIST_WORDS = (HIST_BUCKETS + 63) // 64
 LAT_FAST, LAT_IRET = 0, 1
 NR_LAT = 2
 
@@ -103,8 +104,7 @@ class LiveHead(ctypes.Structure):
                 ("leader_start_ns", ctypes.c_uint64),
                 ("comm", ctypes.c_char * COMM_LEN),
                 ("ph", Hist * NR_LAT),
-                ("ph_lo", ctypes.c_uint16 * NR_LAT),
-                ("ph_hi", ctypes.c_uint16 * NR_LAT),
+                ("ph_nz", (ctypes.c_uint64 * HIST_WORDS) * NR_LAT),
                 ("busy", ctypes.c_uint32),
                 ("pad", ctypes.c_uint32),
                 ("switches", ctypes.c_uint64)]
@@ -140,8 +140,9 @@ class ProcDump(ctypes.Structure):
                 ("start_ns", ctypes.c_uint64),
                 ("comm", ctypes.c_char * COMM_LEN),
                 ("sum_ns", ctypes.c_int64 * NR_LAT),
-                ("lo", ctypes.c_uint16 * NR_LAT),
-                ("n", ctypes.c_uint16 * NR_LAT)]
+                ("nz", (ctypes.c_uint64 * HIST_WORDS) * NR_LAT),
+                ("n", ctypes.c_uint16 * NR_LAT),
+                ("pad", ctypes.c_uint32)]
 
 
 class Slot(ctypes.Structure):

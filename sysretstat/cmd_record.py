@@ -11,6 +11,7 @@ from .cmd_common import (StopFlag, cgroup_option, check_interval,
 from .collector import Collector
 from .errors import UsageError
 from .launch import GatedCommand
+from .quietgc import FrameGC
 from .tracer import Options
 
 
@@ -86,6 +87,7 @@ def _record(output, duration, interval, pids, comm, cgroup, no_latency,
         t0 = time.monotonic()
         next_tick = t0 + interval
         end = t0 + duration if duration is not None else None
+        gcf = FrameGC()
         while not stop.is_set():
             now = time.monotonic()
             wake = min(next_tick, end) if end is not None else next_tick
@@ -98,8 +100,9 @@ def _record(output, duration, interval, pids, comm, cgroup, no_latency,
             if done or stop.is_set():
                 break
             if time.monotonic() >= next_tick:
-                snap = col.snapshot()
-                writer.interval(snap.delta(prev), snap)
+                with gcf.frame():
+                    snap = col.snapshot()
+                    writer.interval(snap.delta(prev), snap)
                 progress.show(snap)
                 prev = snap
                 next_tick += interval

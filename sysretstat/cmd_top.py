@@ -14,6 +14,7 @@ import time
 import click
 
 from . import top_batch, top_view
+from .quietgc import FrameGC
 from .cmd_common import (StopFlag, check_interval, interval_option,
                          latency_option, pid_option)
 from .errors import SysretstatError, UsageError
@@ -198,18 +199,20 @@ def run_batch(feed, state, interval, iterations, as_json, calibration,
               top_n):
     stop = StopFlag((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     ticker = Ticker(interval)
+    gcf = FrameGC()
     n = 0
     try:
         while not stop.is_set():
             if stop.wait(max(0.0, ticker.remaining())):
                 break
-            delta = feed.tick()
-            ticker.advance()
-            if as_json:
-                out = top_batch.json_lines(delta, top_n, feed.hosts)
-            else:
-                out = top_batch.text_frame(delta, state, calibration,
-                                           feed.hosts, top_n or 20)
+            with gcf.frame():
+                delta = feed.tick()
+                ticker.advance()
+                if as_json:
+                    out = top_batch.json_lines(delta, top_n, feed.hosts)
+                else:
+                    out = top_batch.text_frame(delta, state, calibration,
+                                               feed.hosts, top_n or 20)
             sys.stdout.write(out)
             sys.stdout.flush()
             n += 1
@@ -242,6 +245,7 @@ def _loop(scr, feed, state, interval, iterations, calibration, stop, log,
     state.ascii = _ascii_only()
     shown = [None, None, None]      # delta, cumulative, hosts on screen
     ticker = Ticker(interval)
+    gcf = FrameGC()
     frames = 0
 
     def draw():
@@ -255,14 +259,15 @@ def _loop(scr, feed, state, interval, iterations, calibration, stop, log,
     while not stop.is_set():
         wait = ticker.remaining()
         if wait <= 0:
-            cpu0 = time.process_time()
-            feed.tick()
-            cpu1 = time.process_time()
-            ticker.advance()
-            frames += 1
-            if not state.paused:
-                shown[:] = [feed.delta, feed.cumulative, feed.hosts]
-            draw()
+            with gcf.frame():
+                cpu0 = time.process_time()
+                feed.tick()
+                cpu1 = time.process_time()
+                ticker.advance()
+                frames += 1
+                if not state.paused:
+                    shown[:] = [feed.delta, feed.cumulative, feed.hosts]
+                draw()
             if log is not None:
                 # CPU seconds: data (read, snapshot, delta), view (render,
                 # paint); active and known processes.

@@ -138,7 +138,7 @@ class Collector:
             self._dirty["processes"].add((rec["tgid"], rec["start_ns"]))
             p = self._proc(rec["tgid"], rec["start_ns"], rec["comm"])
             p.comm = rec["comm"] or p.comm
-            p.hist = [Hist.from_run(*h) for h in rec["hist"]]
+            p.hist = [Hist.from_kernel(*h) for h in rec["hist"]]
             p.counts = None
         for rec in raw.exited_procs:
             self.procs[(rec["tgid"], rec["start_ns"])].dead = True
@@ -176,7 +176,7 @@ class Collector:
             p.extra_n = [a + b for a, b in zip(p.extra_n or
                                                [0] * abi.NR_OUTCOMES,
                                                rec["n"])]
-            hs = [Hist.from_run(*h) for h in rec["hist"]]
+            hs = [Hist.from_kernel(*h) for h in rec["hist"]]
             if p.extra_hist is None:
                 p.extra_hist = hs
             else:
@@ -261,7 +261,7 @@ class Collector:
                          "abi": abi_name}, Counts.zero(latency))
                 _add(row.counts.n, n)
             for slot, pair in raw.slot_hists[c].items():
-                hs = [Hist.from_run(*h) for h in pair]
+                hs = [Hist.from_kernel(*h) for h in pair]
                 for h, dst in zip(hs, cc.lat):
                     dst.add(h)
                 abi_name, nr = abi.slot_to_syscall(slot)

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import __version__, prometheus
 from .errors import SysretstatError, UsageError
+from .quietgc import FrameGC
 
 DEFAULT_PORT = 9717
 DEFAULT_LISTEN = "127.0.0.1:%d" % DEFAULT_PORT
@@ -361,16 +362,18 @@ def run(collector, server, state, interval, stop):
         log.info("listening on http://%s/ (interval %gs, pid %d)",
                  format_addr(host, port), interval, os.getpid())
         next_tick = time.monotonic() + interval
+        gcf = FrameGC()
         while not stop.is_set():
             stop.wait(max(0.0, next_tick - time.monotonic()))
             if stop.is_set():
                 break
-            try:
-                snap = collector.snapshot()
-            except OSError as e:
-                raise SysretstatError("reading the kernel's counters: %s"
-                                      % (e.strerror or e))
-            state.publish(snap, snap.delta(prev))
+            with gcf.frame():
+                try:
+                    snap = collector.snapshot()
+                except OSError as e:
+                    raise SysretstatError("reading the kernel's counters: "
+                                          "%s" % (e.strerror or e))
+                state.publish(snap, snap.delta(prev))
             prev = snap
             # Skip ticks missed (a suspended host) instead of bursting.
             next_tick = max(next_tick + interval, time.monotonic())

@@ -8,6 +8,7 @@ round-trips through the report schema "sysretstat/1" (see spec.md):
 """
 
 import copy
+import itertools
 
 from . import abi
 
@@ -19,32 +20,34 @@ OUTCOMES = abi.OUTCOMES
 class Hist:
     """A sparse log-linear latency histogram (bucket index -> count).
 
-    A histogram read from the kernel can stay *pending*: its int64 bucket
-    counts as the kernel wrote them (a run of buckets from `lo`), plus the
-    runs added or subtracted since, turned into the dict only when the
-    buckets are read.  A frame of `top` shows the percentiles of a screen
-    of rows, so the thousands of process histograms it reads and
-    subtracts are mostly never expanded.
+    A histogram read from the kernel can stay *pending*: its int64
+    bucket counts as the kernel wrote them, plus the ones added or
+    subtracted since, turned into the dict only when the buckets are
+    read.  A frame of `top` shows the percentiles of a screen of rows,
+    so the thousands of process histograms it reads and subtracts are
+    mostly never expanded.
     """
 
     __slots__ = ("_buckets", "sum_ns", "_runs")
 
-    # Pending runs kept before they are expanded: bounds the memory and
+    # Pending terms kept before they are expanded: bounds the memory and
     # the cost of a histogram that sums many others.
     MAX_RUNS = 8
 
     def __init__(self, buckets=None, sum_ns=0):
         self._buckets = dict(buckets) if buckets else {}
         self.sum_ns = int(sum_ns)
-        self._runs = ()     # (sign, lo, bytes of int64 counts) to add
+        self._runs = ()     # (sign, where, bytes of int64 counts) to add
 
     @classmethod
-    def from_run(cls, lo, raw, sum_ns=0):
-        """Buckets lo, lo + 1, ... counted by the int64s in `raw` (bytes,
-        never mutated, so shared by every copy)."""
+    def from_kernel(cls, where, raw, sum_ns=0):
+        """Counts as the kernel wrote them: `raw`, bytes of int64s (never
+        mutated, so shared by every copy), count the buckets `where`
+        says: from bucket `where` on (an int), or those whose bits are
+        set in the little-endian bitmap `where` (bytes), in order."""
         h = cls(None, sum_ns)
         if raw:
-            h._runs = ((1, lo, raw),)
+            h._runs = ((1, where, raw),)
         return h
 
     @property
@@ -61,13 +64,9 @@ class Hist:
     def _expand(self):
         b = self._buckets
         runs, self._runs = self._runs, ()
-        if not b and len(runs) == 1 and runs[0][0] == 1:
-            lo, raw = runs[0][1], runs[0][2]
-            self._buckets = {lo + i: c for i, c in
-                             enumerate(memoryview(raw).cast("q")) if c}
-            return
-        for sign, lo, raw in runs:
-            for i, c in enumerate(memoryview(raw).cast("q"), lo):
+        for sign, where, raw in runs:
+            for i, c in zip(_positions(where),
+                            memoryview(raw).cast("q")):
                 if c:
                     v = b.get(i, 0) + sign * c
                     if v:
@@ -108,7 +107,9 @@ class Hist:
         return self
 
     def copy(self):
-        h = Hist(self._buckets, self.sum_ns)
+        h = Hist.__new__(Hist)
+        h._buckets = dict(self._buckets)
+        h.sum_ns = self.sum_ns
         h._runs = self._runs
         return h
 
@@ -185,16 +186,47 @@ class Hist:
         return h
 
 
+def _positions(where):
+    """Bucket indexes of a pending term (see Hist.from_kernel)."""
+    if isinstance(where, int):
+        return itertools.count(where)
+    out = []
+    bits = int.from_bytes(where, "little")
+    while bits:
+        low = bits & -bits
+        out.append(low.bit_length() - 1)
+        bits ^= low
+    return out
+
+
 class Counts:
     """Returns of one row by outcome, and its latency per path."""
 
-    __slots__ = ("n", "lat")
+    __slots__ = ("n", "_lat", "_minus")
 
     def __init__(self, n=None, lat=None):
         self.n = list(n) if n is not None else [0] * abi.NR_OUTCOMES
         # lat[0]: SYSRET (ERETU on FRED kernels), lat[1]: IRET; None
         # where the row has no latency (threads).
-        self.lat = lat
+        self._lat = lat
+        # Set by minus(): the histograms to subtract from _lat (shared,
+        # not ours) when lat is first read.  A frame of top sorts
+        # thousands of interval rows by their counts and reads the
+        # latency of a screenful.
+        self._minus = None
+
+    @property
+    def lat(self):
+        if self._minus is not None:
+            lat = [h.copy() for h in self._lat or (Hist(), Hist())]
+            for a, b in zip(lat, self._minus):
+                a.add(b, -1)
+            self._lat, self._minus = lat, None
+        return self._lat
+
+    @lat.setter
+    def lat(self, value):
+        self._lat, self._minus = value, None
 
     @classmethod
     def zero(cls, with_latency=True):
@@ -251,17 +283,12 @@ class Counts:
                       else [h.copy() for h in self.lat])
 
     def minus(self, older):
-        """A new Counts: self - older (histograms stay pending where
-        both are, see Hist)."""
-        n = [a - b for a, b in zip(self.n, older.n)]
-        if self.lat is None:
-            return Counts(n) if older.lat is None else \
-                Counts(n).add(Counts(lat=older.lat), -1)
-        lat = [h.copy() for h in self.lat]
-        if older.lat is not None:
-            for a, b in zip(lat, older.lat):
-                a.add(b, -1)
-        return Counts(n, lat)
+        """A new Counts: self - older, its latency computed when read.
+        Both must stay unchanged until then, as snapshots do."""
+        c = Counts([a - b for a, b in zip(self.n, older.n)], self.lat)
+        if c._lat is not None or older.lat is not None:
+            c._minus = older.lat or ()
+        return c
 
     def same(self, other):
         """Whether other has the same counts and latency sums.  A latency

@@ -61,7 +61,7 @@ class Options:
 class RawRead:
     """One read of every map, as plain values (see collector.py)."""
     slots: list          # per CPU: {slot: counts list}
-    slot_hists: list     # per CPU: {slot: (fast run, iret run)}
+    slot_hists: list     # per CPU: {slot: [fast, iret]} (Hist.from_kernel)
     threads: list        # ThreadRec-like dicts from the live dump
     procs: list          # ProcRec-like dicts from the live dump
     exited_threads: list
@@ -357,8 +357,10 @@ class Tracer:
 # tens of thousands of records.
 _THREAD = struct.Struct("<IiiIQQ%ds%dq" % (abi.COMM_LEN, abi.NR_OUTCOMES))
 # struct sr_proc_dump header: kind, tgid, start_ns, comm, sum_ns[2],
-# lo[2], n[2].
-_PDUMP = struct.Struct("<IiQ%ds2q2H2H" % abi.COMM_LEN)
+# nz[2] (bitmaps, kept as bytes), n[2], pad.
+_NZ_LEN = 8 * abi.HIST_WORDS
+_PDUMP = struct.Struct("<IiQ%ds2q%ds%ds2HI" % (abi.COMM_LEN, _NZ_LEN,
+                                              _NZ_LEN))
 assert _THREAD.size == ctypes.sizeof(abi.ThreadRec)
 assert _PDUMP.size == ctypes.sizeof(abi.ProcDump)
 
@@ -378,9 +380,9 @@ _HIST_LEN = 8 * abi.HIST_BUCKETS
 
 
 def _run(buf, off):
-    """The struct sr_hist at buf[off:] as a histogram run (lo, bytes of
-    int64 counts, sum_ns): its buckets from the first to the last
-    non-zero one, found at C speed (histograms are mostly empty)."""
+    """The struct sr_hist at buf[off:] as (lo, bytes of int64 counts,
+    sum_ns): its buckets from the first to the last non-zero one, found
+    at C speed (histograms are mostly empty).  See Hist.from_kernel."""
     sum_ns = struct.unpack_from("<q", buf, off)[0]
     body = bytes(buf[off + 8:off + 8 + _HIST_LEN])
     left = body.lstrip(b"\0")
@@ -412,8 +414,8 @@ def _parse_dump(data):
             threads.append(_thread_rec(data, off))
             off += _TSIZE
         elif kind == abi.REC_PROC and off + _PDUMP.size <= n:
-            (_, tgid, start, comm, s0, s1, lo0, lo1, n0,
-             n1) = _PDUMP.unpack_from(data, off)
+            (_, tgid, start, comm, s0, s1, nz0, nz1, n0, n1,
+             _) = _PDUMP.unpack_from(data, off)
             b = off + _PDUMP.size
             end = b + 8 * (n0 + n1)
             if end > n:
@@ -421,8 +423,8 @@ def _parse_dump(data):
             mid = b + 8 * n0
             procs.append({"tgid": tgid, "start_ns": start,
                           "comm": _comm(comm),
-                          "hist": [(lo0, data[b:mid], s0),
-                                   (lo1, data[mid:end], s1)]})
+                          "hist": [(nz0, data[b:mid], s0),
+                                   (nz1, data[mid:end], s1)]})
             off = end
         else:
             raise OSError(errno.EIO, "malformed task dump at offset %d" % off)

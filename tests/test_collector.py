@@ -106,6 +106,50 @@ def test_pid_filter_keeps_only_that_process(workloads):
     assert s.totals.returns > 200
 
 
+# Waits for a line, makes syscalls whose latencies span the histogram
+# (getppid: ~100 ns; sleeps: 1 us to 20 ms), says so, waits again.
+SPREAD = """
+import os, sys, time
+sys.stdin.readline()
+for i in range(200):
+    os.getppid()
+for d in (1e-6, 1e-5, 1e-4, 1e-3, 5e-3, 2e-2):
+    for _ in range(3):
+        time.sleep(d)
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_live_process_histogram_is_exact():
+    """A live process's histograms come from the task dump (the buckets
+    its bitmap marks); with one process traced they must equal, bucket
+    for bucket, the per-syscall ones, counted separately."""
+    child = subprocess.Popen([sys.executable, "-c", SPREAD], text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    col = Collector(Options(pids=(child.pid,)))
+    try:
+        col.start()
+        col.snapshot()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "done\n"
+        time.sleep(0.2)     # blocked in read again: switched out, flushed
+        s = col.snapshot()
+        (row,) = s.processes.values()
+        fast = row.counts.lat[0]
+        assert fast.count >= 200 + 18
+        assert fast == s.totals.lat[0] and \
+            row.counts.lat[1] == s.totals.lat[1]
+        assert row.counts.n == s.totals.n
+        # Buckets in at least three of the bitmap's 64-bucket words.
+        assert len({b // 64 for b in fast.buckets}) >= 3
+    finally:
+        child.kill()
+        child.wait()
+        col.close()
+
+
 def test_threads_sum_to_their_process(workloads):
     s = collect(workloads, ["rseq", "20"])
     for key, proc in s.processes.items():

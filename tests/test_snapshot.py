@@ -133,3 +133,56 @@ def test_merge_adds_rows():
     a, b = make_snapshot(1, 3, 1), make_snapshot(1, 4, 0)
     a.merge(b)
     assert a.totals.sysret == 7 and a.processes[(1, 0)].counts.sysret == 7
+
+
+def _kernel_forms(dense):
+    """The two ways the kernel writes a histogram's buckets, for the
+    dense list `dense`: a run from its first non-zero bucket, and a
+    bitmap of the non-zero ones with their counts."""
+    import struct
+    nz = [i for i, c in enumerate(dense) if c]
+    if not nz:
+        return [(0, b"")]
+    run = (nz[0], struct.pack("<%dq" % (nz[-1] - nz[0] + 1),
+                              *dense[nz[0]:nz[-1] + 1]))
+    bits = sum(1 << i for i in nz).to_bytes(8 * abi.HIST_WORDS, "little")
+    return [run, (bits, struct.pack("<%dq" % len(nz),
+                                    *[dense[i] for i in nz]))]
+
+
+dense_hists = st.lists(st.integers(min_value=0, max_value=1000),
+                       min_size=abi.HIST_BUCKETS,
+                       max_size=abi.HIST_BUCKETS).map(
+    lambda d: [c if i % 7 == 0 or c < 100 else 0 for i, c in enumerate(d)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(dense_hists, min_size=1, max_size=12),
+       st.lists(st.sampled_from([1, -1]), min_size=12, max_size=12))
+def test_pending_kernel_histograms_equal_expanded_ones(dense, signs):
+    """Hists read from the kernel stay pending (added and subtracted
+    unexpanded, up to Hist.MAX_RUNS terms): the result must equal the
+    same arithmetic on plain dicts, in either kernel form."""
+    for form in (0, -1):
+        want, got = Hist(), Hist()
+        for d, sign in zip(dense, signs):
+            where, raw = _kernel_forms(d)[form]
+            h = Hist.from_kernel(where, raw, sum_ns=7)
+            assert h.count == sum(d)
+            want.add(Hist({i: c for i, c in enumerate(d) if c}, 7), sign)
+            got.add(h.copy(), sign)
+        assert got.count == want.count
+        assert got == want and got.sum_ns == want.sum_ns
+
+
+def test_counts_minus_reads_latency_lazily():
+    a = Counts([5, 1], [Hist({3: 4}, 40), Hist({9: 1}, 90)])
+    b = Counts([2, 0], [Hist({3: 1}, 10), Hist()])
+    d = a.minus(b)
+    assert d.n == [3, 1]
+    assert d.lat[0] == Hist({3: 3}, 30) and d.lat[1] == Hist({9: 1}, 90)
+    # Neither operand changed, and the result is its own.
+    d.lat[0].add(Hist({3: 100}))
+    assert a.lat[0] == Hist({3: 4}, 40) and b.lat[0] == Hist({3: 1}, 10)
+    no_lat = Counts([1]).minus(Counts([1], [Hist({2: 2}, 4), Hist()]))
+    assert no_lat.lat[0] == Hist({2: -2}, -4)
