@@ -134,14 +134,15 @@ class Collector:
             self._thread_update(rec, dead=False)
         for rec in raw.exited_threads:
             self._thread_update(rec, dead=True)
-        for rec in raw.procs + raw.exited_procs:
-            self._dirty["processes"].add((rec["tgid"], rec["start_ns"]))
-            p = self._proc(rec["tgid"], rec["start_ns"], rec["comm"])
-            p.comm = rec["comm"] or p.comm
-            p.hist = [Hist.from_kernel(*h) for h in rec["hist"]]
+        dirty = self._dirty["processes"]
+        for pid, start, comm, hist in raw.procs + raw.exited_procs:
+            dirty.add((pid, start))
+            p = self._proc(pid, start, comm)
+            p.comm = comm or p.comm
+            p.hist = [Hist.from_kernel(*h) for h in hist]
             p.counts = None
-        for rec in raw.exited_procs:
-            self.procs[(rec["tgid"], rec["start_ns"])].dead = True
+        for pid, start, _, _ in raw.exited_procs:
+            self.procs[(pid, start)].dead = True
         self._apply_live(raw.live)
         self._evict()
 
@@ -165,7 +166,9 @@ class Collector:
             t = self.threads.get(key)
             if t is None:
                 # Never flushed yet: known only from the cache.
-                self._thread_update(dict(rec, n=[0] * abi.NR_OUTCOMES),
+                self._thread_update((rec["tid"], rec["tgid"],
+                                     rec["start_ns"], rec["leader_start_ns"],
+                                     rec["comm"], [0] * abi.NR_OUTCOMES),
                                     dead=False)
                 t = self.threads[key]
             p = self.procs[t.pkey]
@@ -193,24 +196,25 @@ class Collector:
         return p
 
     def _thread_update(self, rec, dead):
-        key = (rec["tid"], rec["start_ns"])
-        pkey = (rec["tgid"], rec["leader_start_ns"])
-        t = self.threads.get(key)
-        p = self._proc(pkey[0], pkey[1], rec["comm"])
+        tid, tgid, start, leader_start, comm, new = rec
+        key = (tid, start)
+        pkey = (tgid, leader_start)
         self._dirty["threads"].add(key)
         self._dirty["processes"].add(pkey)
+        p = self.procs.get(pkey)
+        if p is None:
+            p = self.procs[pkey] = _Proc(tgid, leader_start, comm)
+        t = self.threads.get(key)
         if t is None:
-            t = self.threads[key] = _Thread(rec["tid"], rec["start_ns"],
-                                            pkey, rec["comm"])
+            t = self.threads[key] = _Thread(tid, start, pkey, comm)
             p.threads += 1
-        if rec["tid"] == rec["tgid"] or not p.comm:
-            p.comm = rec["comm"]
-        t.comm = rec["comm"]
-        new = rec["n"]
+        if tid == tgid or not p.comm:
+            p.comm = comm
+        t.comm = comm
         if new != t.n:
             p.n = [a + b - c for a, b, c in zip(p.n, new, t.n)]
             p.counts = None
-            t.n = list(new)
+            t.n = new
             t.counts = None
         if dead and not t.dead:
             t.dead = True

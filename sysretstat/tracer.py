@@ -62,8 +62,9 @@ class RawRead:
     """One read of every map, as plain values (see collector.py)."""
     slots: list          # per CPU: {slot: counts list}
     slot_hists: list     # per CPU: {slot: [fast, iret]} (Hist.from_kernel)
-    threads: list        # ThreadRec-like dicts from the live dump
-    procs: list          # ProcRec-like dicts from the live dump
+    # Tuples, not dicts: a dump can hold tens of thousands.
+    threads: list        # (tid, tgid, start_ns, leader_start_ns, comm, n)
+    procs: list          # (tgid, start_ns, comm, [fast, iret])
     exited_threads: list
     exited_procs: list
     lost: dict
@@ -353,9 +354,9 @@ class Tracer:
 
 
 # struct sr_thread_rec: kind, tid, tgid, pad, start_ns, leader_start_ns,
-# comm, counts.  Parsed with struct rather than ctypes: a dump can hold
-# tens of thousands of records.
-_THREAD = struct.Struct("<IiiIQQ%ds%dq" % (abi.COMM_LEN, abi.NR_OUTCOMES))
+# comm, counts; kind and pad skipped.
+_THREAD = struct.Struct("<4xii4xQQ%ds%dq" % (abi.COMM_LEN, abi.NR_OUTCOMES))
+_KIND = struct.Struct("<I")
 # struct sr_proc_dump header: kind, tgid, start_ns, comm, sum_ns[2],
 # nz[2] (bitmaps, kept as bytes), n[2], pad.
 _NZ_LEN = 8 * abi.HIST_WORDS
@@ -364,16 +365,22 @@ _PDUMP = struct.Struct("<IiQ%ds2q%ds%ds2HI" % (abi.COMM_LEN, _NZ_LEN,
 assert _THREAD.size == ctypes.sizeof(abi.ThreadRec)
 assert _PDUMP.size == ctypes.sizeof(abi.ProcDump)
 
+# Names repeat across records and reads: decode each once.
+_comms = {}
+
 
 def _comm(b):
-    return b.split(b"\0", 1)[0].decode("utf-8", "replace")
+    s = _comms.get(b)
+    if s is None:
+        if len(_comms) > 65536:
+            _comms.clear()
+        s = _comms[b] = b.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return s
 
 
 def _thread_rec(raw, off=0):
     v = _THREAD.unpack_from(raw, off)
-    return {"tid": v[1], "tgid": v[2], "start_ns": v[4],
-            "leader_start_ns": v[5], "comm": _comm(v[6]),
-            "n": list(v[7:])}
+    return v[0], v[1], v[2], v[3], _comm(v[4]), list(v[5:])
 
 
 _HIST_LEN = 8 * abi.HIST_BUCKETS
@@ -398,8 +405,8 @@ def _proc_rec(raw):
     r = abi.ProcRec.from_buffer_copy(raw[:ctypes.sizeof(abi.ProcRec)])
     hs = ctypes.sizeof(abi.Hist)
     base = abi.ProcRec.hist.offset
-    return {"tgid": r.tgid, "start_ns": r.start_ns, "comm": _comm(r.comm),
-            "hist": [_run(raw, base + p * hs) for p in range(abi.NR_LAT)]}
+    return (r.tgid, r.start_ns, _comm(r.comm),
+            [_run(raw, base + p * hs) for p in range(abi.NR_LAT)])
 
 
 _TSIZE = _THREAD.size
@@ -409,7 +416,7 @@ def _parse_dump(data):
     threads, procs = [], []
     off, n = 0, len(data)
     while off + 4 <= n:
-        kind = struct.unpack_from("<I", data, off)[0]
+        kind = _KIND.unpack_from(data, off)[0]
         if kind == abi.REC_THREAD and off + _TSIZE <= n:
             threads.append(_thread_rec(data, off))
             off += _TSIZE
@@ -421,10 +428,8 @@ def _parse_dump(data):
             if end > n:
                 break
             mid = b + 8 * n0
-            procs.append({"tgid": tgid, "start_ns": start,
-                          "comm": _comm(comm),
-                          "hist": [(nz0, data[b:mid], s0),
-                                   (nz1, data[mid:end], s1)]})
+            procs.append((tgid, start, _comm(comm),
+                          [(nz0, data[b:mid], s0), (nz1, data[mid:end], s1)]))
             off = end
         else:
             raise OSError(errno.EIO, "malformed task dump at offset %d" % off)
