@@ -61,5 +61,10 @@ def build(pkg):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 or (len(sys.argv) == 2 and
+                             sys.argv[1].startswith("-")):
+        # An option is not a package directory to create.
+        sys.stdout.write(__doc__)
+        raise SystemExit(0 if sys.argv[1:] in (["-h"], ["--help"]) else 2)
     build(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE,
                                                              "sysretstat"))
