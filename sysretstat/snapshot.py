@@ -28,16 +28,20 @@ class Hist:
     mostly never expanded.
     """
 
-    __slots__ = ("_buckets", "sum_ns", "_runs")
+    __slots__ = ("_data", "sum_ns")
 
     # Pending terms kept before they are expanded: bounds the memory and
     # the cost of a histogram that sums many others.
     MAX_RUNS = 8
 
     def __init__(self, buckets=None, sum_ns=0):
-        self._buckets = dict(buckets) if buckets else {}
+        # (dict, pending runs): one attribute, replaced whole, so that a
+        # thread reading a histogram another expands sees one state or
+        # the other, never half of each (the daemon's scrapes render
+        # snapshots the collector's thread also reads).  Each run is
+        # (sign, where, bytes of int64 counts).
+        self._data = (dict(buckets) if buckets else {}, ())
         self.sum_ns = int(sum_ns)
-        self._runs = ()     # (sign, where, bytes of int64 counts) to add
 
     @classmethod
     def from_kernel(cls, where, raw, sum_ns=0):
@@ -47,56 +51,47 @@ class Hist:
         set in the little-endian bitmap `where` (bytes), in order."""
         h = cls(None, sum_ns)
         if raw:
-            h._runs = ((1, where, raw),)
+            h._data = ({}, ((1, where, raw),))
         return h
 
     @property
     def buckets(self):
-        if self._runs:
-            self._expand()
-        return self._buckets
+        b, runs = self._data
+        if runs:
+            b = _expanded(b, runs)
+            self._data = (b, ())
+        return b
 
     @buckets.setter
     def buckets(self, value):
-        self._buckets = dict(value)
-        self._runs = ()
-
-    def _expand(self):
-        b = self._buckets
-        runs, self._runs = self._runs, ()
-        for sign, where, raw in runs:
-            for i, c in zip(_positions(where),
-                            memoryview(raw).cast("q")):
-                if c:
-                    v = b.get(i, 0) + sign * c
-                    if v:
-                        b[i] = v
-                    else:
-                        b.pop(i, None)
+        self._data = (dict(value), ())
 
     @classmethod
     def from_values(cls, values):
         h = cls()
+        b = h._data[0]
         for v in values:
-            b = abi.bucket_of(v)
-            h._buckets[b] = h._buckets.get(b, 0) + 1
+            i = abi.bucket_of(v)
+            b[i] = b.get(i, 0) + 1
             h.sum_ns += int(v)
         return h
 
     @property
     def count(self):
+        b, runs = self._data
         # Summing pending runs needs no dict.
-        return sum(self._buckets.values()) + sum(
-            sign * sum(memoryview(raw).cast("q"))
-            for sign, _, raw in self._runs)
+        return sum(b.values()) + sum(sign * sum(memoryview(raw).cast("q"))
+                                     for sign, _, raw in runs)
 
     def add(self, other, sign=1):
-        if other._runs and not other._buckets and \
-                len(self._runs) + len(other._runs) <= self.MAX_RUNS:
-            self._runs += tuple((s * sign, lo, raw)
-                                for s, lo, raw in other._runs)
+        """Add `other` (times sign) to this histogram, which must be this
+        caller's own: in place."""
+        b, runs = self._data
+        ob, oruns = other._data
+        if oruns and not ob and len(runs) + len(oruns) <= self.MAX_RUNS:
+            self._data = (b, runs + tuple((s * sign, where, raw)
+                                          for s, where, raw in oruns))
         else:
-            b = self._buckets
             for i, c in other.buckets.items():
                 v = b.get(i, 0) + sign * c
                 if v:
@@ -108,9 +103,9 @@ class Hist:
 
     def copy(self):
         h = Hist.__new__(Hist)
-        h._buckets = dict(self._buckets)
+        b, runs = self._data
+        h._data = (dict(b), runs)
         h.sum_ns = self.sum_ns
-        h._runs = self._runs
         return h
 
     def __eq__(self, other):
@@ -186,6 +181,20 @@ class Hist:
         return h
 
 
+def _expanded(base, runs):
+    """A new dict: `base` plus the pending runs (see Hist)."""
+    b = dict(base)
+    for sign, where, raw in runs:
+        for i, c in zip(_positions(where), memoryview(raw).cast("q")):
+            if c:
+                v = b.get(i, 0) + sign * c
+                if v:
+                    b[i] = v
+                else:
+                    b.pop(i, None)
+    return b
+
+
 def _positions(where):
     """Bucket indexes of a pending term (see Hist.from_kernel)."""
     if isinstance(where, int):
@@ -202,31 +211,32 @@ def _positions(where):
 class Counts:
     """Returns of one row by outcome, and its latency per path."""
 
-    __slots__ = ("n", "_lat", "_minus")
+    __slots__ = ("n", "_lat")
 
     def __init__(self, n=None, lat=None):
         self.n = list(n) if n is not None else [0] * abi.NR_OUTCOMES
         # lat[0]: SYSRET (ERETU on FRED kernels), lat[1]: IRET; None
-        # where the row has no latency (threads).
-        self._lat = lat
-        # Set by minus(): the histograms to subtract from _lat (shared,
-        # not ours) when lat is first read.  A frame of top sorts
-        # thousands of interval rows by their counts and reads the
-        # latency of a screenful.
-        self._minus = None
+        # where the row has no latency (threads).  minus() leaves a
+        # tuple (theirs, to subtract): computed when lat is first read,
+        # as a frame of top sorts thousands of interval rows by their
+        # counts and reads the latency of a screenful.  One attribute,
+        # replaced whole, like Hist._data.
+        self._lat = list(lat) if type(lat) is tuple else lat
 
     @property
     def lat(self):
-        if self._minus is not None:
-            lat = [h.copy() for h in self._lat or (Hist(), Hist())]
-            for a, b in zip(lat, self._minus):
+        lat = self._lat
+        if type(lat) is tuple:
+            base, minus = lat
+            lat = [h.copy() for h in base or (Hist(), Hist())]
+            for a, b in zip(lat, minus):
                 a.add(b, -1)
-            self._lat, self._minus = lat, None
-        return self._lat
+            self._lat = lat
+        return lat
 
     @lat.setter
     def lat(self, value):
-        self._lat, self._minus = value, None
+        self._lat = list(value) if type(value) is tuple else value
 
     @classmethod
     def zero(cls, with_latency=True):
@@ -287,7 +297,7 @@ class Counts:
         Both must stay unchanged until then, as snapshots do."""
         c = Counts([a - b for a, b in zip(self.n, older.n)], self.lat)
         if c._lat is not None or older.lat is not None:
-            c._minus = older.lat or ()
+            c._lat = (c._lat, older.lat or ())
         return c
 
     def same(self, other):
