@@ -173,6 +173,15 @@ def test_interactive_view(workload):
         assert len(tg) == 1 and tg[0][:3] == ["234", "x64", "tgkill"]
         assert tg[0][6] == "signal", s
 
+        # Thread view, its table computed only when first shown: the
+        # signal workload's one thread, with its reason.
+        t.keys("Escape", "2", "/", sig, "Enter")
+        s = t.wait_for(lambda s: "[2 thread]" in s and "filter '%s'" % sig
+                       in s and rows(s))
+        th = rows(s)
+        assert len(th) == 1 and th[0][:3] == [sig, sig, "retpaths"], s
+        assert th[0][6] == "signal", s
+
         # Resize: the footer follows the new last line.
         t.tmux("resize-window", "-x", "100", "-y", "30")
         s = t.wait_for(lambda s: len(s.split("\n")) > 29 and s.split(
