@@ -174,6 +174,18 @@ MIRRORS = {
 }
 
 
+def set_bits(raw):
+    """Indexes of the bits set in a little-endian bitmap of u64 words
+    (bytes), in increasing order: sr_slots_seen, sr_proc_dump.nz."""
+    out = []
+    bits = int.from_bytes(raw, "little")
+    while bits:
+        low = bits & -bits
+        out.append(low.bit_length() - 1)
+        bits ^= low
+    return out
+
+
 def bucket_of(v):
     """The histogram bucket of a latency `v` in ns (as the BPF side)."""
     if v < 8:

@@ -199,13 +199,7 @@ def _positions(where):
     """Bucket indexes of a pending term (see Hist.from_kernel)."""
     if isinstance(where, int):
         return itertools.count(where)
-    out = []
-    bits = int.from_bytes(where, "little")
-    while bits:
-        low = bits & -bits
-        out.append(low.bit_length() - 1)
-        bits ^= low
-    return out
+    return abi.set_bits(where)
 
 
 class Counts:

@@ -324,14 +324,7 @@ class Tracer:
         return per_cpu, hists
 
     def _seen_slots(self):
-        raw = self.obj.map("slots_seen").lookup(b"\0\0\0\0")
-        out = []
-        for w, bits in enumerate(memoryview(raw).cast("Q")):
-            while bits:
-                low = bits & -bits
-                out.append(w * 64 + low.bit_length() - 1)
-                bits ^= low
-        return out
+        return abi.set_bits(self.obj.map("slots_seen").lookup(b"\0\0\0\0"))
 
     def _read_lost(self):
         m = self.obj.map(".bss")

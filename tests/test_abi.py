@@ -79,3 +79,10 @@ def test_live_counts_follow_the_head():
     # bpf/sysret.bpf.c asserts run_cache starts like struct sr_live; the
     # head's size is checked against BTF above.
     assert abi.Live.counts.offset == ctypes.sizeof(abi.LiveHead)
+
+
+def test_set_bits_reads_little_endian_u64_words():
+    import struct
+    raw = struct.pack("<3Q", 1 | 1 << 63, 0, 1 << 5)
+    assert abi.set_bits(raw) == [0, 63, 133]
+    assert abi.set_bits(bytes(48)) == []
