@@ -619,12 +619,13 @@ static __always_inline void flush(struct run_cache *c, struct task_struct *task)
 		bpf_loop(SR_NZ_STEPS, fold_step, &f, 0);
 	}
 	for (p = 0; p < SR_NR_LAT; p++) {
-		if (ps && c->h.ph[p].sum_ns) {
+		if (ps && c->h.ph[p].sum_ns)
 			__sync_fetch_and_add(&ps->hist[p].sum_ns, c->h.ph[p].sum_ns);
-			ps->seq++;
-		}
 		c->h.ph[p].sum_ns = 0;
 	}
+	/* After buckets and sums: a dump that missed them dumps again. */
+	if (ps)
+		ps->seq++;
 	c->h.owner = 0;
 }
 
