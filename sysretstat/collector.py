@@ -201,9 +201,7 @@ class Collector:
         pkey = (tgid, leader_start)
         self._dirty["threads"].add(key)
         self._dirty["processes"].add(pkey)
-        p = self.procs.get(pkey)
-        if p is None:
-            p = self.procs[pkey] = _Proc(tgid, leader_start, comm)
+        p = self._proc(tgid, leader_start, comm)
         t = self.threads.get(key)
         if t is None:
             t = self.threads[key] = _Thread(tid, start, pkey, comm)
