@@ -559,10 +559,8 @@ struct fold_ctx {
 static long fold_step(__u64 i, struct fold_ctx *f)
 {
 	__u64 *words = &f->c->h.ph_nz[0][0];
-	__u32 p, b;
+	__u32 p, b, cur;
 	__s64 v;
-
-	__u32 cur;
 
 	switch (walk_step(&f->c->walk, words, &p, &b)) {
 	case WALK_DONE:
@@ -1110,9 +1108,7 @@ struct emit_ctx {
 static long emit_step(__u64 i, struct emit_ctx *e)
 {
 	__u64 *words = &e->ps->nz[0][0];
-	__u32 p, b, off = e->buf->fill;
-
-	__u32 cur;
+	__u32 p, b, cur, off = e->buf->fill;
 
 	switch (walk_step(&e->buf->walk, words, &p, &b)) {
 	case WALK_DONE:
