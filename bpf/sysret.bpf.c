@@ -46,6 +46,15 @@ enum entry_kind { K_X64, K_X32, K_INT80, K_FAST32 };
 
 #define NO_BUCKET 0xffff
 
+/*
+ * An index the verifier of older kernels (6.1) can follow.  Having
+ * checked a value once, the compiler may index with another copy of it
+ * (spilled to the stack and reloaded) that 6.1's verifier knows no bound
+ * for.  barrier_var() hides what the compiler knows, so the check is
+ * made on the very register the access then uses.
+ */
+#define IN_RANGE(v, n) ({ barrier_var(v); (v) < (n); })
+
 /* Values of filter_tgids. */
 #define FILTER_SELECTED 1
 #define FILTER_FOLLOW 2
@@ -515,10 +524,11 @@ static __always_inline void release(struct live *l, struct task_struct *task)
  * first time (a plain load finds it set every other time). */
 static __always_inline void mark_bucket(__u64 *nz, __u32 b)
 {
-	__u64 bit = 1ULL << (b % 64);
+	__u64 bit;
 
-	if (b >= SR_HIST_BUCKETS)
+	if (!IN_RANGE(b, SR_HIST_BUCKETS))
 		return;
+	bit = 1ULL << (b % 64);
 	if (!(nz[b / 64] & bit))
 		__sync_fetch_and_or(&nz[b / 64], bit);
 }
@@ -637,7 +647,7 @@ static __always_inline void hist_add(struct live *l, struct task_struct *task,
 	struct proc_state *ps;
 	struct run_cache *c = l->c;
 
-	if (bucket >= SR_HIST_BUCKETS || path >= SR_NR_LAT || path < 0)
+	if (!IN_RANGE(bucket, SR_HIST_BUCKETS) || path >= SR_NR_LAT || path < 0)
 		return;
 	sh = sc_hist_for(sl);
 	if (sh) {

@@ -79,6 +79,9 @@ _SIGNATURES = {
                                                 c_uint32]),
     "btf__resolve_size": (ctypes.c_int64, [c_void_p, c_uint32]),
     "bpf_iter_create": (c_int, [c_int]),
+    "bpf_object__next_program": (c_void_p, [c_void_p, c_void_p]),
+    "bpf_program__name": (c_char_p, [c_void_p]),
+    "bpf_program__set_log_buf": (c_int, [c_void_p, c_void_p, c_size_t]),
 }
 
 _lock = threading.Lock()

@@ -12,9 +12,12 @@ import ctypes
 import errno
 import logging
 import os
+import re
+import tempfile
 
 from . import _libbpf
-from .errors import BpfLoadError, KernelFeatureMissing, PermissionDenied
+from .errors import (BpfLoadError, KernelFeatureMissing, PermissionDenied,
+                     VerifierRejected)
 
 log = logging.getLogger("sysretstat.bpf")
 
@@ -72,6 +75,63 @@ def _raise_for(err, what):
     if err in (errno.ENOENT, errno.ESRCH, errno.EOPNOTSUPP, 524):
         raise KernelFeatureMissing(msg)
     raise BpfLoadError(msg, "\n".join(_captured))
+
+
+# Large enough for a rejected program's whole log at level 1 (6.1's
+# log of the biggest program here is under 3 MB at level 2).
+VERIFIER_LOG_BYTES = 16 << 20
+
+# Lines of a verifier log that are statistics, not the verdict.
+_LOG_STATS = re.compile(r"^(processed \d+ insns|verification time|"
+                        r"stack depth|max_states_per_insn|"
+                        r"-- END PROG LOAD LOG)")
+_LOG_INSN = re.compile(r"^\d+: (\(|R\d)")
+
+
+def _failed_program():
+    for line in _captured:
+        m = re.search(r"prog '([^']+)': (BPF program )?load failed", line)
+        if m:
+            return m.group(1)
+    return ""
+
+
+def verifier_final_message(text):
+    """The verifier's verdict: the lines after the last instruction it
+    printed, without the statistics that follow."""
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    while lines and _LOG_STATS.match(lines[-1]):
+        lines.pop()
+    tail = []
+    for l in reversed(lines):
+        if _LOG_INSN.match(l):
+            break
+        tail.append(l)
+    tail.reverse()
+    return "; ".join(tail[-4:]) or (lines[-1] if lines else "")
+
+
+def verifier_rejected(text, program, err):
+    """VerifierRejected for a log: one line naming the program and the
+    verdict, the whole log saved to a private file under $TMPDIR."""
+    prog = program or "a BPF program"
+    path = None
+    try:
+        fd, path = tempfile.mkstemp(
+            prefix="sysretstat-verifier-%s-" % (program or "prog"),
+            suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    except OSError:
+        path = None
+    verdict = verifier_final_message(text)
+    if err == errno.ENOSPC:
+        verdict += " (log longer than %d MiB: cut)" % (
+            VERIFIER_LOG_BYTES >> 20)
+    return VerifierRejected(
+        "the kernel's verifier rejected %s: %s%s" % (
+            prog, verdict, " (whole log: %s)" % path if path else ""),
+        text, program, path)
 
 
 def possible_cpus():
@@ -283,11 +343,31 @@ class BpfObject:
         if rc < 0:
             _raise_for(rc, "setting %s (size %d)" % (section, len(data)))
 
+    def _programs(self):
+        lb = _libbpf.lib()
+        p = lb.bpf_object__next_program(self._ptr, None)
+        while p:
+            yield p
+            p = lb.bpf_object__next_program(self._ptr, p)
+
     def load(self):
         del _captured[:]
-        rc = _libbpf.lib().bpf_object__load(self._ptr)
+        lb = _libbpf.lib()
+        # libbpf retries a failed program with logging on, into this
+        # buffer: the whole log, where its own messages would be cut.
+        # One buffer serves all: loading stops at the first failure.
+        log = ctypes.create_string_buffer(VERIFIER_LOG_BYTES)
+        for p in self._programs():
+            lb.bpf_program__set_log_buf(p, log, len(log))
+        rc = lb.bpf_object__load(self._ptr)
+        for p in self._programs():
+            lb.bpf_program__set_log_buf(p, None, 0)
         if rc < 0:
             err = abs(rc)
+            text = log.value.decode("utf-8", "replace")
+            del log
+            if text.strip():
+                raise verifier_rejected(text, _failed_program(), err)
             if err in (errno.EPERM, errno.EACCES):
                 raise PermissionDenied(
                     "loading BPF programs: permission denied (run as root, "

@@ -25,5 +25,15 @@ class BpfLoadError(SysretstatError):
         self.log = log
 
 
+class VerifierRejected(BpfLoadError):
+    """The kernel's verifier refused a program: not a privilege problem.
+    `log_path` holds the whole verifier log."""
+
+    def __init__(self, message, log="", program="", log_path=None):
+        super().__init__(message, log)
+        self.program = program
+        self.log_path = log_path
+
+
 class RecordFileError(SysretstatError):
     pass

@@ -119,6 +119,21 @@ def can_trace():
     return "CAP_SYS_ADMIN" in caps or {"CAP_BPF", "CAP_PERFMON"} <= caps
 
 
+def guard_in_c():
+    """(True/False, how it was decided): does do_syscall_64() test the
+    SYSRET guard in C (6.7+), or entry_64.S (<= 6.6)?  Probed from the
+    kernel's BTF; the version number is the fallback where BTF does not
+    describe do_syscall_64."""
+    from . import kernelbtf
+    try:
+        in_c = kernelbtf.sysret_guard_in_c()
+    except Exception:   # unreadable BTF: open() reports it
+        in_c = None
+    if in_c is not None:
+        return in_c, "btf"
+    return kernel_version() >= (6, 7), "version"
+
+
 def guard_model(assume=None):
     """The guard facts the BPF side needs, as reported in meta.guard.
 
@@ -126,12 +141,14 @@ def guard_model(assume=None):
     decisions that this hardware cannot produce.
     """
     flags = cpu_flags()
+    in_c, source = guard_in_c()
     g = {
         "task_size_max": task_size_max(flags),
         "xen_pv": xen_pv(),
         "fred": fred(flags),
         "la57": la57(flags),
-        "pre_6_7": kernel_version() < (6, 7),
+        "pre_6_7": not in_c,
+        "guard_source": source,
     }
     for k, v in (assume or {}).items():
         g[k] = v

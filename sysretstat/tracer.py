@@ -9,10 +9,9 @@ import ctypes
 import errno
 import os
 import struct
-import threading
 from dataclasses import dataclass, field
 
-from . import abi, bpf, hostinfo, objects
+from . import abi, bpf, hostinfo, kernelbtf, objects
 from .errors import KernelFeatureMissing, PermissionDenied, UsageError
 
 # Programs by role; optional ones are skipped where the kernel lacks
@@ -26,21 +25,8 @@ TRACEPOINTS = {"sr_sys_enter": "sys_enter", "sr_sys_exit": "sys_exit",
                "sr_signal_deliver": "signal_deliver",
                "sr_rseq_ip_fixup": "rseq_ip_fixup"}
 
-_btf_names = None
-_btf_lock = threading.Lock()
-
-
-def tracepoint_exists(name):
-    """Whether the kernel's BTF has the typed tracepoint btf_trace_<name>."""
-    global _btf_names
-    with _btf_lock:
-        if _btf_names is None:
-            try:
-                with open(hostinfo.btf_path(), "rb") as f:
-                    _btf_names = f.read()
-            except OSError:
-                _btf_names = b""
-    return (b"\0btf_trace_" + name.encode() + b"\0") in _btf_names
+# The one test of a tracepoint's presence (kept here for callers).
+tracepoint_exists = kernelbtf.tracepoint_exists
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,15 @@
 
 import pytest
 
-from sysretstat import hostinfo
+from sysretstat import hostinfo, kernelbtf
+from sysretstat.errors import KernelFeatureMissing
 
 
 @pytest.fixture
 def files(monkeypatch):
     fake = {}
     monkeypatch.setattr(hostinfo, "_read", lambda p: fake.get(p))
+    monkeypatch.setattr(kernelbtf, "sysret_guard_in_c", lambda: True)
     return fake
 
 
@@ -66,3 +68,33 @@ def test_capabilities(files):
     assert hostinfo.can_trace()
     files["/proc/self/status"] = "CapEff:\t0000000000000000\n"
     assert not hostinfo.can_trace()
+
+
+@pytest.mark.parametrize("in_c,release,pre_6_7,source", [
+    (True, "6.1.0-57-amd64", False, "btf"),     # a backport: BTF wins
+    (False, "6.18.44", True, "btf"),
+    (None, "6.1.0", True, "version"),         # BTF silent: the version
+    (None, "6.7.0", False, "version")])
+def test_guard_model_probed_from_btf(files, monkeypatch, in_c, release,
+                                     pre_6_7, source):
+    files["/proc/cpuinfo"] = CPUINFO % ""
+    monkeypatch.setattr(kernelbtf, "sysret_guard_in_c", lambda: in_c)
+    monkeypatch.setattr(hostinfo, "kernel_release", lambda: release)
+    g = hostinfo.guard_model()
+    assert g["pre_6_7"] is pre_6_7 and g["guard_source"] == source
+
+
+@pytest.mark.bpf
+def test_btf_probe_matches_this_kernel():
+    # do_syscall_64 returns bool from 6.7 on, void before (the two
+    # kernels the harness boots: 6.18 here, 6.1 in guests).
+    expect = hostinfo.kernel_version() >= (6, 7)
+    assert kernelbtf.sysret_guard_in_c() is expect
+    assert kernelbtf.tracepoint_exists("sys_exit")
+    assert not kernelbtf.tracepoint_exists("no_such_tracepoint")
+
+
+def test_btf_must_be_a_regular_file(monkeypatch):
+    monkeypatch.setenv("SYSRETSTAT_BTF", "/dev/zero")
+    with pytest.raises(KernelFeatureMissing, match="not a regular file"):
+        kernelbtf.tracepoint_exists("sys_exit")

@@ -73,6 +73,16 @@
  */
 #define BAD_RIP		0x8000000000000000UL
 
+/*
+ * TASK_SIZE_MAX, the first address of the last page below the top of
+ * the user half: (1 << 47) - 4096, or (1 << 56) - 4096 with 5-level
+ * paging.  Canonical, so the <= 6.6 guard (a canonical test) lets SYSRET
+ * return there; the >= 6.7 guard (RIP < TASK_SIZE_MAX) sends it to IRET.
+ * Never mapped, so either way the first fetch there faults.
+ */
+#define TOP_RIP_4LVL	0x00007ffffffff000UL
+#define TOP_RIP_5LVL	0x00fffffffffff000UL
+
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
 /* ------------------------------------------------------------------ */
@@ -204,6 +214,7 @@ enum edit {
 	E_CS,		/* cs_not_user */
 	E_SS,		/* ss_not_user */
 	E_RIP,		/* rip_noncanonical */
+	E_TOP,		/* rip_top_page: RIP = TASK_SIZE_MAX */
 	E_RF,		/* rflags_rf */
 	E_TF,		/* rflags_tf */
 };
@@ -216,6 +227,7 @@ static volatile long g_usr1_count, g_trap_count, g_segv_count, g_cs_count;
 static volatile unsigned long g_usr1_rip;	/* RIP saved in the SIGUSR1 frame */
 static volatile unsigned long g_set_rcx, g_set_r11;
 static volatile unsigned long g_trap_rip, g_segv_rip;
+static unsigned long g_top_rip;	/* E_TOP: TASK_SIZE_MAX of this kernel */
 
 /* 32-bit trampoline page for cs_not_user (below 4 GiB). */
 static unsigned char *g_low_code;
@@ -291,6 +303,9 @@ static void on_usr1(int sig, siginfo_t *si, void *ctxv)
 	case E_RIP:
 		g[REG_RIP] = g[REG_RCX] = (greg_t)BAD_RIP;
 		break;
+	case E_TOP:
+		g[REG_RIP] = g[REG_RCX] = (greg_t)g_top_rip;
+		break;
 	case E_RF:
 		g[REG_EFL] |= EFL_RF;
 		break;
@@ -337,7 +352,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctxv)
 	ucontext_t *uc = ctxv;
 
 	(void)si;
-	if (g_edit != E_RIP)
+	if (g_edit != E_RIP && g_edit != E_TOP)
 		die("unexpected signal %d at rip 0x%llx", sig,
 		    (unsigned long long)uc->uc_mcontext.gregs[REG_RIP]);
 	g_segv_count++;
@@ -450,6 +465,23 @@ raise_usr1(struct after_raise *o)
 	o->ss = ss & 0xffff;
 }
 
+static int read_small(const char *path, char *buf, size_t size);
+
+/* 5-level paging in use: the kernel clears the la57 flag otherwise. */
+static int la57(void)
+{
+	static char buf[1 << 16];
+	char *flags;
+
+	if (read_small("/proc/cpuinfo", buf, sizeof(buf)) < 0)
+		die("cannot read /proc/cpuinfo");
+	flags = strstr(buf, "\nflags");
+	if (!flags)
+		die("no flags line in /proc/cpuinfo");
+	*strchrnul(flags + 1, '\n') = '\0';
+	return strstr(flags, " la57") != NULL;
+}
+
 /* One iteration of a scenario that leaves through siglongjmp. */
 static void __attribute__((noinline)) jmp_iteration(void)
 {
@@ -471,7 +503,9 @@ static int run_sigframe(const char *name, enum edit e, long n)
 	install(SIGUSR1, on_usr1, 0);
 	if (e == E_TF)
 		install(SIGTRAP, on_trap, 0);
-	if (e == E_RIP) {
+	if (e == E_TOP)
+		g_top_rip = la57() ? TOP_RIP_5LVL : TOP_RIP_4LVL;
+	if (e == E_RIP || e == E_TOP) {
 		install(SIGSEGV, on_segv, SA_NODEFER);
 		install(SIGBUS, on_segv, SA_NODEFER);
 	}
@@ -481,7 +515,7 @@ static int run_sigframe(const char *name, enum edit e, long n)
 		setup_ldt();
 
 	for (long i = 0; i < n; i++) {
-		if (e == E_RIP || e == E_CS) {
+		if (e == E_RIP || e == E_TOP || e == E_CS) {
 			jmp_iteration();
 			continue;
 		}
@@ -519,10 +553,13 @@ static int run_sigframe(const char *name, enum edit e, long n)
 		die("SIGUSR1 handler ran %ld times", (long)g_usr1_count);
 	if (e == E_TF && g_trap_count != n)
 		die("SIGTRAP handler ran %ld times", (long)g_trap_count);
-	if (e == E_RIP && g_segv_count != n)
+	if ((e == E_RIP || e == E_TOP) && g_segv_count != n)
 		die("SIGSEGV handler ran %ld times", (long)g_segv_count);
 	if (e == E_RIP && n && g_segv_rip != BAD_RIP)
 		die("SIGSEGV at rip 0x%lx", (unsigned long)g_segv_rip);
+	if (e == E_TOP && n && g_segv_rip != g_top_rip)
+		die("SIGSEGV at rip 0x%lx, wanted 0x%lx",
+		    (unsigned long)g_segv_rip, g_top_rip);
 	if (e == E_CS && g_cs_count != n)
 		die("32-bit trampoline came back %ld times", (long)g_cs_count);
 	return report_ok(name, n, NULL);
@@ -986,6 +1023,7 @@ static const struct {
 	{ "cs_not_user",	E_CS },
 	{ "ss_not_user",	E_SS },
 	{ "rip_noncanonical",	E_RIP },
+	{ "rip_top_page",	E_TOP },
 	{ "rflags_rf",		E_RF },
 	{ "rflags_tf",		E_TF },
 };
@@ -995,7 +1033,8 @@ static void usage(void)
 	static const char msg[] =
 		"usage: retpaths SCENARIO N\n"
 		"scenarios: sysret signal rcx_ne_rip r11_ne_rflags cs_not_user\n"
-		"           ss_not_user rip_noncanonical rflags_rf rflags_tf\n"
+		"           ss_not_user rip_noncanonical rip_top_page rflags_rf\n"
+		"           rflags_tf\n"
 		"           restart fork exec ptrace rseq async_signal churn\n";
 
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
