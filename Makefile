@@ -7,14 +7,17 @@ PIP = $(PYTHON) -m pip install -q --disable-pip-version-check
 # Build and run: clang + libbpf headers compile the BPF side; libbpf1 is
 # what the tool loads.  Tests add: gcc-multilib (32-bit workloads), tmux
 # (top's screen tests), bpftool (checks nothing stays attached),
-# prometheus (daemon integration test).
+# prometheus (daemon integration test), and the kernel matrix's guests
+# (tools/vmtest.py): qemu, Debian's 6.1 LTS kernel, busybox for the
+# guest's initramfs, virtme-ng to boot them.
 APT_RUN = clang llvm libbpf-dev libbpf1 gcc make
-APT_TEST = gcc-multilib tmux bpftool prometheus
+APT_TEST = gcc-multilib tmux bpftool prometheus qemu-system-x86 \
+	linux-image-amd64 busybox-static
 PY_RUN = click psutil tabulate setuptools wheel
-PY_TEST = pytest hypothesis matplotlib
+PY_TEST = pytest hypothesis matplotlib virtme_ng
 
 .PHONY: all deps test-deps objects install top test test-unit test-kernel \
-	bench clean
+	test-kernels bench clean
 
 all: objects
 
@@ -36,8 +39,14 @@ install: deps
 top: install
 	sysretstat top
 
+# The suite here, and guest A (6.1) booted for its quick subset.
 test: test-deps objects
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -m "not matrix" tests
+
+# The whole kernel matrix: every column (6.1: 4-level AMD, 5-level,
+# 4-level Intel), each with every classification test.
+test-kernels: test-deps objects
+	$(PYTHON) -m pytest -q -m matrix tests/test_kernels.py
 
 test-unit: objects
 	$(PYTHON) -m pytest -q -m "not bpf" tests

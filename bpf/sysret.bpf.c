@@ -998,6 +998,27 @@ int BPF_PROG(sr_rseq_ip_fixup, unsigned long regs_ip, unsigned long start_ip,
 	return 0;
 }
 
+/*
+ * A fault from user mode: the thread is back in the kernel, so its last
+ * return is behind it.  After an rt_sigreturn that passes the guard, a
+ * fault at the first instruction (a jump to an unmapped page) has the
+ * very registers of the way out; without this its SIGSEGV frame would
+ * be taken for one built on the sigreturn's return.
+ */
+SEC("tp_btf/page_fault_user")
+int BPF_PROG(sr_page_fault_user, unsigned long address, struct pt_regs *regs,
+	     unsigned long error_code)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct live l;
+
+	if (!acquire(&l, task, false))
+		return 0;
+	l.st->flags &= ~T_OPEN;
+	release(&l, task);
+	return 0;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(sr_fork, struct task_struct *parent, struct task_struct *child)
 {

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import _libbpf, hostinfo, objects, tracer
+from . import _libbpf, hostinfo, kernels, objects, tracer
 from .errors import SysretstatError
 
 
@@ -18,9 +18,9 @@ def _check(name, ok, detail, required=True):
 def run_checks(try_attach=True):
     checks = []
     rel = hostinfo.kernel_release()
-    # 5.17: bpf_loop (task storage, bpf_task_pt_regs came earlier).
-    checks.append(_check("kernel", hostinfo.kernel_version(rel) >= (5, 17),
-                         "%s (5.17 or newer needed, tested on 6.18)" % rel))
+    oldest = tuple(int(x) for x in kernels.OLDEST.split("."))
+    checks.append(_check("kernel", hostinfo.kernel_version(rel) >= oldest,
+                         kernels.describe(rel)))
     checks.append(_check("btf", hostinfo.has_btf(), hostinfo.btf_path()
                          if hostinfo.has_btf() else "%s missing: kernel "
                          "needs CONFIG_DEBUG_INFO_BTF=y" % hostinfo.btf_path()))
@@ -45,8 +45,8 @@ def run_checks(try_attach=True):
         req = prog not in tracer.OPTIONAL_PROGS
         checks.append(_check("tracepoint " + tp, tracer.tracepoint_exists(tp),
                              "in kernel BTF" if tracer.tracepoint_exists(tp)
-                             else "missing" + ("" if req else
-                                               " (rseq fixups not seen)"),
+                             else "missing" + ("" if req else " (%s)" %
+                                               tracer.OPTIONAL_LOSS[prog]),
                              required=req))
     if try_attach:
         checks.append(_attach_check(all(c["ok"] for c in checks
@@ -81,9 +81,13 @@ def host_facts():
         "xen_pv": g["xen_pv"],
         "guard": ("every return is ERETU (FRED)" if g["fred"] else
                   "every return is IRET (Xen PV)" if g["xen_pv"] else
-                  "SYSRET guard of %s" % ("Linux <= 6.6 (entry_64.S)"
-                                          if g["pre_6_7"] else
-                                          "Linux >= 6.7 (do_syscall_64)")),
+                  "SYSRET guard of %s, %s" % (
+                      "Linux <= 6.6 (entry_64.S)" if g["pre_6_7"] else
+                      "Linux >= 6.7 (do_syscall_64)",
+                      "from BTF: do_syscall_64 returns %s" % (
+                          "void" if g["pre_6_7"] else "bool")
+                      if g["guard_source"] == "btf" else
+                      "from the version (do_syscall_64 not in BTF)")),
     }
 
 

@@ -5,6 +5,8 @@ Markers:
            Skipped where missing, except with CI=true, where a missing
            capability fails the run (the brief: BPF tests run for real).
   slow     takes more than a few seconds.
+  guest    boots another kernel under qemu (tools/vmtest.py).
+  matrix   a full column of the kernel matrix: `make test-kernels` only.
 Fixtures:
   workloads  directory with the compiled test workloads (retpaths,
              compat32), built once per session.
@@ -38,6 +40,9 @@ def bpf_missing():
 def pytest_configure(config):
     config.addinivalue_line("markers", "bpf: loads BPF programs (root)")
     config.addinivalue_line("markers", "slow: slower than a few seconds")
+    config.addinivalue_line("markers", "guest: boots a kernel under qemu")
+    config.addinivalue_line("markers",
+                            "matrix: full kernel matrix (make test-kernels)")
 
 
 def pytest_collection_modifyitems(config, items):

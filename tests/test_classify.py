@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 
+from sysretstat import hostinfo
 from sysretstat.snapshot import Snapshot, check_invariants
 
 pytestmark = pytest.mark.bpf
@@ -100,6 +101,26 @@ def test_retpaths_exact(run_cli, workloads, tmp_path, scenario):
         doc["totals"]["returns"]
 
 
+def test_rip_at_task_size_max_follows_the_kernels_guard(run_cli, workloads,
+                                                       tmp_path):
+    # rt_sigreturn to RIP = TASK_SIZE_MAX with RCX == RIP, R11 == RFLAGS.
+    # Linux <= 6.6 tests that RIP is canonical and takes SYSRET; 6.7+
+    # tests RIP < TASK_SIZE_MAX and takes IRET.  The expectation comes
+    # from the kernel's version (both kernels' entry code is known), the
+    # tool's choice from BTF: they must agree.
+    doc, p = record(run_cli, tmp_path, [os.path.join(workloads, "retpaths"),
+                                        "rip_top_page", N])
+    assert "ok rip_top_page %d" % N in p.stdout
+    sr = syscall(doc, "rt_sigreturn")
+    if hostinfo.kernel_version() < (6, 7):
+        assert sr["reasons"] == {} and sr["paths"]["sysret"] == N
+        tree = {"signal": N}
+    else:
+        assert sr["reasons"] == {"rip_noncanonical": N}
+        tree = {"signal": N, "rip_noncanonical": N}
+    assert doc["totals"]["reasons"] == merged(EXEC, tree)
+
+
 def test_signal_on_interrupt_return_is_not_charged(run_cli, workloads,
                                                    tmp_path):
     # getppid and write return; the process spins; a child's signal comes
@@ -175,6 +196,16 @@ def test_fast_syscall_sysretl(run_cli, workloads, tmp_path):
     doc = compat(run_cli, workloads, tmp_path, "fast", N)
     g = syscall(doc, "getppid", "i386")
     assert g["paths"] == {"sysret": N, "iret": 0, "eretu": 0}
+
+
+def test_compat_entry_follows_the_cpu_vendor(workloads):
+    # The fast path the SYSRETL tests exercise enters with SYSENTER on
+    # Intel and SYSCALL on AMD, as the kernel patched the vDSO; read
+    # from its code, not from the tool.
+    out = subprocess.run([os.path.join(workloads, "compat32"), "entry"],
+                         capture_output=True, text=True, check=True).stdout
+    want = {"intel": "sysenter", "amd": "syscall", "hygon": "syscall"}
+    assert out.strip() == "entry " + want[hostinfo.cpu_vendor()]
 
 
 def test_compat_guard_on_exec_from_fast_path(run_cli, workloads, tmp_path):

@@ -1,5 +1,7 @@
 """Detection of the guard model, with /proc and /sys substituted."""
 
+import os
+
 import pytest
 
 from sysretstat import hostinfo, kernelbtf
@@ -98,3 +100,20 @@ def test_btf_must_be_a_regular_file(monkeypatch):
     monkeypatch.setenv("SYSRETSTAT_BTF", "/dev/zero")
     with pytest.raises(KernelFeatureMissing, match="not a regular file"):
         kernelbtf.tracepoint_exists("sys_exit")
+
+
+def test_readme_kernel_table_is_the_tested_table():
+    from sysretstat import kernels
+    with open(os.path.join(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__))), "README.md")) as f:
+        assert kernels.markdown() in f.read()
+
+
+@pytest.mark.parametrize("release,part", [
+    ("6.1.0-57-amd64", "tested on guest A"),
+    ("6.18.44-fc", "tested on host"),
+    ("5.15.0-91-generic", "untested series (tested: 6.1, 6.18; the programs "
+                          "need 5.17 or newer)")])
+def test_doctor_kernel_row(release, part):
+    from sysretstat import kernels
+    assert part in kernels.describe(release)

@@ -20,6 +20,10 @@
  *           compat32 prints nothing itself on success; PROGRAM's output and
  *           exit status are the result.  Use e.g. "/bin/true", or
  *           "retpaths exec_done 1", which prints "ok exec 1".
+ * entry     prints "entry sysenter", "entry syscall" or "entry int80": the
+ *           instruction __kernel_vsyscall enters the kernel with, as the
+ *           kernel patched it for this CPU (SYSENTER on Intel, SYSCALL on
+ *           AMD).  Read from the vDSO's code, independently of any tracer.
  *
  * int80 and fast print "ok SCENARIO N" with one write(2) and exit 0; any
  * unexpected failure prints a message on stderr and exits 1.
@@ -111,6 +115,30 @@ static void check_vsyscall_slot(void)
 		die("%%gs:0x10 is 0x%lx, AT_SYSINFO is 0x%lx", slot, at);
 }
 
+/*
+ * The fast entry __kernel_vsyscall uses: its alternatives are patched at
+ * boot to "sysenter" (0f 34) or "syscall" (0f 05) ahead of the fallback
+ * "int $0x80" (cd 80), or left as no-ops.  The first of them in its code
+ * tells.
+ */
+static const char *vdso_entry(void)
+{
+	const unsigned char *p = (const unsigned char *)getauxval(AT_SYSINFO);
+
+	if (!p)
+		die("no AT_SYSINFO in the aux vector");
+	for (int i = 0; i < 64; i++) {
+		if (p[i] == 0x0f && p[i + 1] == 0x34)
+			return "sysenter";
+		if (p[i] == 0x0f && p[i + 1] == 0x05)
+			return "syscall";
+		if (p[i] == 0xcd && p[i + 1] == 0x80)
+			return "int80";
+	}
+	die("no entry instruction in __kernel_vsyscall");
+	return NULL;
+}
+
 static long parse_n(const char *s)
 {
 	char *end;
@@ -127,7 +155,7 @@ static void usage(void)
 {
 	static const char msg[] =
 		"usage: compat32 int80 N | compat32 fast N | "
-		"compat32 exec PROGRAM [ARG...]\n";
+		"compat32 exec PROGRAM [ARG...] | compat32 entry\n";
 
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
 		/* ignore */
@@ -137,6 +165,10 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
+	if (argc == 2 && !strcmp(argv[1], "entry")) {
+		printf("entry %s\n", vdso_entry());
+		return 0;
+	}
 	if (argc < 3)
 		usage();
 	g_scenario = argv[1];

@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""Boot other kernels with this machine's root filesystem shared and run
+the BPF tests inside them (issue 15: the kernel matrix).
+
+Usage: tools/vmtest.py [--column A|B|C|all] [--quick] [--keep DIR]
+                       [-- PYTEST-ARGS]
+
+Each column is a real boot under qemu through virtme-ng (`vng`): the
+guest sees this machine's files (copy-on-write), so it runs the same
+Python, the same built BPF objects and the same test suite.  Results
+come back through a read-write shared directory.  /dev/kvm is probed
+with a short boot and TCG is the fallback (on some hosts a KVM guest
+hangs); columns that need a CPU model of their own always use TCG.
+
+Exit status: 0 when every column booted and passed, 1 when a column
+failed, 2 when a column could not boot (no qemu, no kernel, a hang).
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# What runs in every guest: every classification workload with exact
+# counts, the verifier-error test, and the BTF feature probes.
+GUEST_TESTS = ["tests/test_classify.py", "tests/test_verifier_errors.py",
+               "tests/test_hostinfo.py"]
+# `make test`'s share of them (-k): one workload per kind of event, the
+# guard-model edge, both compat entries and the probes.  A test in the
+# guest costs 10-20 s under TCG, mostly Python starting up over 9p.
+QUICK = ("(test_retpaths_exact and (signal or restart or ptrace or fork or "
+         "exec or rip_noncanonical)) or task_size_max or fast_syscall or "
+         "int80 or compat_entry or kernel_rejection or btf_probe")
+
+# column: (description, kernel glob, kernel command line, qemu -cpu or
+# None for vng's default, needs TCG)
+COLUMNS = {
+    "A": ("6.1, 4-level paging, compat SYSCALL (AMD model)",
+          "/boot/vmlinuz-6.1.*", "no5lvl", "max,vendor=AuthenticAMD", False),
+    "B": ("6.1, 5-level paging (TCG -cpu max has la57)",
+          "/boot/vmlinuz-6.1.*", "", "max", True),
+    "C": ("6.1, 4-level paging, compat SYSENTER (Intel model)",
+          "/boot/vmlinuz-6.1.*", "no5lvl", "max,vendor=GenuineIntel", True),
+}
+
+BOOT_TIMEOUT = 20      # seconds for the KVM probe's whole boot
+COLUMN_TIMEOUT = 900   # seconds for one column's boot and tests
+
+
+class CannotBoot(Exception):
+    pass
+
+
+def vng():
+    """The vng launcher installed beside this Python, or on PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), "vng")
+    path = here if os.access(here, os.X_OK) else shutil.which("vng")
+    if not path:
+        raise CannotBoot("virtme-ng (vng) is not installed "
+                         "(pip install virtme-ng)")
+    if not shutil.which("qemu-system-x86_64"):
+        raise CannotBoot("qemu-system-x86_64 is missing "
+                         "(apt-get install qemu-system-x86)")
+    if not (shutil.which("busybox") or os.path.exists("/bin/busybox")):
+        raise CannotBoot("busybox is missing (apt-get install "
+                         "busybox-static): virtme-ng builds its "
+                         "initramfs with it")
+    return path
+
+
+def kernel(pattern):
+    found = sorted(glob.glob(pattern), key=_version_key)
+    if not found:
+        raise CannotBoot("no kernel matches %s (apt-get install "
+                         "linux-image-amd64)" % pattern)
+    if not os.access(found[-1], os.R_OK):
+        raise CannotBoot("%s is not readable" % found[-1])
+    return found[-1]
+
+
+def _version_key(path):
+    return [int(x) for x in re.findall(r"\d+", os.path.basename(path))]
+
+
+def _boot_cmd(kpath, rwdir, append, cpu, use_kvm, script):
+    cmd = [vng(), "--run", kpath, "--force-9p", "--rwdir", rwdir,
+           "--memory", "2G", "--cpus", "2", "--cwd", ROOT]
+    if not use_kvm:
+        cmd.append("--disable-kvm")
+    if append:
+        cmd += ["--append", append]
+    if cpu and not use_kvm:
+        cmd += ["--qemu-opts=-cpu %s" % cpu]
+    cmd += ["--exec", "bash %s" % shlex.quote(script)]
+    return cmd
+
+
+_kvm_ok = None
+
+
+def kvm_works(kpath):
+    """Whether a KVM guest boots here within BOOT_TIMEOUT (once a run)."""
+    global _kvm_ok
+    if _kvm_ok is None:
+        _kvm_ok = False
+        if os.access("/dev/kvm", os.R_OK | os.W_OK):
+            with tempfile.TemporaryDirectory(prefix="vmtest-kvm-") as d:
+                script = os.path.join(d, "probe.sh")
+                with open(script, "w") as f:
+                    f.write("echo ok > %s/ok\n" % shlex.quote(d))
+                try:
+                    subprocess.run(_boot_cmd(kpath, d, "", None, True,
+                                             script),
+                                   stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL,
+                                   timeout=BOOT_TIMEOUT, start_new_session=True)
+                except subprocess.TimeoutExpired:
+                    pass
+                _kvm_ok = os.path.exists(os.path.join(d, "ok"))
+    return _kvm_ok
+
+
+GUEST_SCRIPT = """\
+cd {root}
+export CI={ci} PYTHONDONTWRITEBYTECODE=1
+exec >{res}/guest.log 2>&1
+uname -r >{res}/uname
+grep -m1 '^flags' /proc/cpuinfo >{res}/cpuflags
+grep -m1 '^vendor_id' /proc/cpuinfo >{res}/vendor
+{py} -m sysretstat doctor --json >{res}/doctor.json
+echo $? >{res}/doctor.rc
+{py} -m pytest -q -p no:cacheprovider --junitxml={res}/junit.xml {tests}
+echo $? >{res}/pytest.rc
+"""
+
+
+def run_column(name, pytest_args=(), keep=None, quick=False,
+               log=sys.stderr):
+    """Boot one column, run the guest tests; returns a result dict."""
+    desc, pattern, append, cpu, needs_tcg = COLUMNS[name]
+    kpath = kernel(pattern)
+    use_kvm = not needs_tcg and kvm_works(kpath)
+    res = tempfile.mkdtemp(prefix="vmtest-%s-" % name, dir=keep)
+    script = os.path.join(res, "guest.sh")
+    tests = list(pytest_args) or (GUEST_TESTS + (["-k", QUICK] if quick
+                                                 else []))
+    with open(script, "w") as f:
+        f.write(GUEST_SCRIPT.format(
+            root=shlex.quote(ROOT), res=shlex.quote(res),
+            ci=shlex.quote(os.environ.get("CI", "")),
+            py=shlex.quote(sys.executable),
+            tests=" ".join(shlex.quote(t) for t in tests)))
+    print("vmtest: column %s: %s: booting %s (%s)" % (
+        name, desc, os.path.basename(kpath), "KVM" if use_kvm else "TCG"),
+        file=log, flush=True)
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(_boot_cmd(kpath, res, append, cpu, use_kvm,
+                                     script),
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=COLUMN_TIMEOUT,
+                           start_new_session=True)
+        boot_out = p.stdout + p.stderr
+    except subprocess.TimeoutExpired:
+        raise CannotBoot("column %s: no result within %d s" % (
+            name, COLUMN_TIMEOUT))
+    secs = time.monotonic() - t0
+    r = _collect(name, res, secs)
+    if r["uname"] is None:
+        tail = "\n".join(boot_out.strip().splitlines()[-5:])
+        raise CannotBoot("column %s: the guest did not run its script: %s"
+                         % (name, tail or "no output"))
+    if not keep:
+        shutil.rmtree(res, ignore_errors=True)
+    return r
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _collect(name, res, secs):
+    doctor = _read(os.path.join(res, "doctor.json"))
+    try:
+        doctor = json.loads(doctor) if doctor else None
+    except ValueError:
+        doctor = None
+    log = _read(os.path.join(res, "guest.log")) or ""
+    summary = ([l for l in log.splitlines()
+                if re.search(r"\b(passed|failed|error)", l)] or [""])[-1]
+    flags = (_read(os.path.join(res, "cpuflags")) or "").split()
+    return {
+        "column": name,
+        "uname": (_read(os.path.join(res, "uname")) or "").strip() or None,
+        "vendor": (_read(os.path.join(res, "vendor")) or "").split(":")[-1]
+        .strip(),
+        "la57": "la57" in flags,
+        "doctor_ok": bool(doctor and doctor.get("ok")),
+        "doctor": doctor,
+        "pytest_rc": _int(_read(os.path.join(res, "pytest.rc"))),
+        "summary": summary.strip("= "),
+        "log": log,
+        "seconds": round(secs, 1),
+    }
+
+
+def _int(s):
+    try:
+        return int(s.strip())
+    except (AttributeError, ValueError):
+        return None
+
+
+def passed(r):
+    return r["doctor_ok"] and r["pytest_rc"] == 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--column", default="A",
+                    help="A, B, C or all (default A)")
+    ap.add_argument("--quick", action="store_true",
+                    help="only make test's subset of the guest tests")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="keep each column's results under DIR")
+    ap.add_argument("pytest_args", nargs="*",
+                    help="tests to run in the guest instead of the "
+                    "classification set")
+    a = ap.parse_args(argv)
+    cols = sorted(COLUMNS) if a.column == "all" else [a.column.upper()]
+    for c in cols:
+        if c not in COLUMNS:
+            ap.error("unknown column %s (A, B, C or all)" % c)
+    status = 0
+    for c in cols:
+        try:
+            r = run_column(c, a.pytest_args, a.keep, a.quick)
+        except CannotBoot as e:
+            print("vmtest: %s" % e, file=sys.stderr)
+            status = max(status, 2)
+            continue
+        ok = passed(r)
+        print("vmtest: column %s: %s, %s, %s paging: doctor %s, tests: "
+              "%s (%.0f s)" % (c, r["uname"], r["vendor"],
+                               "5-level" if r["la57"] else "4-level",
+                               "ok" if r["doctor_ok"] else "FAILED",
+                               r["summary"] or "no result", r["seconds"]))
+        if not ok:
+            print(r["log"][-6000:], file=sys.stderr)
+            status = max(status, 1)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
