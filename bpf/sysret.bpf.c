@@ -363,6 +363,14 @@ static __always_inline __u64 landing_pad(struct task_struct *task)
 	return (__u64)mm->context.vdso + img->sym_int80_landing_pad;
 }
 
+/* An x32 syscall number: the x32 bit set in a valid number.  -1 (no
+ * syscall: syscall(-1), a call a tracer skipped, after rt_sigreturn) has
+ * every bit set, and is not x32. */
+static __always_inline bool x32_nr(__u64 orig_ax)
+{
+	return (__s64)orig_ax >= 0 && (orig_ax & X32_SYSCALL_BIT);
+}
+
 static __always_inline bool restart_code(long ret)
 {
 	/* -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK */
@@ -863,7 +871,7 @@ int BPF_PROG(sr_sys_enter, struct pt_regs *regs, long id)
 		else
 			kind = K_INT80;
 		st->enter_ip = pad;
-	} else if (regs->orig_ax & X32_SYSCALL_BIT) {
+	} else if (x32_nr(regs->orig_ax)) {
 		kind = K_X32;
 	} else {
 		kind = K_X64;
@@ -914,7 +922,7 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 			kind = (regs->ip == landing &&
 				!(flags & T_COMPAT_RESTART)) ? K_FAST32 : K_INT80;
 		} else {
-			kind = (regs->orig_ax & X32_SYSCALL_BIT) ? K_X32 : K_X64;
+			kind = x32_nr(regs->orig_ax) ? K_X32 : K_X64;
 		}
 	}
 
@@ -926,9 +934,14 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 		o = SR_O_XEN_PV;
 	else if (kind == K_INT80)
 		o = SR_O_INT80;
-	else if (restart_code(ret) && (long)regs->orig_ax != -1)
+	else if (restart_code(ret) && (long)regs->orig_ax != -1 &&
+		 ((flags & T_IN_SYSCALL) || !st->seq))
 		/* Unless a handler runs (then: signal), the kernel moves
-		 * RIP back over the syscall instruction; RCX is untouched. */
+		 * RIP back over the syscall instruction; RCX is untouched.
+		 * Only a syscall body returns ERESTART*: a call seccomp
+		 * answered with errno 512-516 never ran (no sys_enter) and
+		 * is not restarted.  A thread's first return may come from
+		 * a syscall entered before tracing began: one that ran. */
 		o = SR_O_RESTART;
 	else if (kind == K_FAST32)
 		o = guard32(regs, landing);

@@ -121,6 +121,27 @@ def test_rip_at_task_size_max_follows_the_kernels_guard(run_cli, workloads,
     assert doc["totals"]["reasons"] == merged(EXEC, tree)
 
 
+def test_seccomp_errno_512_is_not_a_restart(run_cli, workloads, tmp_path):
+    # errno 512 (ERESTARTSYS's number) from a seccomp filter: the call
+    # never ran and the kernel restarts nothing (the workload checks
+    # each returned -512); every one returns by SYSRET.
+    doc, p = record(run_cli, tmp_path, [os.path.join(workloads, "retpaths"),
+                                        "seccomp_errno", N])
+    assert "ok seccomp_errno %d" % N in p.stdout
+    g = syscall(doc, "getppid")
+    assert g["reasons"] == {} and g["paths"]["sysret"] == N
+    assert doc["totals"]["reasons"] == EXEC
+
+
+def test_syscall_minus_one_is_not_x32(run_cli, workloads, tmp_path):
+    doc, p = record(run_cli, tmp_path, [os.path.join(workloads, "retpaths"),
+                                        "nosys", N])
+    assert "ok nosys %d" % N in p.stdout
+    assert [s for s in doc["syscalls"] if s["abi"] == "x32"] == []
+    u = syscall(doc, "unknown")
+    assert u["paths"]["sysret"] == N and u["reasons"] == {}
+
+
 def test_signal_on_interrupt_return_is_not_charged(run_cli, workloads,
                                                    tmp_path):
     # getppid and write return; the process spins; a child's signal comes

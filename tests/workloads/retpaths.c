@@ -47,6 +47,9 @@
 #include <ucontext.h>
 #include <unistd.h>
 #include <asm/ldt.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 /* Selectors from arch/x86/include/asm/segment.h (64-bit kernel). */
 #define USER_CS		0x33	/* __USER_CS: 64-bit user code */
@@ -200,6 +203,58 @@ static int run_sysret(long n)
 			die("getppid returned %ld", r);
 	}
 	return report_ok("sysret", n, NULL);
+}
+
+/*
+ * seccomp_errno: an unprivileged seccomp filter makes getppid fail with
+ * errno 512, ERESTARTSYS's number, without running it.  The kernel
+ * restarts a syscall only from arch_do_signal_or_restart(), with a signal
+ * pending; none is, so every one returns -512 to here, by SYSRET.
+ */
+static int run_seccomp_errno(long n)
+{
+	struct sock_filter insns[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getppid, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 512),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {
+		.len = sizeof(insns) / sizeof(insns[0]), .filter = insns,
+	};
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		die("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		die("PR_SET_SECCOMP: %s", strerror(errno));
+	for (long i = 0; i < n; i++) {
+		long r = sys0(__NR_getppid);
+
+		if (r != -512)
+			die("getppid returned %ld, wanted -512", r);
+	}
+	return report_ok("seccomp_errno", n, NULL);
+}
+
+/*
+ * nosys: syscall number -1, which no ABI has: -ENOSYS, by SYSRET.  The
+ * kernel sees orig_ax == -1, which has the x32 bit set among all others;
+ * it is not an x32 call.
+ */
+static int run_nosys(long n)
+{
+	for (long i = 0; i < n; i++) {
+		long r = sys0(-1);
+
+		if (r != -ENOSYS)
+			die("syscall(-1) returned %ld", r);
+	}
+	return report_ok("nosys", n, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1035,7 +1090,8 @@ static void usage(void)
 		"scenarios: sysret signal rcx_ne_rip r11_ne_rflags cs_not_user\n"
 		"           ss_not_user rip_noncanonical rip_top_page rflags_rf\n"
 		"           rflags_tf\n"
-		"           restart fork exec ptrace rseq async_signal churn\n";
+		"           restart fork exec ptrace rseq async_signal churn\n"
+		"           seccomp_errno nosys\n";
 
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
 		/* ignore */
@@ -1059,6 +1115,10 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[1], sigframe_scenarios[i].name))
 			return run_sigframe(sigframe_scenarios[i].name,
 					    sigframe_scenarios[i].edit, n);
+	if (!strcmp(argv[1], "seccomp_errno"))
+		return run_seccomp_errno(n);
+	if (!strcmp(argv[1], "nosys"))
+		return run_nosys(n);
 	if (!strcmp(argv[1], "restart"))
 		return run_restart(n);
 	if (!strcmp(argv[1], "fork"))
