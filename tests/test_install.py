@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 
 import pytest
@@ -116,6 +117,8 @@ def test_make_install_on_the_system_python(tmp_path):
                            cwd=str(tmp_path), timeout=120)
         assert t.returncode == 0, t.stderr
         assert "returns" in t.stdout
+        if shutil.which("tmux"):
+            make_top_first_frame(src, inst, env)
     else:
         assert d.returncode == 1 and d.stdout, d.stderr
     # Installing again changes nothing and still works (idempotent).
@@ -127,6 +130,43 @@ def test_make_install_on_the_system_python(tmp_path):
                        capture_output=True, text=True, env=env, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "creating virtual environment" not in p.stdout
+
+
+def make_top_first_frame(src, inst, env):
+    """`make top` in a terminal (tmux) reaches its first frame; q quits
+    with status 0."""
+    sock = "sysretstat-make-top-%d" % os.getpid()
+    # The pane's own TERM (tmux sets it), the rest as `make install` had.
+    cmd = ("env -i TERM=\"$TERM\" %s make -s -C %s top PYTHON=%s PREFIX=%s "
+           "BINDIR=%s "
+           "SHAREDIR=%s; echo EXITED $?; sleep 600"
+           % (" ".join("%s=%s" % kv for kv in sorted(env.items())), src,
+              SYSTEM_PYTHON, inst / "opt", inst / "bin", inst / "share"))
+
+    def tmux(*args):
+        return subprocess.run(["tmux", "-L", sock] + list(args),
+                              capture_output=True, text=True,
+                              check=True).stdout
+
+    def wait_for(text, timeout=120):
+        end = time.monotonic() + timeout
+        while True:
+            screen = tmux("capture-pane", "-p")
+            if text in screen:
+                return screen
+            assert "EXITED" not in screen, screen     # it ended early
+            assert time.monotonic() < end, screen
+            time.sleep(0.2)
+
+    tmux("new-session", "-d", "-x", "100", "-y", "30", cmd)
+    try:
+        screen = wait_for("REASON")
+        assert "RET/s" in screen
+        tmux("send-keys", "q")
+        assert "EXITED 0" in wait_for("EXITED")
+    finally:
+        subprocess.run(["tmux", "-L", sock, "kill-server"],
+                       capture_output=True)
 
 
 def test_ensure_deps_refuses_pip_without_a_venv():
