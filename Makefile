@@ -15,10 +15,11 @@ PIP_FLAGS = -q --disable-pip-version-check
 # Tests add: gcc-multilib (32-bit workloads), tmux (top's screen tests),
 # bpftool (checks nothing stays attached), prometheus (daemon integration
 # test, promtool for the alert rules), systemd (systemd-analyze verify of
-# the unit), qemu-system-x86 + linux-image-amd64 (kernel guests).
+# the unit), qemu-system-x86 + a kernel image (kernel guests; the
+# package is named differently on Debian and Ubuntu).
 APT_RUN = clang llvm libbpf-dev libbpf1 gcc make python3-venv
 APT_TEST = gcc-multilib tmux bpftool prometheus systemd qemu-system-x86 \
-	linux-image-amd64
+	"linux-image-amd64|linux-image-generic"
 PY_RUN = click psutil tabulate setuptools wheel
 PY_TEST = pytest hypothesis matplotlib virtme-ng
 

@@ -210,6 +210,31 @@ def test_ensure_deps_missing_apt_package_as_user_is_one_line(tmp_path):
         "sysretstat-no-such-package)"]
 
 
+def test_ensure_deps_alternatives(tmp_path):
+    # One installed alternative satisfies the group: nothing to install
+    # (so this needs neither root nor apt).
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "tools",
+                                                     "ensure_deps.py"),
+                        "--apt", "sysretstat-no-such-package|dpkg"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "" and p.stderr == ""
+
+
+def test_ensure_deps_installs_the_alternative_the_archive_has(monkeypatch):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "ensure_deps", os.path.join(ROOT, "tools", "ensure_deps.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "available", lambda p: p == "linux-image-generic")
+    assert mod.choose("linux-image-amd64|linux-image-generic") == \
+        "linux-image-generic"
+    monkeypatch.setattr(mod, "available", lambda p: False)
+    assert mod.choose("a|b") == "a"      # apt-get then names what is missing
+    assert mod.choose("c") == "c"
+
+
 # The wheel ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):

@@ -4,7 +4,9 @@
 Usage: tools/ensure_deps.py [--apt PKG...] [--venv DIR --py DIST...]
 
 Debian packages are checked with dpkg-query and installed with apt-get
-(`apt-get update` runs only when something must be installed).  Python
+(`apt-get update` runs only when something must be installed).  PKG may
+name alternatives, `a|b` (Debian's and Ubuntu's name for one thing): any
+one installed will do, else the first the archive has is installed.  Python
 packages go into the virtual environment DIR, created with the running
 interpreter (`python3 -m venv`) when it is not there: pip never runs
 against the system Python, which Debian 12 and Ubuntu 23.04+ mark as
@@ -44,19 +46,34 @@ def run(cmd, what, env=None):
     return p
 
 
+def installed(pkg):
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg],
+                       capture_output=True, text=True)
+    return "install ok installed" in r.stdout
+
+
 def missing_debs(pkgs):
+    """The PKG arguments (alternatives `a|b` kept whole) not installed."""
     if not pkgs:
         return []
     if shutil.which("dpkg-query") is None:
         fail("dpkg-query not found: install %s with your distribution's "
              "package manager" % " ".join(pkgs))
-    out = []
-    for p in pkgs:
-        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", p],
-                           capture_output=True, text=True)
-        if "install ok installed" not in r.stdout:
-            out.append(p)
-    return out
+    return [p for p in pkgs if not any(installed(a) for a in p.split("|"))]
+
+
+def available(pkg):
+    r = subprocess.run(["apt-cache", "show", "--no-all-versions", pkg],
+                       capture_output=True, text=True)
+    return r.returncode == 0 and r.stdout.strip() != ""
+
+
+def choose(pkg):
+    """The package to install for PKG: the first alternative the archive
+    has (after apt-get update), else the first."""
+    alts = pkg.split("|")
+    return next((a for a in alts if available(a)), alts[0]) \
+        if len(alts) > 1 else pkg
 
 
 def ensure_debs(pkgs):
@@ -64,11 +81,13 @@ def ensure_debs(pkgs):
     if not debs:
         return
     if os.geteuid() != 0:
+        names = " ".join(d.split("|")[0] for d in debs)
         fail("missing packages %s; install them as root (apt-get install "
-             "%s)" % (" ".join(debs), " ".join(debs)))
+             "%s)" % (names, names))
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    print("installing: %s" % " ".join(debs), flush=True)
     run(["apt-get", "update", "-qq"], "apt-get update", env)
+    debs = [choose(d) for d in debs]
+    print("installing: %s" % " ".join(debs), flush=True)
     run(["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + debs,
         "apt-get install %s" % " ".join(debs), env)
 
