@@ -179,10 +179,10 @@ def latency_text(snap, width=None):
     hists = ((snap.fast_path, lat[0]), ("iret", lat[1]))
     text = "\n".join(render_hist(name, h) for name, h in hists)
     if width is not None and text_width(text) > width:
-        # The bars give way first (at least 10 wide), then stats wrap.
-        bars = min(40, max(10, 40 - (text_width("\n".join(
-            render_hist(name, h).split("\n", 1)[-1] for name, h in hists))
-            - width)))
+        # The bars (40 wide) shrink first, to 10; then the stats wrap.
+        rows = "\n".join(render_hist(name, h).split("\n", 1)[-1]
+                         for name, h in hists)
+        bars = min(40, max(10, 40 - (text_width(rows) - width)))
         text = "\n".join(fit_lines(render_hist(name, h, width=bars), width)
                          for name, h in hists)
     return text
