@@ -1,12 +1,19 @@
-"""Build hook: compile the BPF programs and C helpers into the package.
+"""Build hook: compile the BPF programs and C helpers into the package,
+and tag the wheel for the platform they were built for.
 
-Metadata lives in setup.cfg; this file only adds the compile step.
+Metadata and data files live in setup.cfg; this file only adds the
+compile step and the wheel tag.
 """
 import os
 import runpy
 
-from setuptools import setup
+from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
+
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:             # setuptools < 70.1: the wheel package's
+    from wheel.bdist_wheel import bdist_wheel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -22,4 +29,24 @@ class BuildPyWithObjects(build_py):
             build(os.path.join(self.build_lib, "sysretstat"))
 
 
-setup(cmdclass={"build_py": BuildPyWithObjects})
+class NativeDistribution(Distribution):
+    """The package carries native code (bin/sysretbench, BPF objects):
+    built into the platform library directory, a platform wheel."""
+
+    def has_ext_modules(self):
+        return True
+
+
+class PlatformWheel(bdist_wheel):
+    """py3-none-linux_x86_64: any Python 3 (the Python code has no C
+    extension, libbpf is loaded with ctypes), but only this platform, as
+    the wheel carries an x86-64 ELF helper (bin/sysretbench) and BPF
+    objects.  Not a manylinux tag: nobody audited it for one."""
+
+    def get_tag(self):
+        plat = super().get_tag()[2]
+        return "py3", "none", plat
+
+
+setup(distclass=NativeDistribution,
+      cmdclass={"build_py": BuildPyWithObjects, "bdist_wheel": PlatformWheel})

@@ -15,10 +15,18 @@ import click
 from . import __version__
 from .errors import SysretstatError
 
-COMMANDS = ("doctor", "record", "report", "diff", "top", "daemon", "bench")
+COMMANDS = ("doctor", "record", "report", "diff", "top", "daemon", "bench",
+            "completion")
 
 
 class Group(click.Group):
+    def parse_args(self, ctx, args):
+        # A bare `sysretstat` asks what it can do: the help, on stdout.
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help())
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx):
         return [c for c in COMMANDS if self.get_command(ctx, c)]
 

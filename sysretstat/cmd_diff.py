@@ -4,11 +4,10 @@ import json
 import sys
 
 import click
-from tabulate import tabulate
-
 from . import diff
 from .errors import RecordFileError
 from .render_hist import fmt_ns
+from .textwidth import fit_lines, fit_table, output_width
 
 
 @click.command("diff")
@@ -24,7 +23,8 @@ from .render_hist import fmt_ns
 def command(before, after, as_json, fmt, top):
     """Compare two recordings (or `report --json` documents): per IRET
     reason, process name and syscall, the change in counts, in IRET share
-    and in per-path latency percentiles, largest change first."""
+    and in per-path latency percentiles, largest change first.  Text fits
+    $COLUMNS or the terminal's width (latency columns go first)."""
     if as_json:
         if fmt not in (None, "json"):
             raise click.UsageError("--json conflicts with --format %s" % fmt)
@@ -48,7 +48,8 @@ def command(before, after, as_json, fmt, top):
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render(doc, top or 15, fmt == "markdown"))
+        sys.stdout.write(render(doc, top or 15, fmt == "markdown",
+                                width=output_width()))
     return 0
 
 
@@ -87,37 +88,51 @@ def _row_cells(row, fast):
             _lat(row, "iret", "p50"), _lat(row, "iret", "p99")]
 
 
-def render(doc, top, markdown=False):
+# At a narrow width, _row_cells() columns go in this order, as top drops
+# its columns: latency p50s, then p99s, then the deltas (the before->after
+# columns keep them readable).
+DROP = (5, 7, 6, 8, 1, 3)
+
+
+def render(doc, top, markdown=False, width=None):
+    """The diff as text (or Markdown, which has no width)."""
     fmt = "github" if markdown else "simple"
+    if markdown:
+        width = None
     fast = _fast(doc)
     heads = ["returns", "delta", "IRET", "d IRET", "IRET%",
              "%s p50" % fast, "%s p99" % fast, "iret p50", "iret p99"]
     out = []
+
+    def cells_table(rows, idh):
+        return fit_table(rows, idh + heads, width,
+                         drop=[len(idh) + i for i in DROP], tablefmt=fmt,
+                         disable_numparse=True)
 
     def section(title, body):
         out.append(("\n## %s\n\n" if markdown else "\n%s\n") % title + body)
 
     for which in ("before", "after"):
         d = doc[which]
-        out.append("%-7s %s  kernel %s  %.1fs%s\n" % (
+        out.append(fit_lines("%-7s %s  kernel %s  %.1fs%s" % (
             which + ":", d["file"], d["kernel"], d["duration_s"] or 0,
-            "  command: %s" % d["command"] if d["command"] else ""))
+            "  command: %s" % d["command"] if d["command"] else ""),
+            width) + "\n")
     if markdown:
         out = ["# sysretstat diff\n\n```\n"] + out + ["```\n"]
     t = doc["totals"]
-    section("Totals", tabulate([_row_cells(t, fast)], headers=heads,
-                               tablefmt=fmt, disable_numparse=True) + "\n")
+    section("Totals", cells_table([_row_cells(t, fast)], []) + "\n")
 
     rs = doc["reasons"]
     if rs:
         rows = [[r["reason"], r["before"], r["after"], _n(r["delta"]),
                  "%s->%s" % (_pct(r["share_before"]), _pct(r["share_after"]))]
                 for r in rs]
-        body = tabulate(rows, headers=["reason", "before", "after", "delta",
-                                       "share of returns"], tablefmt=fmt,
-                        disable_numparse=True,
-                        colalign=("left", "right", "right", "right",
-                                  "right")) + "\n"
+        body = fit_table(rows, ["reason", "before", "after", "delta",
+                                "share of returns"], width, drop=(3,),
+                         tablefmt=fmt, disable_numparse=True,
+                         colalign=("left", "right", "right", "right",
+                                   "right")) + "\n"
     else:
         body = "no IRET returns in either run\n"
     section("IRET reasons", body)
@@ -128,10 +143,8 @@ def render(doc, top, markdown=False):
         rows = doc[table][:top]
         n = doc[table + "_total"]
         idh = ["comm"] if table == "processes" else ["abi", "syscall"]
-        body = tabulate([ident(r) + _row_cells(r, fast) for r in rows],
-                        headers=idh + heads, tablefmt=fmt,
-                        disable_numparse=True) + "\n" if rows else \
-            "  (none)\n"
+        body = cells_table([ident(r) + _row_cells(r, fast) for r in rows],
+                           idh) + "\n" if rows else "  (none)\n"
         section("%s (top %d of %d, largest change first)"
                 % (title, min(top, n), n), body)
     return "".join(out)

@@ -9,6 +9,7 @@ from . import recordfile, render_json
 from .errors import SysretstatError, UsageError
 from .render_csv import render_csv
 from .render_text import VIEWS, render_report
+from .textwidth import output_width
 from .snapshot import SORT_KEYS
 
 FORMATS = ("text", "json", "csv", "markdown")
@@ -50,7 +51,8 @@ def load(path):
                    "Without --format, nothing else is printed.")
 def command(file, fmt, as_json, by, top, sort, plot):
     """Report a recording made by `sysretstat record` (default FILE:
-    sysretstat.data)."""
+    sysretstat.data).  Text fits $COLUMNS or the terminal's width: long
+    explanations wrap or go first, then latency columns."""
     if as_json:
         if fmt not in (None, "json"):
             raise UsageError("--json conflicts with --format %s" % fmt)
@@ -86,7 +88,8 @@ def command(file, fmt, as_json, by, top, sort, plot):
     else:
         sys.stdout.write(render_report(snap, by=by, top=top or 20,
                                        series=rec.series, sort=sort,
-                                       markdown=fmt == "markdown", cal=cal))
+                                       markdown=fmt == "markdown", cal=cal,
+                                       width=output_width()))
     return 0
 
 

@@ -15,6 +15,7 @@ import click
 
 from . import top_batch, top_view
 from .quietgc import FrameGC
+from .textwidth import output_width
 from .cmd_common import (StopFlag, check_interval, interval_option,
                          latency_option, pid_option)
 from .errors import SysretstatError, UsageError
@@ -26,7 +27,8 @@ from .errors import SysretstatError, UsageError
 @click.option("-b", "--batch", is_flag=True,
               help="Print a table every interval instead of the "
                    "full-screen view (the default when stdout is not a "
-                   "terminal).")
+                   "terminal); it fits $COLUMNS or the terminal's "
+                   "width as the screen does.")
 @click.option("-n", "--iterations", type=click.IntRange(min=1),
               metavar="N", help="Stop after N intervals.")
 @click.option("--json", "as_json", is_flag=True,
@@ -212,7 +214,8 @@ def run_batch(feed, state, interval, iterations, as_json, calibration,
                     out = top_batch.json_lines(delta, top_n, feed.hosts)
                 else:
                     out = top_batch.text_frame(delta, state, calibration,
-                                               feed.hosts, top_n or 20)
+                                               feed.hosts, top_n or 20,
+                                               width=output_width())
             sys.stdout.write(out)
             sys.stdout.flush()
             n += 1

@@ -22,6 +22,18 @@ from .snapshot import Counts, Hist, Row, Snapshot
 from .syscalls import syscall_name
 from .tracer import Options, Tracer
 
+# 1 while the kernel's BPF run-time stats are on host-wide (sysctl).
+BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+
+
+def bpf_stats_sysctl():
+    """Whether sysctl kernel.bpf_stats_enabled is 1 (False if unreadable)."""
+    try:
+        with open(BPF_STATS_SYSCTL) as f:
+            return f.read().strip() == "1"
+    except (OSError, ValueError):
+        return False
+
 
 class _Thread:
     __slots__ = ("tid", "start", "pkey", "comm", "n", "dead", "counts",
@@ -299,11 +311,17 @@ class Collector:
         for t, n in self.tracer.run_stats().values():
             run_ns += t
             run_cnt += n
+        prev = getattr(self, "_bpf", None)
         if self.tracer.attached:
             self._bpf = {"run_time_ns": run_ns, "run_count": run_cnt}
+            # Stats are on while our fd is open, while the sysctl is 1,
+            # or while another process holds them on (the runs advance).
+            self._stats_on = (self._stats_fd >= 0 or bpf_stats_sysctl() or
+                              (prev is not None and
+                               run_cnt > prev["run_count"]))
         meta["bpf"] = dict(getattr(self, "_bpf", None) or
                            {"run_time_ns": 0, "run_count": 0},
-                           stats=bool(run_cnt) or self._stats_fd >= 0)
+                           stats=bool(getattr(self, "_stats_on", False)))
         return Snapshot(meta, totals, processes, threads, syscalls, cpus)
 
     def _update_rows(self, table, known, make_row):

@@ -7,7 +7,8 @@ the contract of spec.md; everything else is an additive extension.
 
 import datetime
 import math
-import os
+
+import psutil
 
 from . import abi
 
@@ -351,48 +352,31 @@ def _epoch(iso):
 
 
 # The daemon's own process ------------------------------------------------
-def process_lines(pid="self"):
-    """The usual process_* metrics of a process, from /proc."""
+def process_lines(pid=None):
+    """The usual process_* metrics of a process (default: this one), read
+    with psutil; [] when the process cannot be read."""
     try:
-        with open("/proc/%s/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            cpu = proc.cpu_times()
+            mem = proc.memory_info()
+            nfd = proc.num_fds()
+            started = proc.create_time()
+    except psutil.Error:
         return []
-    fields = stat[stat.rindex(")") + 2:].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    page = os.sysconf("SC_PAGE_SIZE")
-    cpu = (int(fields[11]) + int(fields[12])) / tick
-    vsize, rss = int(fields[20]), int(fields[21]) * page
-    boot = _boot_time()
     lines = []
     lines += family("process_cpu_seconds_total", "counter",
                     "User and system CPU time of the sysretstat process.",
-                    [("", (), cpu)])
+                    [("", (), cpu.user + cpu.system)])
     lines += family("process_resident_memory_bytes", "gauge",
                     "Resident memory of the sysretstat process.",
-                    [("", (), rss)])
+                    [("", (), mem.rss)])
     lines += family("process_virtual_memory_bytes", "gauge",
                     "Virtual memory of the sysretstat process.",
-                    [("", (), vsize)])
-    try:
-        nfd = len(os.listdir("/proc/%s/fd" % pid))
-        lines += family("process_open_fds", "gauge",
-                        "Open file descriptors.", [("", (), nfd)])
-    except OSError:
-        pass
-    if boot is not None:
-        lines += family("process_start_time_seconds", "gauge",
-                        "Start of the process (Unix time).",
-                        [("", (), boot + int(fields[19]) / tick)])
+                    [("", (), mem.vms)])
+    lines += family("process_open_fds", "gauge",
+                    "Open file descriptors.", [("", (), nfd)])
+    lines += family("process_start_time_seconds", "gauge",
+                    "Start of the process (Unix time).",
+                    [("", (), started)])
     return lines
-
-
-def _boot_time():
-    try:
-        with open("/proc/stat") as f:
-            for line in f:
-                if line.startswith("btime "):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None

@@ -6,11 +6,10 @@ same content with "##" headings, GitHub tables and fenced bars.
 `fmt_ns` and `render_table` are used by other commands too.
 """
 
-from tabulate import tabulate
-
 from .reasons import EXPLAIN
 from .render_hist import bar, fmt_ns, render_hist
 from .snapshot import BY_TO_TABLE
+from .textwidth import fit_lines, fit_table, text_width
 
 TABLE_TITLES = {"processes": "By process", "threads": "By thread",
                 "syscalls": "By syscall", "cpus": "By CPU"}
@@ -82,26 +81,28 @@ def reasons_data(counts):
              EXPLAIN.get(name, "")] for name, n in counts.reasons().items()]
 
 
-def reasons_table(counts, tablefmt="simple", cal=None):
+def reasons_table(counts, tablefmt="simple", cal=None, width=None):
+    """The reasons; at `width`, "typical cause" is wrapped or dropped
+    first, then the estimated time lost."""
     rows = reasons_data(counts)
     if not rows:
         return "no IRET returns\n"
     if cal is None:
         rows = [[name, n, "%.1f%%" % share, why]
                 for name, n, share, why in rows]
-        return tabulate(rows, headers=["reason", "returns", "share",
-                                       "typical cause"],
-                        tablefmt=tablefmt, disable_numparse=True,
-                        colalign=("left", "right", "right", "left")) + "\n"
+        return fit_table(rows, ["reason", "returns", "share",
+                                "typical cause"], width, wrap=3,
+                         tablefmt=tablefmt, disable_numparse=True,
+                         colalign=("left", "right", "right", "left")) + "\n"
     from .calibration import fmt_time
     rows = [[name, n, "%.1f%%" % share,
              fmt_time(n * (cal.penalty_ns(name) or 0) / 1e9), why]
             for name, n, share, why in rows]
-    return tabulate(rows, headers=["reason", "returns", "share", "est. lost",
-                                   "typical cause"],
-                    tablefmt=tablefmt, disable_numparse=True,
-                    colalign=("left", "right", "right", "right",
-                              "left")) + "\n"
+    return fit_table(rows, ["reason", "returns", "share", "est. lost",
+                            "typical cause"], width, wrap=4, drop=(3,),
+                     tablefmt=tablefmt, disable_numparse=True,
+                     colalign=("left", "right", "right", "right",
+                               "left")) + "\n"
 
 
 def _ident(table, f):
@@ -144,8 +145,19 @@ def table_headers(table, with_latency, fast="sysret"):
     return h
 
 
+def drop_order(table, with_latency):
+    """Columns of table_headers() to drop at a narrow width, first to
+    last, as top drops them: latency p50s, p99s, the thread's pid, the
+    fast-path count, the top reason."""
+    n = len(IDENT_HEADERS[table])
+    order = [n + 5, n + 7, n + 6, n + 8] if with_latency else []
+    if table == "threads":
+        order.append(0)
+    return order + [n + 1, n + 4]
+
+
 def render_table(snap, table, top, sort="returns", tablefmt="simple",
-                 title=True):
+                 title=True, width=None):
     rows = table_rows(snap, table, top, sort)
     with_lat = any(r.counts.lat is not None
                    for r in snap.table(table).values())
@@ -154,17 +166,26 @@ def render_table(snap, table, top, sort="returns", tablefmt="simple",
            if title else "")
     if not rows:
         return out + "  (none)\n"
-    return out + tabulate(rows, headers=table_headers(table, with_lat,
-                                                      snap.fast_path),
-                          tablefmt=tablefmt) + "\n"
+    return out + fit_table(rows, table_headers(table, with_lat,
+                                               snap.fast_path), width,
+                           drop=drop_order(table, with_lat),
+                           tablefmt=tablefmt) + "\n"
 
 
-def latency_text(snap):
+def latency_text(snap, width=None):
     lat = snap.totals.lat
     if lat is None:
         return "no latency (recorded with --no-latency)\n"
-    return "\n".join(render_hist(name, h) for name, h in
-                     ((snap.fast_path, lat[0]), ("iret", lat[1])))
+    hists = ((snap.fast_path, lat[0]), ("iret", lat[1]))
+    text = "\n".join(render_hist(name, h) for name, h in hists)
+    if width is not None and text_width(text) > width:
+        # The bars (40 wide) shrink first, to 10; then the stats wrap.
+        rows = "\n".join(render_hist(name, h).split("\n", 1)[-1]
+                         for name, h in hists)
+        bars = min(40, max(10, 40 - (text_width(rows) - width)))
+        text = "\n".join(fit_lines(render_hist(name, h, width=bars), width)
+                         for name, h in hists)
+    return text
 
 
 def series_rows(series, max_rows=SERIES_ROWS):
@@ -177,7 +198,9 @@ def series_rows(series, max_rows=SERIES_ROWS):
     return out
 
 
-def series_text(series, tablefmt="simple", max_rows=SERIES_ROWS):
+def series_text(series, tablefmt="simple", max_rows=SERIES_ROWS,
+                width=None):
+    """One row per interval, narrowed to `width` (below)."""
     if series is None or not len(series):
         return "no intervals\n"
     rows = series_rows(series, max_rows)
@@ -186,13 +209,25 @@ def series_text(series, tablefmt="simple", max_rows=SERIES_ROWS):
     step = series.step * per
     note = ("" if step == 1 else
             "(each row sums %d intervals)\n" % step)
-    body = [["%.1f" % r[0], "%.2f" % r[1], "%.0f" % r[2], "%.0f" % r[3],
-             "%.2f%%" % r[4], r[5], bar(r[3], peak)] for r in rows]
-    return note + tabulate(body, headers=["t (s)", "dur (s)", "returns/s",
-                                          "IRET/s", "IRET%", "top reason",
-                                          "IRET rate"],
-                           tablefmt=tablefmt, disable_numparse=True,
-                           colalign=("right",) * 6 + ("left",)) + "\n"
+    heads = ["t (s)", "dur (s)", "returns/s", "IRET/s", "IRET%",
+             "top reason", "IRET rate"]
+
+    def table(bar_width, drop=()):
+        body = [["%.1f" % r[0], "%.2f" % r[1], "%.0f" % r[2], "%.0f" % r[3],
+                 "%.2f%%" % r[4], r[5], bar(r[3], peak, bar_width)]
+                for r in rows]
+        return fit_table(body, heads, width, drop=drop,
+                         tablefmt=tablefmt, disable_numparse=True,
+                         colalign=("right",) * 6 + ("left",))
+    out = table(30)
+    if width is not None and text_width(out) > width:
+        # Too wide: the duration goes, then the bars shrink to fit (down
+        # to 10), then they go, then the top reason.
+        short = table(30, drop=(1,))
+        bars = 30 - (text_width(short) - width)
+        out = table(bars, drop=(1,)) if bars >= 10 else \
+            table(30, drop=(1, 6, 5))
+    return note + out + "\n"
 
 
 def _lost_line(snap):
@@ -204,10 +239,13 @@ def _lost_line(snap):
 
 
 def render_report(snap, by=None, top=20, series=None, sort="returns",
-                  markdown=False, cal=None):
+                  markdown=False, cal=None, width=None):
     """The whole report (by=None) or one view: a table name or word of
-    VIEWS.  `series` is a recordfile.Series (or None: no time view)."""
+    VIEWS.  `series` is a recordfile.Series (or None: no time view).
+    `width`: the columns text fits (None: no limit; Markdown has none)."""
     fmt = "github" if markdown else "simple"
+    if markdown:
+        width = None
 
     def section(title, body, fence=False):
         if markdown:
@@ -222,18 +260,21 @@ def render_report(snap, by=None, top=20, series=None, sort="returns",
         parts = ["# sysretstat report\n\n```\n" + summary(snap, cal) +
                  "```\n"]
     else:
-        parts = [summary(snap, cal)]
+        parts = [fit_lines(summary(snap, cal), width)]
     for v in views:
         v = {"processes": "process", "threads": "thread",
              "syscalls": "syscall", "cpus": "cpu"}.get(v, v)
         if v == "reason":
             parts.append(section("IRET reasons",
-                                 reasons_table(snap.totals, fmt, cal)))
+                                 reasons_table(snap.totals, fmt, cal,
+                                               width)))
         elif v == "latency":
             parts.append(section("Latency by return path (sys_enter to "
-                                 "sys_exit)", latency_text(snap), True))
+                                 "sys_exit)", latency_text(snap, width),
+                                 True))
         elif v == "interval":
-            parts.append(section("Over time", series_text(series, fmt)))
+            parts.append(section("Over time", series_text(
+                series, fmt, width=width)))
         else:
             t = BY[v]
             if markdown:
@@ -242,8 +283,9 @@ def render_report(snap, by=None, top=20, series=None, sort="returns",
                     TABLE_TITLES[t], min(top, n), n),
                     render_table(snap, t, top, sort, fmt, title=False)))
             else:
-                parts.append("\n" + render_table(snap, t, top, sort, fmt))
-    lost = _lost_line(snap)
+                parts.append("\n" + render_table(snap, t, top, sort, fmt,
+                                                  width=width))
+    lost = fit_lines(_lost_line(snap), width)
     if lost:
         parts.append(("\n" + lost) if not markdown else "\n" + lost)
     return "".join(parts)

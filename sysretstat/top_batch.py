@@ -3,9 +3,8 @@
 import json
 import time
 
-from tabulate import tabulate
-
 from . import top_view as tv
+from .textwidth import fit_lines, fit_table
 
 
 def summary_line(delta, state, calibration=None, hosts=None):
@@ -37,7 +36,9 @@ def summary_line(delta, state, calibration=None, hosts=None):
     return s
 
 
-def table(delta, state, calibration=None, hosts=None, top=None):
+def table(delta, state, calibration=None, hosts=None, top=None, width=None):
+    """The rows of the view; at `width`, columns go in the order the
+    screen drops them (lowest priority first)."""
     rows = tv.build_rows(delta, state, calibration, hosts)
     shown = rows if top is None else rows[:top]
     fred = delta.meta.get("guard", {}).get("fred")
@@ -47,17 +48,22 @@ def table(delta, state, calibration=None, hosts=None, top=None):
     if not shown:
         return "  (no returns in this interval)\n"
     body = [[tv.cell(r, c.name) for c in cols] for r in shown]
-    out = tabulate(body, headers=[c.title for c in cols], tablefmt="plain",
-                   colalign=["right" if c.right else "left" for c in cols],
-                   disable_numparse=True)
+    drop = [i for _, i in sorted((c.prio, i) for i, c in enumerate(cols)
+                                 if c.prio < 100)]
+    out = fit_table(body, [c.title for c in cols], width, drop=drop,
+                    tablefmt="plain", disable_numparse=True,
+                    colalign=["right" if c.right else "left" for c in cols])
     if top is not None and len(rows) > top:
         out += "\n  (%d more rows)" % (len(rows) - top)
     return out + "\n"
 
 
-def text_frame(delta, state, calibration=None, hosts=None, top=None):
-    return "%s\n%s\n" % (summary_line(delta, state, calibration, hosts),
-                         table(delta, state, calibration, hosts, top))
+def text_frame(delta, state, calibration=None, hosts=None, top=None,
+               width=None):
+    """Summary line and table, fitted to `width` columns (None: any)."""
+    return "%s\n%s\n" % (
+        fit_lines(summary_line(delta, state, calibration, hosts), width),
+        table(delta, state, calibration, hosts, top, width))
 
 
 def json_lines(delta, top=None, hosts=None):

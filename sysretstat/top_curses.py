@@ -11,6 +11,8 @@ import curses
 import os
 import sys
 
+from .errors import SysretstatError
+
 # Style -> (colour, extra attributes); colour None keeps the default.
 STYLES = {
     "title": (curses.COLOR_CYAN, curses.A_BOLD),
@@ -134,7 +136,14 @@ def session(fn, *args):
     """Run fn(screen, *args) in curses mode and always restore the
     terminal.  Unlike curses.wrapper, colours are left to Painter, so
     that NO_COLOR leaves no colour sequence at all."""
-    scr = curses.initscr()
+    try:
+        scr = curses.initscr()
+    except curses.error:
+        # No terminfo for $TERM (unset, or a terminal this host lacks).
+        raise SysretstatError(
+            "cannot start the full-screen view: unknown terminal type "
+            "TERM=%r (set TERM, or use -b for batch output)"
+            % os.environ.get("TERM", ""))
     try:
         curses.noecho()
         curses.cbreak()

@@ -78,6 +78,7 @@ def workloads(tmp_path_factory):
 def run_cli():
     def run(*args, timeout=120, input=None, env=None, check=False):
         e = dict(os.environ, PYTHONPATH=ROOT)
+        e.pop("COLUMNS", None)     # output widths: set per test
         if env:
             e.update(env)
         return subprocess.run([sys.executable, "-m", "sysretstat"] +

@@ -1,5 +1,6 @@
 """The Prometheus rendering of a Snapshot (no kernel needed)."""
 
+import os
 import random
 import re
 import shutil
@@ -286,3 +287,19 @@ def test_comm_series_of_a_lone_snapshot_sum_to_totals():
     assert len(series) == 4 and series[-1][0] == "other"
     assert sum(v[0] for _, v in series) == s.totals.sysret
     assert sum(v[1] for _, v in series) == s.totals.iret
+
+
+def test_process_metrics_match_psutil_and_kernel():
+    import psutil
+    fams = parse_metrics("\n".join(prometheus.process_lines()) + "\n")
+    me = psutil.Process()
+    assert abs(value(fams, "process_start_time_seconds") -
+               me.create_time()) < 1
+    assert value(fams, "process_open_fds") == pytest.approx(
+        len(os.listdir("/proc/self/fd")), abs=2)
+    cpu = sum(os.times()[:2])
+    assert 0 < value(fams, "process_cpu_seconds_total") <= cpu + 0.1
+
+
+def test_process_metrics_of_a_gone_process_are_empty():
+    assert prometheus.process_lines(2 ** 22 + 7) == []
