@@ -82,12 +82,16 @@ def test_make_install_on_the_system_python(tmp_path):
               "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
         if k in os.environ:
             env[k] = os.environ[k]
-    p = subprocess.run(["make", "-C", src, "install",
-                        "PYTHON=" + SYSTEM_PYTHON,
-                        "PREFIX=%s" % (inst / "opt"),
-                        "BINDIR=%s" % (inst / "bin"),
-                        "SHAREDIR=%s" % (inst / "share")],
-                       capture_output=True, text=True, env=env, timeout=900)
+    def make_install():
+        return subprocess.run(["make", "-C", src, "install",
+                               "PYTHON=" + SYSTEM_PYTHON,
+                               "PREFIX=%s" % (inst / "opt"),
+                               "BINDIR=%s" % (inst / "bin"),
+                               "SHAREDIR=%s" % (inst / "share")],
+                              capture_output=True, text=True, env=env,
+                              timeout=900)
+
+    p = make_install()
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "Traceback" not in p.stderr
     exe = inst / "bin" / "sysretstat"
@@ -122,12 +126,7 @@ def test_make_install_on_the_system_python(tmp_path):
     else:
         assert d.returncode == 1 and d.stdout, d.stderr
     # Installing again changes nothing and still works (idempotent).
-    p = subprocess.run(["make", "-C", src, "install",
-                        "PYTHON=" + SYSTEM_PYTHON,
-                        "PREFIX=%s" % (inst / "opt"),
-                        "BINDIR=%s" % (inst / "bin"),
-                        "SHAREDIR=%s" % (inst / "share")],
-                       capture_output=True, text=True, env=env, timeout=900)
+    p = make_install()
     assert p.returncode == 0, p.stderr[-2000:]
     assert "creating virtual environment" not in p.stdout
 
