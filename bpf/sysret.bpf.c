@@ -37,8 +37,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define T_OPEN		0x04	/* last return can still be corrected */
 #define T_COMPAT_RESTART 0x08	/* next entry re-executes the vDSO int $0x80 */
 #define T_EXITED	0x10
-#define T_FILTER_KNOWN	0x20
-#define T_FILTER_IN	0x40
 #define T_FAST32	0x80	/* the last return was a compat fast syscall's */
 
 /* How the syscall in flight entered the kernel. */
@@ -55,9 +53,17 @@ enum entry_kind { K_X64, K_X32, K_INT80, K_FAST32 };
  */
 #define IN_RANGE(v, n) ({ barrier_var(v); (v) < (n); })
 
-/* Values of filter_tgids. */
-#define FILTER_SELECTED 1
-#define FILTER_FOLLOW 2
+/* Values of filter_tgids: the processes user space selected. */
+#define FILTER_SELECTED 1	/* -p PID: the process and its threads */
+#define FILTER_FOLLOW 2		/* -- COMMAND: and every process it forks */
+
+/* A thread's filter state (task_state.filter), decided once: from
+ * filter_tgids for a selected process, inherited at fork for its
+ * descendants, so that a tree of any size is followed with no table of
+ * its pids. */
+#define F_KNOWN		0x01
+#define F_IN		0x02
+#define F_FOLLOW	0x04
 
 struct task_state {
 	/* First: the cache (struct run_cache) overlays sr_live on it. */
@@ -78,7 +84,7 @@ struct task_state {
 	__u8 flags;
 	__u8 enter_kind;
 	__u8 last_outcome;
-	__u8 pad;
+	__u8 filter;		/* F_* */
 };
 
 /* A CPU's cache of its running thread's state (see sysret.h). */
@@ -377,23 +383,28 @@ static __always_inline bool restart_code(long ret)
 	return ret == -512 || ret == -513 || ret == -514 || ret == -516;
 }
 
+/* The filter state of a process by user space's selection. */
+static __always_inline __u8 selection(__u32 tgid)
+{
+	__u8 *sel = bpf_map_lookup_elem(&filter_tgids, &tgid);
+
+	if (!sel)
+		return F_KNOWN;
+	return F_KNOWN | F_IN | (*sel == FILTER_FOLLOW ? F_FOLLOW : 0);
+}
+
 /* Filters run in the context of the task itself (sys_enter/exit);
  * all that are set must match.  Only the pid filter is cached: a task
  * can change its cgroup and its name. */
 static __always_inline bool filtered_out(struct task_state *st,
 					 struct task_struct *task)
 {
-	__u32 tgid;
 	int i;
 
 	if (cfg.filter) {
-		if (!(st->flags & T_FILTER_KNOWN)) {
-			tgid = task->tgid;
-			st->flags |= T_FILTER_KNOWN;
-			if (bpf_map_lookup_elem(&filter_tgids, &tgid))
-				st->flags |= T_FILTER_IN;
-		}
-		if (!(st->flags & T_FILTER_IN))
+		if (!(st->filter & F_KNOWN))
+			st->filter = selection(task->tgid);
+		if (!(st->filter & F_IN))
 			return true;
 	}
 	if (cfg.cgroup_id &&
@@ -935,13 +946,14 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	else if (kind == K_INT80)
 		o = SR_O_INT80;
 	else if (restart_code(ret) && (long)regs->orig_ax != -1 &&
-		 ((flags & T_IN_SYSCALL) || !st->seq))
+		 ((flags & T_IN_SYSCALL) || !cfg.latency || !st->seq))
 		/* Unless a handler runs (then: signal), the kernel moves
 		 * RIP back over the syscall instruction; RCX is untouched.
 		 * Only a syscall body returns ERESTART*: a call seccomp
 		 * answered with errno 512-516 never ran (no sys_enter) and
 		 * is not restarted.  A thread's first return may come from
-		 * a syscall entered before tracing began: one that ran. */
+		 * a syscall entered before tracing began: one that ran.
+		 * Counts-only mode sees no entries: it cannot tell. */
 		o = SR_O_RESTART;
 	else if (kind == K_FAST32)
 		o = guard32(regs, landing);
@@ -1036,22 +1048,25 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(sr_fork, struct task_struct *parent, struct task_struct *child)
 {
 	struct task_state *st;
-	__u8 *sel, follow = FILTER_FOLLOW;
-	__u32 tgid;
+	__u8 filter = 0;
+	struct live l;
 
 	if (cfg.filter) {
-		tgid = parent->tgid;
-		sel = bpf_map_lookup_elem(&filter_tgids, &tgid);
-		if (!sel)
-			return 0;
-		/* A new process joins only if its parent's selection
-		 * follows forks (record -- COMMAND), not for -p PID. */
-		if (*sel == FILTER_FOLLOW && child->tgid != parent->tgid) {
-			tgid = child->tgid;
-			if (bpf_map_update_elem(&filter_tgids, &tgid, &follow,
-						BPF_ANY))
-				__sync_fetch_and_add(&lost.filter_full, 1);
+		/* The parent's filter state (it is current here), or its
+		 * selection if it has made no syscall yet. */
+		if (acquire(&l, parent, false)) {
+			filter = l.st->filter;
+			release(&l, parent);
 		}
+		if (!(filter & F_KNOWN))
+			filter = selection(parent->tgid);
+		if (!(filter & F_IN))
+			return 0;
+		/* A thread shares its process's selection; a new process
+		 * is traced only under a followed one (record -- COMMAND),
+		 * not for -p PID. */
+		if (child->tgid != parent->tgid && !(filter & F_FOLLOW))
+			filter = F_KNOWN;
 	}
 	st = bpf_task_storage_get(&tstate, child, 0,
 				  BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -1060,6 +1075,7 @@ int BPF_PROG(sr_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	}
 	st->flags = T_NEW;
+	st->filter = filter;
 	return 0;
 }
 

@@ -159,7 +159,8 @@ struct sr_lost {
 	__u64 exited_procs;	/* drain map full at a process's exit */
 	__u64 storage;		/* no task storage (memory pressure) */
 	__u64 syscall_hists;	/* samples without room in sc_hist */
-	__u64 filter_full;	/* follow-forks set full */
+	__u64 filter_full;	/* never counts now: a followed tree is
+				 * inherited at fork, not kept in a table */
 	__u64 cache;		/* a CPU cache found owned but not flushed */
 	__u64 migrated;		/* programs that ended on another CPU (counted, not lost) */
 };
