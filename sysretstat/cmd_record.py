@@ -17,8 +17,9 @@ from .tracer import Options
 
 @click.command("record", context_settings={"ignore_unknown_options": False})
 @click.option("-o", "--output", default="sysretstat.data", show_default=True,
-              metavar="FILE", help="Record file (an existing one becomes "
-                                   "FILE.old).")
+              metavar="FILE", help="Record file, mode 0600 (an existing one "
+                                   "becomes FILE.old once the new one "
+                                   "holds a complete interval).")
 @click.option("-d", "--duration", type=float, metavar="SECONDS",
               help="Stop after this many seconds.")
 @interval_option(1.0)
@@ -75,10 +76,8 @@ def _record(output, duration, interval, pids, comm, cgroup, no_latency,
         if cmd is not None:
             col.add_pid(cmd.pid, follow=True)
         meta = dict(col.snapshot().meta, interval_s=interval)
-        writer = recordfile.Writer(output, fsync=fsync)
-        if writer.rotated and not quiet:
-            sys.stderr.write("sysretstat: moved the existing %s to %s.old\n"
-                             % (output, output))
+        writer = recordfile.Writer(output, fsync=fsync,
+                                   notify=progress.note)
         writer.begin(meta)
         # The first interval counts from attach, so nothing is missed.
         prev = None
@@ -155,6 +154,15 @@ class Progress:
         self.stream.write("\r\033[K" + self.line(snap))
         self.stream.flush()
         self.shown = True
+
+    def note(self, message, always=False):
+        """A line about the files (rotation); one that says something
+        was deleted shows even with -q."""
+        if self.quiet and not always:
+            return
+        self.clear()
+        self.stream.write("sysretstat: %s\n" % message)
+        self.stream.flush()
 
     def clear(self):
         if self.shown:

@@ -32,6 +32,7 @@ offset; a frame that is merely unfinished at the end of the file is
 the mark of a cut, read up to the last committed interval with a warning.
 """
 
+import errno
 import json
 import os
 import zlib
@@ -142,19 +143,45 @@ def magic_line():
             + "\n").encode()
 
 
-def rotate(path):
+def rotate(path, notify=None):
     """Never overwrite silently: an existing FILE becomes FILE.old.
 
-    Returns True when a file was moved aside.
+    FILE stays in place throughout (it is hard-linked to FILE.old first,
+    where the file system allows), so a kill at any point leaves the
+    previous recording under one of the two names.  Replacing an older
+    FILE.old is said through notify(message, True).  Returns True when a file
+    was moved aside.
     """
-    try:
-        os.replace(path, path + ".old")
-    except FileNotFoundError:
+    old = path + ".old"
+    if not os.path.lexists(path):
         return False
+    if os.path.lexists(old) and not os.path.isfile(old):
+        raise RecordFileError("cannot rename %s to %s: %s exists and is not "
+                              "a regular file" % (path, old, old))
+    replaced = os.path.lexists(old)
+    if replaced and notify is not None:
+        notify("replacing the older %s (it is deleted)" % old, True)
+    tmp = "%s.%d.lnk" % (path, os.getpid())
+    try:
+        try:
+            os.link(path, tmp)
+        except OSError:
+            # No hard links here (vfat, some network file systems).
+            os.replace(path, old)
+        else:
+            os.replace(tmp, old)
     except OSError as e:
-        raise RecordFileError("cannot rename %s to %s.old: %s"
-                              % (path, path, e.strerror))
+        _unlink_quietly(tmp)
+        raise RecordFileError("cannot rename %s to %s: %s"
+                              % (path, old, e.strerror))
     return True
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def check_writable(path):
@@ -176,28 +203,97 @@ def _nonzero_lost(lost):
 
 
 class Writer:
-    """Writes a recording frame by frame; each frame is one write(2)."""
+    """Writes a recording frame by frame; each frame is one write(2).
+
+    The file has no name (O_TMPFILE; or a temporary name in the same
+    directory where the file system cannot do that) until it holds a
+    complete interval: only then does an existing FILE become FILE.old
+    and the new recording become FILE.  A recording that fails or is
+    killed before that leaves the existing files as they were.
+    """
 
     def __init__(self, path, fsync=False, checkpoint_every=CHECKPOINT_EVERY,
-                 checkpoint_bytes=CHECKPOINT_BYTES):
+                 checkpoint_bytes=CHECKPOINT_BYTES, notify=None):
         self.path = path
         self.fsync = fsync
         self.checkpoint_every = checkpoint_every
         self.checkpoint_bytes = checkpoint_bytes
         check_writable(path)
-        self.rotated = rotate(path)
-        try:
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                              | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            raise RecordFileError("cannot create %s: %s"
-                                  % (path, e.strerror))
+        self.notify = notify
+        self.rotated = False
+        self.published = False
+        self.tmp = None             # the temporary name, where one is used
+        self.fd = _open_unnamed(path)
+        if self.fd is None:
+            self.tmp = "%s.%d.tmp" % (path, os.getpid())
+            try:
+                self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT
+                                  | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except OSError as e:
+                raise RecordFileError("cannot create %s: %s"
+                                      % (path, e.strerror))
         self.n = 0
         self.since_ckpt = 0         # delta bytes since the last checkpoint
         self.ckpt_at = 0            # interval of the last checkpoint
         self.end_s = 0.0
         self.bytes = 0
-        self._write(magic_line())
+        try:
+            # Owner-only, as perf does: it holds command lines.
+            os.fchmod(self.fd, 0o600)
+            self._write(magic_line())
+        except BaseException:
+            self._discard()
+            raise
+
+    def _publish(self):
+        """The recording holds a complete interval: give it its name,
+        moving an existing FILE to FILE.old first.  If that fails, the
+        new recording is dropped and the existing files stay."""
+        try:
+            self._link_and_rotate()
+        except BaseException:
+            self._discard()
+            raise
+        self.published = True
+
+    def _link_and_rotate(self):
+        if self.tmp is None:
+            self.tmp = "%s.%d.tmp" % (self.path, os.getpid())
+            try:
+                proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY
+                               | os.O_CLOEXEC)
+                try:
+                    os.link(str(self.fd), self.tmp, src_dir_fd=proc,
+                            follow_symlinks=True)
+                finally:
+                    os.close(proc)
+            except OSError as e:
+                self.tmp = None
+                raise RecordFileError("cannot create %s: %s"
+                                      % (self.path, e.strerror))
+        if os.path.lexists(self.path) and not os.path.isfile(self.path):
+            raise RecordFileError("%s exists and is not a regular file"
+                                  % self.path)
+        self.rotated = rotate(self.path, self.notify)
+        if self.rotated and self.notify is not None:
+            self.notify("moved the existing %s to %s.old"
+                        % (self.path, self.path), False)
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            raise RecordFileError("cannot create %s: %s"
+                                  % (self.path, e.strerror))
+        self.tmp = None
+
+    def _discard(self):
+        """Drop an unpublished recording; existing files stay as they
+        were."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.tmp is not None:
+            _unlink_quietly(self.tmp)
+            self.tmp = None
 
     def _write(self, data):
         try:
@@ -228,6 +324,8 @@ class Writer:
         self._write(frame({"t": "i", "i": self.n, "dur": dur,
                            "end": self.end_s, "n": delta.totals.n,
                            "lost": _nonzero_lost(delta.meta.get("lost"))}))
+        if not self.published:
+            self._publish()
         if cumulative is not None and (
                 self.n - self.ckpt_at >= self.checkpoint_every
                 or self.since_ckpt >= self.checkpoint_bytes):
@@ -246,10 +344,15 @@ class Writer:
     def close(self, final_meta=None, final=None):
         """Finish: a last checkpoint (if `final` is new) and the end frame.
 
-        Without final_meta the file is left as a cut one would be.
+        Without final_meta the file is left as a cut one would be; one
+        that never held a complete interval is dropped.
         """
         if self.fd is None:
             return
+        if not self.published:
+            if final_meta is None or self.n == 0:
+                self._discard()
+                return
         try:
             if final is not None and self.ckpt_at != self.n:
                 self.checkpoint(final() if callable(final) else final)
@@ -259,6 +362,23 @@ class Writer:
         finally:
             os.close(self.fd)
             self.fd = None
+
+
+def _open_unnamed(path):
+    """An unnamed file in FILE's directory (O_TMPFILE), or None where the
+    file system or kernel cannot make one.  It vanishes if we are killed
+    before it is linked."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag:
+        return None
+    d = os.path.dirname(os.path.abspath(path))
+    try:
+        return os.open(d, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL,
+                       errno.ENOENT):
+            return None
+        raise RecordFileError("cannot create %s: %s" % (path, e.strerror))
 
 
 class Series:
