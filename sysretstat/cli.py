@@ -14,6 +14,7 @@ import click
 
 from . import __version__
 from .errors import SysretstatError
+from .textsafe import safe
 
 COMMANDS = ("doctor", "record", "report", "diff", "top", "daemon", "bench")
 
@@ -49,7 +50,8 @@ def cli(verbose):
 
 
 def error(msg, code=1):
-    sys.stderr.write("sysretstat: error: %s\n" % msg)
+    # One line, and nothing from a name or a file reaches the terminal raw.
+    sys.stderr.write("sysretstat: error: %s\n" % safe(msg))
     return code
 
 

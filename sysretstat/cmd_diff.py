@@ -9,6 +9,7 @@ from tabulate import tabulate
 from . import diff
 from .errors import RecordFileError
 from .render_hist import fmt_ns
+from .textsafe import safe
 
 
 @click.command("diff")
@@ -100,8 +101,9 @@ def render(doc, top, markdown=False):
     for which in ("before", "after"):
         d = doc[which]
         out.append("%-7s %s  kernel %s  %.1fs%s\n" % (
-            which + ":", d["file"], d["kernel"], d["duration_s"] or 0,
-            "  command: %s" % d["command"] if d["command"] else ""))
+            which + ":", safe(d["file"]), safe(d["kernel"]),
+            d["duration_s"] or 0,
+            "  command: %s" % safe(d["command"]) if d["command"] else ""))
     if markdown:
         out = ["# sysretstat diff\n\n```\n"] + out + ["```\n"]
     t = doc["totals"]
@@ -110,7 +112,7 @@ def render(doc, top, markdown=False):
 
     rs = doc["reasons"]
     if rs:
-        rows = [[r["reason"], r["before"], r["after"], _n(r["delta"]),
+        rows = [[safe(r["reason"]), r["before"], r["after"], _n(r["delta"]),
                  "%s->%s" % (_pct(r["share_before"]), _pct(r["share_after"]))]
                 for r in rs]
         body = tabulate(rows, headers=["reason", "before", "after", "delta",
@@ -123,8 +125,9 @@ def render(doc, top, markdown=False):
     section("IRET reasons", body)
 
     for table, title, ident in (
-            ("processes", "By process name", lambda r: [r["comm"]]),
-            ("syscalls", "By syscall", lambda r: [r["abi"], r["name"]])):
+            ("processes", "By process name", lambda r: [safe(r["comm"])]),
+            ("syscalls", "By syscall",
+             lambda r: [safe(r["abi"]), safe(r["name"])])):
         rows = doc[table][:top]
         n = doc[table + "_total"]
         idh = ["comm"] if table == "processes" else ["abi", "syscall"]
