@@ -18,15 +18,18 @@ from .tracer import Options
               help="Address to serve on ([ADDR]:PORT for IPv6).  Use "
                    "0.0.0.0:PORT to serve every interface.")
 @interval_option(5.0)
-@click.option("--top", "top", type=int, default=10, show_default=True,
+@click.option("--top", "top", type=click.IntRange(0, 10000), default=10,
+              show_default=True,
               metavar="N",
               help="Command names exported as their own comm label; the "
                    "rest are comm=\"other\".")
-@click.option("--max-processes", type=int, default=1024, show_default=True,
+@click.option("--max-processes", type=click.IntRange(1, 1 << 24),
+              default=1024, show_default=True,
               metavar="N",
               help="Exited processes remembered for the per-process "
                    "table; older ones are evicted (counted in lost).")
-@click.option("--max-threads", type=int, default=2048, show_default=True,
+@click.option("--max-threads", type=click.IntRange(1, 1 << 24),
+              default=2048, show_default=True,
               metavar="N", help="Exited threads remembered, likewise.")
 @cgroup_option
 @latency_option

@@ -6,10 +6,10 @@ import time
 import click
 
 from . import recordfile
-from .cmd_common import (StopFlag, cgroup_option, check_interval,
-                         interval_option, latency_option, pid_option)
+from .cmd_common import (StopFlag, cgroup_option, check_duration,
+                         check_interval, interval_option, latency_option,
+                         pid_option)
 from .collector import Collector
-from .errors import UsageError
 from .launch import GatedCommand
 from .quietgc import FrameGC
 from .tracer import Options
@@ -48,8 +48,7 @@ def command(output, duration, interval, pids, comm, cgroup, no_latency,
     complete interval.
     """
     check_interval(interval)
-    if duration is not None and not duration > 0:
-        raise UsageError("duration must be a positive number of seconds")
+    check_duration(duration)
     # Before anything is loaded or started: a bad FILE fails fast.
     recordfile.check_writable(output)
     cmd = None

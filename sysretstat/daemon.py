@@ -67,7 +67,7 @@ def setup_logging(verbose=False):
 def parse_listen(text):
     """(host, port) of HOST:PORT, [V6ADDR]:PORT or a bare PORT."""
     text = (text or "").strip()
-    if text.isdigit():
+    if _decimal(text):
         host, port = "127.0.0.1", text
     elif text.startswith("["):
         host, sep, port = text[1:].partition("]:")
@@ -80,9 +80,15 @@ def parse_listen(text):
             raise UsageError("--listen: expected HOST:PORT (e.g. %s, or "
                              "0.0.0.0:%d for every interface), got %r"
                              % (DEFAULT_LISTEN, DEFAULT_PORT, text))
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UsageError("--listen: bad port %r" % port)
+    if not _decimal(port) or len(port) > 5 or not 0 <= int(port) <= 65535:
+        raise UsageError("--listen: bad port %r" % port[:20])
     return host, int(port)
+
+
+def _decimal(text):
+    """ASCII digits only: str.isdigit() also passes "²" and "١٢", which
+    int() then refuses."""
+    return text.isascii() and text.isdigit()
 
 
 # Published state -------------------------------------------------------------

@@ -34,12 +34,15 @@ the mark of a cut, read up to the last committed interval with a warning.
 
 import errno
 import json
+import math
 import os
+import stat
 import zlib
 
 from . import abi
 from .errors import RecordFileError
-from .snapshot import SCHEMA, Counts, Hist, Row, Snapshot
+from .snapshot import (SCHEMA, Counts, Hist, Row, Snapshot, bucket,
+                       check_fields, check_meta, count)
 
 MAGIC = "sysretstat-record"
 VERSION = 2
@@ -52,6 +55,9 @@ _PREFIX_LEN = 35
 _TYPE_AT = _PREFIX_LEN + len('"t":"')
 HEADER_LEN = _TYPE_AT + 1
 FRAME_TYPES = "mdice"
+# What a damaged frame's content can raise while it is decoded.
+_DATA_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError,
+                OverflowError)
 # The first line is short; more than this is not a record file.
 _MAGIC_MAX = 4096
 
@@ -80,7 +86,7 @@ def _dec_counts(v):
     n = v[0]
     if len(n) > abi.NR_OUTCOMES:
         raise ValueError("counts of %d outcomes" % len(n))
-    n = [int(x) for x in n] + [0] * (abi.NR_OUTCOMES - len(n))
+    n = [count(x) for x in n] + [0] * (abi.NR_OUTCOMES - len(n))
     if len(v) == 1:
         return Counts(n)
     if len(v) != 5:
@@ -91,7 +97,8 @@ def _dec_counts(v):
 def _dec_hist(sum_ns, flat):
     if len(flat) % 2:
         raise ValueError("malformed histogram")
-    return Hist(dict(zip(flat[0::2], flat[1::2])), sum_ns)
+    return Hist({bucket(b): count(c) for b, c in zip(flat[0::2], flat[1::2])},
+                count(sum_ns))
 
 
 def encode_rows(s):
@@ -113,19 +120,19 @@ def encode_rows(s):
 def decode_rows(e, meta):
     s = Snapshot(meta, _dec_counts(e["tot"]))
     for pid, start, comm, c in e["proc"]:
-        s.processes[(pid, start)] = Row((pid, start),
-                                        {"pid": pid, "comm": comm},
-                                        _dec_counts(c))
+        f = check_fields({"pid": pid, "start_ns": start, "comm": comm})
+        del f["start_ns"]
+        s.processes[(pid, start)] = Row((pid, start), f, _dec_counts(c))
     for tid, start, pid, comm, c in e["thr"]:
-        s.threads[(tid, start)] = Row((tid, start),
-                                      {"pid": pid, "tid": tid, "comm": comm},
-                                      _dec_counts(c))
+        f = check_fields({"pid": pid, "tid": tid, "start_ns": start,
+                          "comm": comm})
+        del f["start_ns"]
+        s.threads[(tid, start)] = Row((tid, start), f, _dec_counts(c))
     for abi_name, nr, name, c in e["sys"]:
-        s.syscalls[(abi_name, nr)] = Row((abi_name, nr),
-                                         {"nr": nr, "name": name,
-                                          "abi": abi_name}, _dec_counts(c))
+        f = check_fields({"nr": nr, "name": name, "abi": abi_name})
+        s.syscalls[(abi_name, nr)] = Row((abi_name, nr), f, _dec_counts(c))
     for cpu, c in e["cpu"]:
-        s.cpus[cpu] = Row(cpu, {"cpu": cpu}, _dec_counts(c))
+        s.cpus[cpu] = Row(cpu, check_fields({"cpu": cpu}), _dec_counts(c))
     return s
 
 
@@ -186,6 +193,8 @@ def _unlink_quietly(path):
 
 def check_writable(path):
     """Fail before tracing starts if FILE cannot be written."""
+    if "\0" in path:
+        raise RecordFileError("a file name cannot hold a NUL byte")
     d = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise RecordFileError("%s is a directory" % path)
@@ -463,7 +472,7 @@ class Recording:
             raise self._err(off, "checksum mismatch")
         try:
             obj = json.loads(b"{" + body)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise self._err(off, "bad JSON: %s" % e)
         if not isinstance(obj, dict):
             raise self._err(off, "not an object")
@@ -500,9 +509,10 @@ class Recording:
                 if expect != "m":
                     raise self._err(off, "second metadata frame")
                 obj = self._read_frame(off, length)
-                if not isinstance(obj.get("meta"), dict):
-                    raise self._err(off, "metadata is not an object")
-                self.meta = obj["meta"]
+                try:
+                    self.meta = check_meta(obj.get("meta"))
+                except ValueError as e:
+                    raise self._err(off, "bad metadata: %s" % e)
                 expect = "d"
             elif kind == "d":
                 if pending is not None:
@@ -516,7 +526,7 @@ class Recording:
                 obj = self._read_frame(off, length)
                 try:
                     self._tick(obj)
-                except (KeyError, TypeError, ValueError) as e:
+                except _DATA_ERRORS as e:
                     raise self._err(off, "bad interval totals: %s" % e)
                 self._deltas.append(pending)
                 pending = None
@@ -531,9 +541,10 @@ class Recording:
                 if pending is not None:
                     raise self._err(off, "end inside an interval")
                 obj = self._read_frame(off, length)
-                if not isinstance(obj.get("meta"), dict):
-                    raise self._err(off, "final metadata is not an object")
-                self.final_meta = obj["meta"]
+                try:
+                    self.final_meta = check_meta(obj.get("meta"))
+                except ValueError as e:
+                    raise self._err(off, "bad final metadata: %s" % e)
                 self.complete = True
                 expect = ""
             off += length
@@ -568,7 +579,7 @@ class Recording:
         if nl > 0:
             try:
                 head = json.loads(first[:nl])
-            except ValueError:
+            except (ValueError, RecursionError):
                 head = None
         if not isinstance(head, dict) or head.get("format") != MAGIC:
             tag = b'{"format":"%s"' % MAGIC.encode()
@@ -594,13 +605,18 @@ class Recording:
         if obj["i"] != self.intervals + 1:
             raise ValueError("interval %r after %d" % (obj["i"],
                                                        self.intervals))
-        n = [int(x) for x in obj["n"]]
+        n = [count(x) for x in obj["n"]]
         if len(n) != abi.NR_OUTCOMES:
             raise ValueError("%d outcomes" % len(n))
         dur = float(obj["dur"])
         end = float(obj["end"])
+        if not (math.isfinite(dur) and math.isfinite(end) and dur >= 0):
+            raise ValueError("duration %r, end %r" % (dur, end))
         self.series.add(end - dur, dur, n)
-        for k, v in obj.get("lost", {}).items():
+        lost = obj.get("lost", {})
+        if not isinstance(lost, dict):
+            raise ValueError("lost is not an object")
+        for k, v in lost.items():
             if isinstance(v, (int, float)):
                 self.lost[k] = self.lost.get(k, 0) + v
         self.intervals += 1
@@ -610,7 +626,10 @@ class Recording:
     def cumulative(self):
         """The snapshot of the whole recording (up to its last complete
         interval): the last checkpoint plus the deltas after it."""
-        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fd = open_regular(self.path)
+        except OSError as e:
+            raise file_error(self.path, e) from None
         self._fd = fd
         try:
             return self._cumulative()
@@ -625,7 +644,7 @@ class Recording:
             c = self._read_frame(off, length)
             try:
                 total = decode_rows(c, meta)
-            except (KeyError, TypeError, ValueError) as e:
+            except _DATA_ERRORS as e:
                 raise self._err(off, "bad checkpoint: %s" % e)
         else:
             total = Snapshot(meta, Counts.zero(meta.get("filters", {}).get(
@@ -634,7 +653,7 @@ class Recording:
             d = self._read_frame(off, length)
             try:
                 _accumulate(total, d)
-            except (KeyError, TypeError, ValueError, IndexError) as e:
+            except _DATA_ERRORS as e:
                 raise self._err(off, "bad interval: %s" % e)
         if self.complete:
             total.meta.update(self.final_meta)
@@ -659,7 +678,7 @@ def _add_raw(c, v):
         raise ValueError("counts of %d outcomes" % len(n))
     cn = c.n
     for i, x in enumerate(n):
-        cn[i] += x
+        cn[i] += count(x)
     if len(v) == 1:
         return
     if len(v) != 5:
@@ -667,11 +686,11 @@ def _add_raw(c, v):
     if c.lat is None:
         c.lat = [Hist(), Hist()]
     for h, s, flat in ((c.lat[0], v[1], v[2]), (c.lat[1], v[3], v[4])):
-        h.sum_ns += s
+        h.sum_ns += count(s)
         b = h.buckets
         for k in range(0, len(flat) - 1, 2):
-            key = flat[k]
-            b[key] = b.get(key, 0) + flat[k + 1]
+            key = bucket(flat[k])
+            b[key] = b.get(key, 0) + count(flat[k + 1])
 
 
 def _accumulate(total, e):
@@ -694,11 +713,34 @@ def _accumulate(total, e):
             k = key(r)
             row = dst.get(k)
             if row is None:
-                row = dst[k] = Row(k, fields(r), Counts())
+                f = check_fields(fields(r))
+                if isinstance(k, tuple) and not isinstance(k[1], (int, str)):
+                    raise ValueError("bad row key %.40r" % (k,))
+                row = dst[k] = Row(k, f, Counts())
             elif comm_at is not None:
                 # The name can change (exec); the latest one wins.
-                row.fields["comm"] = r[comm_at]
+                row.fields["comm"] = check_fields({"comm": r[comm_at]})[
+                    "comm"]
             _add_raw(row.counts, r[-1])
+
+
+def open_regular(path):
+    """A read-only fd on `path`, which must be a regular file: a FIFO, a
+    device or a socket is refused without blocking in open(2) (hence
+    O_NONBLOCK) and without reading from it."""
+    if "\0" in str(path):
+        raise OSError(errno.EINVAL, "a file name cannot hold a NUL byte")
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def file_error(path, e):
@@ -718,7 +760,7 @@ def read(path):
     """
     rec = Recording(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_regular(path)
     except OSError as e:
         raise file_error(path, e) from None
     rec._fd = fd
