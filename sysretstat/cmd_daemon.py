@@ -33,18 +33,24 @@ from .tracer import Options
               metavar="N", help="Exited threads remembered, likewise.")
 @cgroup_option
 @latency_option
+@click.option("--expose-processes", is_flag=True,
+              help="Serve per-process and per-thread rows (pid, comm, "
+                   "counts, latency) on /api/v1; without it those tables "
+                   "are empty, aggregates only.")
 @click.option("--bpf-stats", is_flag=True,
               help="Enable kernel BPF run-time stats to export the BPF "
                    "programs' own CPU time (costs two clock reads per BPF "
                    "program run, host-wide, while on).")
 def command(listen, interval, top, max_processes, max_threads, cgroup,
-            no_latency, bpf_stats):
+            no_latency, expose_processes, bpf_stats):
     """Trace the whole host and serve the counters over HTTP until
     SIGTERM/SIGINT: /metrics (Prometheus), /api/v1/snapshot and
     /api/v1/interval (report schema), /healthz.
 
-    Listens on 127.0.0.1 unless --listen says otherwise; serves read-only
-    GET endpoints only.  See sysretstat-daemon(8).
+    Listens on 127.0.0.1 unless --listen says otherwise (with a warning
+    naming what is exposed when that is not loopback); serves read-only
+    GET endpoints only.  Per-process and per-thread detail only with
+    --expose-processes.  See sysretstat-daemon(8).
     """
     check_interval(interval)
     if top < 0:
@@ -54,7 +60,11 @@ def command(listen, interval, top, max_processes, max_threads, cgroup,
                          "at least 1")
     host, port = daemon.parse_listen(listen)
     daemon.setup_logging(verbose=logging.getLogger().level <= logging.DEBUG)
-    state = daemon.State(top=top, penalty=prometheus.load_penalty())
+    warning = daemon.exposure_warning(host, port, expose_processes)
+    if warning:
+        daemon.log.warning("warning: %s", warning)
+    state = daemon.State(top=top, penalty=prometheus.load_penalty(),
+                         expose_processes=expose_processes)
     # Bind before loading anything: a busy port is reported at once and
     # costs no BPF load.
     server = daemon.bind(host, port, state,

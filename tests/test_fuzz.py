@@ -6,14 +6,16 @@ is benchmarks/fuzz.py."""
 
 import os
 import random
+import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fuzzing as fz
+from sysretstat import daemon
 
-CASES = int(os.environ.get("SYSRETSTAT_FUZZ_CASES", "150"))
+CASES = int(os.environ.get("SYSRETSTAT_FUZZ_CASES", "300"))
 FUZZ = settings(max_examples=CASES, deadline=None, derandomize=True,
                 database=None,
                 suppress_health_check=list(HealthCheck))
@@ -58,3 +60,24 @@ def test_command_lines(seeds, seed, base):
     with fz.no_tracing():
         fz.cli_target(fz.mutate_args(base, random.Random(seed)),
                       seeds["files"])
+@pytest.fixture(scope="module")
+def server():
+    from test_daemon import counts, snapshot
+    state = daemon.State(top=3)
+    s = snapshot([(10, "a", counts(sysret=100, signal=7)),
+                  (11, "b", counts(sysret=5, rcx_ne_rip=2))])
+    state.publish(s, s)
+    srv = daemon.bind("127.0.0.1", 0, state, stale_after=3600)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv.server_address[:2]
+    srv.shutdown()
+    srv.server_close()
+
+
+@FUZZ
+@given(seed=SEEDS, base=st.sampled_from(fz.SEED_REQUESTS))
+def test_http_requests(server, seed, base):
+    rng = random.Random(seed)
+    fz.http_target(server, fz.mutate_bytes(base, rng)
+                   if rng.random() < 0.9 else base)
