@@ -387,6 +387,12 @@ class Server:
 
     # One connection ------------------------------------------------------
     async def _client(self, reader, writer):
+        # Read requests in small pieces (the default is 256 KiB a read):
+        # a client that sends megabytes of header is cut off after the
+        # first few KiB, at a few KiB of memory.  (An attribute of the
+        # selector transport; where it is missing nothing changes.)
+        if hasattr(writer.transport, "max_size"):
+            writer.transport.max_size = 16384
         if self.active >= self.max_connections:
             self.counts["refused"] += 1
             # An answer, not a reset: the client knows to come back.

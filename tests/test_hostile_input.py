@@ -137,3 +137,23 @@ def test_top_batch_stdout_full(run_cli):
         "No space left on device\n", r.stderr
 
 
+
+
+def test_btf_must_be_a_small_regular_file(run_cli, tmp_path):
+    """SYSRETSTAT_BTF=/dev/zero grew memory by ~380 MB/s; a FIFO would
+    block.  Both are refused before anything is read."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.btf"
+    with open(big, "wb") as f:
+        f.truncate(65 << 20)            # sparse: costs no disk
+    for path, words in (("/dev/zero", "not a regular file"),
+                        (fifo, "not a regular file"),
+                        (tmp_path, "not a regular file"),
+                        (tmp_path / "none", "No such file"),
+                        (big, "more than a BTF file")):
+        for args in (["top", "-b", "-n", "1"], ["doctor"]):
+            err = one_line(run_cli(*args, env={"SYSRETSTAT_BTF": str(path)},
+                                   timeout=30), 2)
+            assert err.startswith("sysretstat: error: SYSRETSTAT_BTF=%s: "
+                                  % path) and words in err, err
