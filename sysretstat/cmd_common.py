@@ -30,7 +30,8 @@ def interval_option(default=1.0):
     def deco(f):
         return click.option("-i", "--interval", type=float, default=default,
                             show_default=True, metavar="SECONDS",
-                            help="Seconds between snapshots.")(f)
+                            help="Seconds between snapshots (0.01 to "
+                                 "86400).")(f)
     return deco
 
 
