@@ -33,9 +33,10 @@ BTF_MAX_BYTES = 64 << 20
 
 
 def check_btf_file(path):
-    """UsageError unless `path` is a readable regular file of at most
-    BTF_MAX_BYTES.  Opened O_NONBLOCK, so a FIFO cannot block it."""
-    from .errors import UsageError
+    """KernelFeatureMissing (exit 1, as a missing kernel BTF) unless
+    `path` is a readable regular file of at most BTF_MAX_BYTES.  Opened
+    O_NONBLOCK, so a FIFO cannot block it."""
+    from .errors import KernelFeatureMissing
     import stat
     why = None
     try:
@@ -54,7 +55,7 @@ def check_btf_file(path):
     except OSError as e:
         why = e.strerror or str(e)
     if why:
-        raise UsageError("SYSRETSTAT_BTF=%s: %s" % (path, why))
+        raise KernelFeatureMissing("SYSRETSTAT_BTF=%s: %s" % (path, why))
 
 
 def btf_is_custom():
