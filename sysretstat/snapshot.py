@@ -553,7 +553,8 @@ def check_meta(meta):
         if meta.get(k) is not None and not _number(meta[k]):
             raise ValueError("meta.%s is not a number" % k)
     for k in _META_DICT:
-        if meta.get(k) is not None and not isinstance(meta[k], dict):
+        # Present means an object: outputs read them with .get(k, {}).
+        if k in meta and not isinstance(meta[k], dict):
             raise ValueError("meta.%s is not an object" % k)
     rec = meta.get("recording") or {}
     for k in ("intervals", "format_version"):
@@ -566,7 +567,7 @@ def check_meta(meta):
         if v is not None and not isinstance(v, bool) and not _number(v):
             raise ValueError("meta.bpf.%s is not a number" % k)
     g = meta.get("guard") or {}
-    if g.get("task_size_max") is not None and not (
+    if "task_size_max" in g and not (
             isinstance(g["task_size_max"], int)
             and 0 <= g["task_size_max"] < 1 << 64):
         raise ValueError("meta.guard.task_size_max is not an address")
