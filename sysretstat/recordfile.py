@@ -200,6 +200,11 @@ def check_writable(path):
         raise RecordFileError("%s is a directory" % path)
     if os.path.exists(path) and not os.path.isfile(path):
         raise RecordFileError("%s exists and is not a regular file" % path)
+    old = path + ".old"
+    if os.path.lexists(path) and os.path.lexists(old) and \
+            not os.path.isfile(old):
+        raise RecordFileError("%s exists and is not a regular file (%s "
+                              "would be moved there)" % (old, path))
     if not os.path.isdir(d):
         raise RecordFileError("cannot create %s: no such directory" % path)
     if not os.access(d, os.W_OK | os.X_OK):
