@@ -422,9 +422,10 @@ class Server:
             except _Refuse as r:
                 self.counts["too_large" if r.code in (414, 431) else
                             "bad"] += 1
-                await self._send(writer, _response(
-                    r.code, r.text.encode(), "text/plain; charset=utf-8",
-                    close=True))
+                if await self._send(writer, _response(
+                        r.code, r.text.encode(), "text/plain; charset=utf-8",
+                        close=True)):
+                    await self._linger(reader, writer)
                 return
             if req is None:
                 return              # the client closed between requests
@@ -432,9 +433,34 @@ class Server:
             if not await self._send(writer, data):
                 return
             if close:
+                await self._linger(reader, writer)
                 return
             # Keep-alive: the next head may come after a pause.
             wait = lim.idle_timeout + lim.head_timeout
+
+    async def _linger(self, reader, writer):
+        """Close after a response without destroying it: closing with
+        unread input (the rest of an oversized head, a body) makes the
+        kernel send a reset that can overtake the response.  So: end our
+        side, then read and drop what comes, for at most 1 s and 1 MiB."""
+        try:
+            writer.write_eof()
+        except (OSError, RuntimeError):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        left = 1 << 20
+        while left > 0:
+            wait = deadline - loop.time()
+            if wait <= 0:
+                break
+            try:
+                b = await asyncio.wait_for(reader.read(16384), wait)
+            except (asyncio.TimeoutError, OSError):
+                break
+            if not b:
+                break
+            left -= len(b)
 
     async def _read_head(self, reader):
         lim = self.limits
