@@ -433,7 +433,11 @@ class Server:
             if not await self._send(writer, data):
                 return
             if close:
-                await self._linger(reader, writer)
+                h = req[3]
+                if h.get("content-length", "0") != "0" or \
+                        "transfer-encoding" in h:
+                    # A body we did not read is still coming.
+                    await self._linger(reader, writer)
                 return
             # Keep-alive: the next head may come after a pause.
             wait = lim.idle_timeout + lim.head_timeout
@@ -442,14 +446,15 @@ class Server:
         """Close after a response without destroying it: closing with
         unread input (the rest of an oversized head, a body) makes the
         kernel send a reset that can overtake the response.  So: end our
-        side, then read and drop what comes, for at most 1 s and 1 MiB."""
+        side, then read and drop what comes, for at most 0.5 s and
+        256 KiB (a client sending more is cut off regardless)."""
         try:
             writer.write_eof()
         except (OSError, RuntimeError):
             return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 1.0
-        left = 1 << 20
+        deadline = loop.time() + 0.5
+        left = 256 << 10
         while left > 0:
             wait = deadline - loop.time()
             if wait <= 0:
