@@ -271,6 +271,15 @@ class Limits:
     top_max = 10 ** 6           # ?top= larger than any table is "all"
 
 
+if hasattr(asyncio, "timeout"):
+    async def _within(aw, seconds):
+        # Python >= 3.11: a deadline without a task per call.
+        async with asyncio.timeout(seconds):
+            return await aw
+else:
+    _within = asyncio.wait_for
+
+
 class _Refuse(Exception):
     def __init__(self, code, text=None):
         super().__init__(code)
@@ -396,8 +405,10 @@ class Server:
         if self.active >= self.max_connections:
             self.counts["refused"] += 1
             # An answer, not a reset: the client knows to come back.
-            await self._send(writer, _response(
-                503, b"too many connections\n", "text/plain", close=True))
+            if await self._send(writer, _response(
+                    503, b"too many connections\n", "text/plain",
+                    close=True)):
+                await self._linger(reader, writer)
             writer.transport.abort()
             return
         self.active += 1
@@ -415,7 +426,7 @@ class Server:
         wait = lim.head_timeout
         for _ in range(lim.requests_per_connection):
             try:
-                req = await asyncio.wait_for(self._read_head(reader), wait)
+                req = await _within(self._read_head(reader), wait)
             except asyncio.TimeoutError:
                 self.counts["timeouts"] += 1
                 return
@@ -460,7 +471,7 @@ class Server:
             if wait <= 0:
                 break
             try:
-                b = await asyncio.wait_for(reader.read(16384), wait)
+                b = await _within(reader.read(16384), wait)
             except (asyncio.TimeoutError, OSError):
                 break
             if not b:
@@ -576,7 +587,8 @@ class Server:
     async def _send(self, writer, data):
         try:
             writer.write(data)
-            await asyncio.wait_for(writer.drain(), self.limits.write_timeout)
+            if writer.transport.get_write_buffer_size():
+                await _within(writer.drain(), self.limits.write_timeout)
             return True
         except asyncio.TimeoutError:
             self.counts["timeouts"] += 1
