@@ -186,11 +186,13 @@ COUNT_MAX = 1 << 63
 
 
 def count(v):
-    """A count read from a file or a document: an integer in
-    [0, 2**63), else ValueError (counts never go negative)."""
+    """A count read from a file or a document: an integer of 64 bits,
+    else ValueError.  Negative values are allowed: an interval's delta
+    can carry a correction (a return first counted as SYSRET, then
+    moved to "signal" in the next interval)."""
     if isinstance(v, bool) or not isinstance(v, int) or \
-            not 0 <= v < COUNT_MAX:
-        raise ValueError("count %.40r is not a non-negative integer" % (v,))
+            not -COUNT_MAX <= v < COUNT_MAX:
+        raise ValueError("count %.40r is not a 64-bit integer" % (v,))
     return v
 
 

@@ -76,7 +76,7 @@ def test_deep_nesting_and_bad_types(run_cli, tmp_path):
                    {"meta": dict(doc["meta"], guard="x")},
                    {"meta": dict(doc["meta"], duration_s="x")},
                    {"meta": dict(doc["meta"], command=["rm"])},
-                   {"totals": dict(doc["totals"], paths={"sysret": -5})},
+                   {"totals": dict(doc["totals"], paths={"sysret": 2 ** 64})},
                    {"totals": dict(doc["totals"],
                                    paths={"sysret": 10 ** 400})},
                    {"processes": [{"pid": "x"}]}, {"threads": 5}):

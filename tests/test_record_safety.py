@@ -198,20 +198,35 @@ def test_failures_keep_both_files(tmp_path, argv, err):
     assert untouched(tmp_path), f
 
 
+def published(d):
+    """Observable: the new recording has taken FILE's name."""
+    try:
+        return (d / "r.data.old").read_bytes() == OLD_A
+    except OSError:
+        return False
+
+
 @pytest.mark.bpf
 def test_kill_sweep(tmp_path):
-    """SIGKILL from 0 to 1 s after start, a 0.2 s interval: before the
-    first interval both files are as they were; after it the new
-    recording is FILE and the previous FILE is FILE.old.  Nothing else
-    is ever left in the directory."""
+    """SIGKILL from 0 to 1 s after start, a 0.2 s interval, and once more
+    just after the new file is published (polled): before the first
+    interval both files are as they were; after it the new recording is
+    FILE and the previous FILE is FILE.old.  Nothing else is ever left
+    in the directory."""
     seen = set()
     for k, delay in enumerate([0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6,
-                               0.8, 1.0]):
+                               0.8, 1.0, "published"]):
         d = tmp_path / str(k)
         d.mkdir()
         prepare(d)
         p = record(d, "-q", "-i", "0.2")
-        time.sleep(delay)           # the sweep itself is a time sweep
+        if delay == "published":
+            deadline = time.monotonic() + 60
+            while not published(d) and p.poll() is None and \
+                    time.monotonic() < deadline:
+                time.sleep(0.005)
+        else:
+            time.sleep(delay)       # the sweep itself is a time sweep
         p.send_signal(signal.SIGKILL)
         p.communicate(timeout=60)
         if untouched(d):
@@ -219,5 +234,6 @@ def test_kill_sweep(tmp_path):
         else:
             assert rotated(d), (delay, os.listdir(d))
             seen.add("rotated")
-    # The sweep covers both sides of the first interval.
+    # Both sides of the first interval were seen (0 s is always before
+    # it; "published" always after).
     assert seen == {"untouched", "rotated"}
