@@ -15,10 +15,12 @@ port, then for --seconds, all at once and each in its own process:
   slowloris   N connections sending a request head one byte a second,
               reconnecting when cut: counts how many were cut;
   oversized   N connections sending 65 KB header lines with no end,
-              reconnecting when cut: counts 431s and cuts;
+              reconnecting --again s after being cut: counts 431s and
+              cuts;
   probe       GET /healthz every 20 ms: p50, p99, max latency;
 
-and samples the daemon's RSS (VmRSS) every 0.5 s.  All traffic goes to
+and samples the daemon's RSS (VmRSS) every 0.5 s and its CPU time
+(daemon_cpu_share: 1.0 is one core busy the whole run).  All traffic goes to
 127.0.0.1; every loop ends at the deadline.  Prints one JSON document;
 exit status 1 unless scrapers saw 0 errors, /healthz p99 <= 100 ms and
 RSS stayed <= 150 MB (the issue's bar).
@@ -109,7 +111,13 @@ def scrapers(port, n, until, pause, out):
     out.put(("scrapers", asyncio.run(main())))
 
 
-def abuse(port, slow, big, until, out):
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def abuse(port, slow, big, until, out, again=1.0):
     async def slowloris(st):
         while time.monotonic() < until:
             try:
@@ -154,7 +162,7 @@ def abuse(port, slow, big, until, out):
                 w.close()
             except Exception:
                 pass
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(again)
 
     async def main():
         st = {"slowloris_cut": 0, "connect_errors": 0, "oversized_431": 0,
@@ -200,7 +208,12 @@ def main():
     ap.add_argument("--scrapers", type=int, default=500)
     ap.add_argument("--slowloris", type=int, default=300)
     ap.add_argument("--oversized", type=int, default=40)
-    ap.add_argument("--pause", type=float, default=0.05)
+    ap.add_argument("--pause", type=float, default=0.05,
+                    help="each scraper waits up to this long between "
+                         "scrapes (default 0.05)")
+    ap.add_argument("--again", type=float, default=1.0,
+                    help="an oversized client reconnects this long after "
+                         "being cut off (default 1)")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args()
     if not 0 < a.seconds <= 3600:
@@ -210,12 +223,14 @@ def main():
         # Let the first snapshot publish.
         time.sleep(1.5)
         rss0 = rss_mb(d.pid)
+        cpu0 = cpu_seconds(d.pid)
         until = time.monotonic() + a.seconds
         out = mp.Queue()
         procs = [mp.Process(target=scrapers, args=(port, a.scrapers, until,
                                                    a.pause, out)),
                  mp.Process(target=abuse, args=(port, a.slowloris,
-                                                a.oversized, until, out)),
+                                                a.oversized, until, out,
+                                                a.again)),
                  mp.Process(target=probe, args=(port, until, out))]
         for p in procs:
             p.start()
@@ -230,6 +245,7 @@ def main():
         for p in procs:
             p.join(30)
         rss_end = rss_mb(d.pid)
+        cpu = cpu_seconds(d.pid) - cpu0
         alive = d.poll() is None
     finally:
         if d.poll() is None:
@@ -242,6 +258,8 @@ def main():
            "results": results, "scrape_errors": scrape_errors,
            "rss_mb": {"start": round(rss0, 1), "max": round(rss_max, 1),
                       "end": round(rss_end, 1)},
+           "daemon_cpu_share": round(cpu / a.seconds, 2),
+           "scrapes_per_s": round(s["ok"] / a.seconds),
            "daemon_alive": alive}
     print(json.dumps(doc, indent=1))
     if a.json:
