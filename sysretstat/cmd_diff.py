@@ -36,7 +36,7 @@ def command(before, after, as_json, fmt, top):
         rec, snap, schema = diff.load(path)
         if rec is not None and rec.warning:
             sys.stderr.write("sysretstat: warning: %s: %s\n"
-                             % (path, rec.warning))
+                             % (safe(path), safe(rec.warning)))
         sides.append((path, snap, schema))
     (pb, sb, kb), (pa, sa, ka) = sides
     if kb != ka:

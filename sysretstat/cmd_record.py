@@ -12,6 +12,7 @@ from .cmd_common import (StopFlag, cgroup_option, check_duration,
 from .collector import Collector
 from .launch import GatedCommand
 from .quietgc import FrameGC
+from .textsafe import safe
 from .tracer import Options
 
 
@@ -125,7 +126,7 @@ def _record(output, duration, interval, pids, comm, cgroup, no_latency,
         rc = cmd.wait()
         if rc != 0 and not quiet:
             sys.stderr.write("sysretstat: %s exited with status %d\n"
-                             % (cmd.argv[0], rc))
+                             % (safe(cmd.argv[0]), rc))
     return 0
 
 
@@ -160,7 +161,7 @@ class Progress:
         if self.quiet and not always:
             return
         self.clear()
-        self.stream.write("sysretstat: %s\n" % message)
+        self.stream.write("sysretstat: %s\n" % safe(message))
         self.stream.flush()
 
     def clear(self):
@@ -177,7 +178,7 @@ class Progress:
         self.stream.write("sysretstat: recorded %d returns, %d IRET (%.2f%%) "
                           "in %.1fs to %s (%s)\n"
                           % (t.returns, t.iret, 100 * t.iret_share,
-                             snap.meta.get("duration_s") or 0, path,
+                             snap.meta.get("duration_s") or 0, safe(path),
                              _size(nbytes)))
 
 
