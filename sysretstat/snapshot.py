@@ -522,7 +522,7 @@ class Snapshot:
                 fields = check_fields({
                     k: v for k, v in item.items()
                     if k not in ("returns", "paths", "reasons",
-                                 "latency_ns")})
+                                 "latency_ns")}, t)
                 s.table(t)[row_key(t, fields)] = Row(
                     row_key(t, fields), fields, c)
         return s
@@ -589,8 +589,17 @@ _FIELD_TYPES = {"pid": int, "tid": int, "nr": int, "cpu": int,
                 "cgroup": str}
 
 
-def check_fields(fields):
-    """ValueError unless a row's identity fields have their types."""
+# The identity every output reads from a row of each table.
+REQUIRED_FIELDS = {"processes": ("pid",), "threads": ("pid", "tid"),
+                   "syscalls": ("abi", "nr"), "cpus": ("cpu",)}
+
+
+def check_fields(fields, table=None):
+    """ValueError unless a row's identity fields have their types (and,
+    given its table, are all there)."""
+    for k in REQUIRED_FIELDS.get(table, ()):
+        if fields.get(k) is None:
+            raise ValueError("a row of %s without %s" % (table, k))
     for k, t in _FIELD_TYPES.items():
         v = fields.get(k)
         if v is None:
