@@ -345,6 +345,10 @@ class Server:
     def serve_forever(self, poll_interval=None):
         from concurrent.futures import ThreadPoolExecutor
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="render")
+        # The loop shares the interpreter with the collector and the
+        # renderers: hand it the lock more often than every 5 ms, so that
+        # a snapshot or a rendering in progress delays /healthz little.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._entered.set()
