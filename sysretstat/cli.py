@@ -14,6 +14,7 @@ import click
 
 from . import __version__
 from .errors import SysretstatError
+from .textsafe import safe
 
 COMMANDS = ("doctor", "record", "report", "diff", "top", "daemon", "bench",
             "completion")
@@ -57,14 +58,69 @@ def cli(verbose):
 
 
 def error(msg, code=1):
-    sys.stderr.write("sysretstat: error: %s\n" % msg)
+    # One line, and nothing from a name or a file reaches the terminal raw.
+    sys.stderr.write("sysretstat: error: %s\n" % safe(msg))
     return code
 
 
+class OutputError(SysretstatError):
+    """Standard output cannot be written (full disk, I/O error)."""
+
+
+class _Stdout:
+    """sys.stdout, with a write error other than EPIPE turned into one
+    OutputError (so that `report > /dev/full` is one line, not a
+    traceback)."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def _do(self, fn, *args):
+        try:
+            return fn(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError("writing standard output: %s"
+                              % (e.strerror or e)) from None
+
+    def write(self, s):
+        return self._do(self._f.write, s)
+
+    def flush(self):
+        return self._do(self._f.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _silence_stdout():
+    """Whatever is still buffered for stdout goes nowhere, so the
+    interpreter's last flush cannot fail again on the way out."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.__stdout__.fileno())
+        os.close(fd)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
 def main(argv=None):
+    wrapped = not isinstance(sys.stdout, _Stdout)
+    if wrapped:
+        sys.stdout = _Stdout(sys.stdout)
+    try:
+        return _main(argv)
+    finally:
+        if wrapped:
+            sys.stdout = sys.stdout._f
+
+
+def _main(argv):
     try:
         rv = cli.main(args=argv, prog_name="sysretstat",
                       standalone_mode=False)
+        sys.stdout.flush()
         return rv if isinstance(rv, int) else 0
     except click.exceptions.NoSuchOption as e:
         return error(e.format_message(), 2)
@@ -74,17 +130,24 @@ def main(argv=None):
         return 130
     except click.exceptions.Exit as e:
         return e.exit_code
+    except OutputError as e:
+        _silence_stdout()
+        return error(str(e), e.exit_code)
     except SysretstatError as e:
         return error(str(e), e.exit_code)
     except BrokenPipeError:
         # Output closed early (e.g. piped into head): not an error.
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
+        _silence_stdout()
         return 0
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        # A bug, or an input no check foresaw: still one line.  The
+        # traceback is for SYSRETSTAT_DEBUG=1.
+        if os.environ.get("SYSRETSTAT_DEBUG"):
+            raise
+        return error("internal error: %s: %s (SYSRETSTAT_DEBUG=1 shows "
+                     "where)" % (type(e).__name__, e), 1)
 
 
 if __name__ == "__main__":

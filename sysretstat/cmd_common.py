@@ -1,5 +1,6 @@
 """Options and helpers shared by several commands."""
 
+import math
 import signal
 import threading
 
@@ -8,8 +9,18 @@ import click
 from .errors import UsageError
 
 
+# Linux's PID_MAX_LIMIT: no pid is larger (and a larger one does not fit
+# the kernel's pid_t).
+PID_MAX = 1 << 22
+# A shorter interval spends the CPU on reading maps, not on the host.
+INTERVAL_MIN = 0.01
+INTERVAL_MAX = 86400.0
+DURATION_MAX = 10 * 365 * 86400.0
+
+
 def pid_option(f):
-    return click.option("-p", "--pid", "pids", type=int, multiple=True,
+    return click.option("-p", "--pid", "pids",
+                        type=click.IntRange(1, PID_MAX), multiple=True,
                         metavar="PID",
                         help="Trace this process and its threads "
                              "(repeatable).")(f)
@@ -19,7 +30,8 @@ def interval_option(default=1.0):
     def deco(f):
         return click.option("-i", "--interval", type=float, default=default,
                             show_default=True, metavar="SECONDS",
-                            help="Seconds between snapshots.")(f)
+                            help="Seconds between snapshots (0.01 to "
+                                 "86400).")(f)
     return deco
 
 
@@ -39,6 +51,19 @@ def cgroup_option(f):
 def check_interval(interval):
     if not interval > 0:
         raise UsageError("interval must be a positive number of seconds")
+    if not INTERVAL_MIN <= interval <= INTERVAL_MAX:
+        raise UsageError("interval must be between %g and %g seconds"
+                         % (INTERVAL_MIN, INTERVAL_MAX))
+
+
+def check_duration(duration):
+    if duration is None:
+        return
+    if not duration > 0:
+        raise UsageError("duration must be a positive number of seconds")
+    if math.isinf(duration) or duration > DURATION_MAX:
+        raise UsageError("duration must be at most %g seconds"
+                         % DURATION_MAX)
 
 
 class StopFlag:

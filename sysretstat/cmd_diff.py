@@ -8,6 +8,7 @@ from . import diff
 from .errors import RecordFileError
 from .render_hist import fmt_ns
 from .textwidth import fit_lines, fit_table, output_width
+from .textsafe import safe
 
 
 @click.command("diff")
@@ -35,7 +36,7 @@ def command(before, after, as_json, fmt, top):
         rec, snap, schema = diff.load(path)
         if rec is not None and rec.warning:
             sys.stderr.write("sysretstat: warning: %s: %s\n"
-                             % (path, rec.warning))
+                             % (safe(path), safe(rec.warning)))
         sides.append((path, snap, schema))
     (pb, sb, kb), (pa, sa, ka) = sides
     if kb != ka:
@@ -115,8 +116,9 @@ def render(doc, top, markdown=False, width=None):
     for which in ("before", "after"):
         d = doc[which]
         out.append(fit_lines("%-7s %s  kernel %s  %.1fs%s" % (
-            which + ":", d["file"], d["kernel"], d["duration_s"] or 0,
-            "  command: %s" % d["command"] if d["command"] else ""),
+            which + ":", safe(d["file"]), safe(d["kernel"]),
+            d["duration_s"] or 0,
+            "  command: %s" % safe(d["command"]) if d["command"] else ""),
             width) + "\n")
     if markdown:
         out = ["# sysretstat diff\n\n```\n"] + out + ["```\n"]
@@ -125,7 +127,7 @@ def render(doc, top, markdown=False, width=None):
 
     rs = doc["reasons"]
     if rs:
-        rows = [[r["reason"], r["before"], r["after"], _n(r["delta"]),
+        rows = [[safe(r["reason"]), r["before"], r["after"], _n(r["delta"]),
                  "%s->%s" % (_pct(r["share_before"]), _pct(r["share_after"]))]
                 for r in rs]
         body = fit_table(rows, ["reason", "before", "after", "delta",
@@ -138,8 +140,9 @@ def render(doc, top, markdown=False, width=None):
     section("IRET reasons", body)
 
     for table, title, ident in (
-            ("processes", "By process name", lambda r: [r["comm"]]),
-            ("syscalls", "By syscall", lambda r: [r["abi"], r["name"]])):
+            ("processes", "By process name", lambda r: [safe(r["comm"])]),
+            ("syscalls", "By syscall",
+             lambda r: [safe(r["abi"]), safe(r["name"])])):
         rows = doc[table][:top]
         n = doc[table + "_total"]
         idh = ["comm"] if table == "processes" else ["abi", "syscall"]

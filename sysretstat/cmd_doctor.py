@@ -8,6 +8,7 @@ import click
 
 from . import _libbpf, hostinfo, kernels, objects, tracer
 from .errors import SysretstatError
+from .textsafe import safe
 
 
 def _check(name, ok, detail, required=True):
@@ -107,11 +108,12 @@ def command(as_json):
     else:
         w = sys.stdout.write
         for k, v in facts.items():
-            w("%-14s %s\n" % (k, "%#x" % v if k == "task_size_max" else v))
+            w("%-14s %s\n" % (k, "%#x" % v if k == "task_size_max"
+                               else safe(v)))
         w("\n")
         for c in checks:
             mark = "ok" if c["ok"] else ("FAIL" if c["required"] else "warn")
-            w("%-4s  %-26s %s\n" % (mark, c["check"], c["detail"]))
+            w("%-4s  %-26s %s\n" % (mark, c["check"], safe(c["detail"])))
         w("\n%s\n" % ("sysretstat can run here." if ok else
                       "sysretstat cannot run here: see FAIL above."))
     return 0 if ok else 1

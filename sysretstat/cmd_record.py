@@ -6,19 +6,21 @@ import time
 import click
 
 from . import recordfile
-from .cmd_common import (StopFlag, cgroup_option, check_interval,
-                         interval_option, latency_option, pid_option)
+from .cmd_common import (StopFlag, cgroup_option, check_duration,
+                         check_interval, interval_option, latency_option,
+                         pid_option)
 from .collector import Collector
-from .errors import UsageError
 from .launch import GatedCommand
 from .quietgc import FrameGC
+from .textsafe import safe
 from .tracer import Options
 
 
 @click.command("record", context_settings={"ignore_unknown_options": False})
 @click.option("-o", "--output", default="sysretstat.data", show_default=True,
-              metavar="FILE", help="Record file (an existing one becomes "
-                                   "FILE.old).")
+              metavar="FILE", help="Record file, mode 0600 (an existing one "
+                                   "becomes FILE.old once the new one "
+                                   "holds a complete interval).")
 @click.option("-d", "--duration", type=float, metavar="SECONDS",
               help="Stop after this many seconds.")
 @interval_option(1.0)
@@ -47,8 +49,7 @@ def command(output, duration, interval, pids, comm, cgroup, no_latency,
     complete interval.
     """
     check_interval(interval)
-    if duration is not None and not duration > 0:
-        raise UsageError("duration must be a positive number of seconds")
+    check_duration(duration)
     # Before anything is loaded or started: a bad FILE fails fast.
     recordfile.check_writable(output)
     cmd = None
@@ -75,10 +76,8 @@ def _record(output, duration, interval, pids, comm, cgroup, no_latency,
         if cmd is not None:
             col.add_pid(cmd.pid, follow=True)
         meta = dict(col.snapshot().meta, interval_s=interval)
-        writer = recordfile.Writer(output, fsync=fsync)
-        if writer.rotated and not quiet:
-            sys.stderr.write("sysretstat: moved the existing %s to %s.old\n"
-                             % (output, output))
+        writer = recordfile.Writer(output, fsync=fsync,
+                                   notify=progress.note)
         writer.begin(meta)
         # The first interval counts from attach, so nothing is missed.
         prev = None
@@ -127,7 +126,7 @@ def _record(output, duration, interval, pids, comm, cgroup, no_latency,
         rc = cmd.wait()
         if rc != 0 and not quiet:
             sys.stderr.write("sysretstat: %s exited with status %d\n"
-                             % (cmd.argv[0], rc))
+                             % (safe(cmd.argv[0]), rc))
     return 0
 
 
@@ -156,6 +155,15 @@ class Progress:
         self.stream.flush()
         self.shown = True
 
+    def note(self, message, always=False):
+        """A line about the files (rotation); one that says something
+        was deleted shows even with -q."""
+        if self.quiet and not always:
+            return
+        self.clear()
+        self.stream.write("sysretstat: %s\n" % safe(message))
+        self.stream.flush()
+
     def clear(self):
         if self.shown:
             self.stream.write("\r\033[K")
@@ -170,7 +178,7 @@ class Progress:
         self.stream.write("sysretstat: recorded %d returns, %d IRET (%.2f%%) "
                           "in %.1fs to %s (%s)\n"
                           % (t.returns, t.iret, 100 * t.iret_share,
-                             snap.meta.get("duration_s") or 0, path,
+                             snap.meta.get("duration_s") or 0, safe(path),
                              _size(nbytes)))
 
 

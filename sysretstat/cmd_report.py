@@ -11,6 +11,7 @@ from .render_csv import render_csv
 from .render_text import VIEWS, render_report
 from .textwidth import output_width
 from .snapshot import SORT_KEYS
+from .textsafe import safe
 
 FORMATS = ("text", "json", "csv", "markdown")
 
@@ -23,8 +24,8 @@ def load(path):
             "record`, or name the file)")
     rec = recordfile.read(path)
     if rec.warning:
-        sys.stderr.write("sysretstat: warning: %s: %s\n" % (path,
-                                                            rec.warning))
+        sys.stderr.write("sysretstat: warning: %s: %s\n"
+                         % (safe(path), safe(rec.warning)))
     return rec, rec.cumulative()
 
 

@@ -51,7 +51,9 @@ from .errors import SysretstatError, UsageError
                    "host.")
 @click.option("--connect", "urls", multiple=True, metavar="URL",
               help="Show running `sysretstat daemon`s (repeatable; their "
-                   "counts are merged) instead of tracing locally.")
+                   "counts are merged) instead of tracing locally.  The "
+                   "process and thread views need daemons run with "
+                   "--expose-processes.")
 @click.option("--per-host", is_flag=True,
               help="With --connect: add a table of hosts (view 5).")
 @click.option("--frame-log", type=click.Path(dir_okay=False), hidden=True,

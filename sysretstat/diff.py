@@ -9,20 +9,33 @@ median latency.  Counts are raw: compare runs of the same workload
 """
 
 import json
+import os
 
 from . import recordfile
 from .errors import RecordFileError
 from .snapshot import SCHEMA, Counts, Snapshot
 
 DIFF_SCHEMA = "sysretstat-diff/1"
+# A report of a busy host is a few MB; more than this is not one.
+JSON_MAX_BYTES = 256 << 20
 PCTS = (("p50", .5), ("p90", .9), ("p99", .99), ("p999", .999))
 
 
 def load(path):
     """(Snapshot, schema) from a record file or a `report --json` file."""
     try:
-        with open(path, "rb") as f:
+        fd = recordfile.open_regular(path)
+        with os.fdopen(fd, "rb") as f:
             head = f.read(64)
+            size = os.fstat(fd).st_size
+            if not head.startswith(b'{"format"') and \
+                    head.lstrip().startswith(b"{"):
+                if size > JSON_MAX_BYTES:
+                    raise RecordFileError(
+                        "%s: a JSON document of %d bytes; the limit is %d"
+                        % (path, size, JSON_MAX_BYTES))
+                f.seek(0)
+                data = f.read(JSON_MAX_BYTES + 1)
     except OSError as e:
         raise recordfile.file_error(path, e) from None
     if head.startswith(b'{"format"'):
@@ -30,9 +43,8 @@ def load(path):
         return rec, rec.cumulative(), rec.schema
     if head.lstrip().startswith(b"{"):
         try:
-            with open(path, "rb") as f:
-                doc = json.load(f)
-        except (ValueError, UnicodeDecodeError) as e:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise RecordFileError("%s: not a sysretstat recording or JSON "
                                   "report (%s)" % (path, e))
         schema = doc.get("schema") if isinstance(doc, dict) else None
@@ -44,8 +56,10 @@ def load(path):
                                   "compares %s" % (path, schema, SCHEMA))
         try:
             snap = Snapshot.from_report(doc)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise RecordFileError("%s: malformed report (%s)" % (path, e))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError,
+                OverflowError, RecursionError) as e:
+            raise RecordFileError("%s: malformed report (%s: %s)"
+                                  % (path, type(e).__name__, e))
         return None, snap, schema
     # Neither: let the record reader give its precise message.
     rec = recordfile.read(path)

@@ -21,7 +21,41 @@ BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 def btf_path():
     """The kernel BTF to relocate against: $SYSRETSTAT_BTF (for kernels
     whose BTF ships as a file, e.g. from BTFHub) or the kernel's own."""
-    return os.environ.get("SYSRETSTAT_BTF") or BTF_VMLINUX
+    custom = os.environ.get("SYSRETSTAT_BTF")
+    if custom:
+        check_btf_file(custom)
+    return custom or BTF_VMLINUX
+
+
+# A vmlinux BTF is a few MiB; SYSRETSTAT_BTF must be a regular file no
+# larger than this (reading /dev/zero would never end).
+BTF_MAX_BYTES = 64 << 20
+
+
+def check_btf_file(path):
+    """KernelFeatureMissing (exit 1, as a missing kernel BTF) unless
+    `path` is a readable regular file of at most BTF_MAX_BYTES.  Opened
+    O_NONBLOCK, so a FIFO cannot block it."""
+    from .errors import KernelFeatureMissing
+    import stat
+    why = None
+    try:
+        if "\0" in path:
+            raise OSError(22, "a file name cannot hold a NUL byte")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(st.st_mode):
+            why = "not a regular file"
+        elif st.st_size > BTF_MAX_BYTES:
+            why = "%d bytes, more than a BTF file (limit %d)" % (
+                st.st_size, BTF_MAX_BYTES)
+    except OSError as e:
+        why = e.strerror or str(e)
+    if why:
+        raise KernelFeatureMissing("SYSRETSTAT_BTF=%s: %s" % (path, why))
 
 
 def btf_is_custom():

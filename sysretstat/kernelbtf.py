@@ -7,12 +7,9 @@ kernels backport.  The BTF is parsed once per process by libbpf
 """
 
 import ctypes
-import os
-import stat
 import threading
 
 from . import _libbpf, hostinfo
-from .errors import KernelFeatureMissing
 
 # BTF kinds (include/uapi/linux/btf.h).
 KIND_TYPEDEF = 8
@@ -38,10 +35,6 @@ _SIGNATURES = {
 _lock = threading.Lock()
 _cache = {}   # path -> btf pointer (0: unreadable)
 
-# The largest BTF file read: vmlinux BTF is about 6 MB; a path to a
-# device or a huge file must not make the tool read without end.
-MAX_BTF_BYTES = 256 << 20
-
 
 def _lib():
     lb = _libbpf.lib()
@@ -52,21 +45,13 @@ def _lib():
 
 
 def _btf():
-    """libbpf's parsed kernel BTF, or None where it cannot be read."""
+    """libbpf's parsed kernel BTF, or None where it cannot be read.
+    hostinfo.btf_path() refuses a SYSRETSTAT_BTF that is not a regular
+    file of a BTF's size (KernelFeatureMissing)."""
     path = hostinfo.btf_path()
     with _lock:
         if path not in _cache:
-            try:
-                st = os.stat(path)
-            except OSError:
-                st = None
-            if st is not None and (not stat.S_ISREG(st.st_mode) or
-                                   st.st_size > MAX_BTF_BYTES):
-                raise KernelFeatureMissing(
-                    "kernel BTF %s is not a regular file of at most %d MiB"
-                    % (path, MAX_BTF_BYTES >> 20))
-            ptr = _lib().btf__parse(path.encode(), None)
-            _cache[path] = ptr or 0
+            _cache[path] = _lib().btf__parse(path.encode(), None) or 0
         return _cache[path] or None
 
 

@@ -91,16 +91,25 @@ class CommCounters:
     has since evicted are kept.  At most `top` names are exported as
     their own series; the rest add to comm="other".  The exported set
     changes only when a command's recent rate (decayed over intervals)
-    exceeds twice that of the weakest exported one; a newly exported
-    series starts at zero, so that every series, "other" included, only
-    ever goes up (a drop would read as a counter reset to Prometheus).
+    exceeds twice that of the weakest exported one.  No series ever goes
+    down or comes back lower than it was (Prometheus would read either
+    as a counter reset): a name seen for the first time starts at zero
+    (what it did before stays in "other"); a name that leaves the top-N
+    is retired with its value, its series is no longer exported, its
+    later returns count in "other", and if it comes back its series
+    resumes from the retired value.  At most `retired_max` names are
+    remembered that way; once that many have been retired, the exported
+    set stops changing rather than forget one.
     """
 
     HYSTERESIS = 2.0
     MIN_INTERVALS = 3
 
-    def __init__(self, top=10, candidates=None, decay=0.5):
+    def __init__(self, top=10, candidates=None, decay=0.5,
+                 retired_max=None):
         self.top = max(0, int(top))
+        self.retired_max = retired_max or max(1024, 16 * self.top)
+        self.retired = {}           # comm -> its value when it left
         # Scores are remembered for a bounded number of names only: a
         # host that runs a million differently named processes must not
         # grow this table.
@@ -148,7 +157,7 @@ class CommCounters:
                         key=lambda c: (-self.score[c], c))
         for comm in ranked:
             if len(self.exported) < self.top:
-                self.exported[comm] = [0, 0, 0]
+                self._export(comm)
                 continue
             if not self.exported:
                 break
@@ -156,10 +165,19 @@ class CommCounters:
                           key=lambda c: (self.score.get(c, 0.0), c))
             if self.score[comm] > self.HYSTERESIS * max(
                     self.score.get(weakest, 0.0), 0.5):
-                del self.exported[weakest]
-                self.exported[comm] = [0, 0, 0]
+                if weakest not in self.retired and \
+                        len(self.retired) >= self.retired_max:
+                    # Forgetting a retired value could bring a series
+                    # back lower: keep the set as it is instead.
+                    break
+                self.retired[weakest] = self.exported.pop(weakest)
+                self._export(comm)
             else:
                 break
+
+    def _export(self, comm):
+        # A name that was exported before resumes from its value.
+        self.exported[comm] = self.retired.pop(comm, None) or [0, 0, 0]
 
     def _forget(self, comm):
         del self.score[comm]

@@ -32,13 +32,17 @@ offset; a frame that is merely unfinished at the end of the file is
 the mark of a cut, read up to the last committed interval with a warning.
 """
 
+import errno
 import json
+import math
 import os
+import stat
 import zlib
 
 from . import abi
 from .errors import RecordFileError
-from .snapshot import SCHEMA, Counts, Hist, Row, Snapshot
+from .snapshot import (SCHEMA, Counts, Hist, Row, Snapshot, bucket,
+                       check_fields, check_meta, count)
 
 MAGIC = "sysretstat-record"
 VERSION = 2
@@ -51,6 +55,9 @@ _PREFIX_LEN = 35
 _TYPE_AT = _PREFIX_LEN + len('"t":"')
 HEADER_LEN = _TYPE_AT + 1
 FRAME_TYPES = "mdice"
+# What a damaged frame's content can raise while it is decoded.
+_DATA_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError,
+                OverflowError)
 # The first line is short; more than this is not a record file.
 _MAGIC_MAX = 4096
 
@@ -79,7 +86,7 @@ def _dec_counts(v):
     n = v[0]
     if len(n) > abi.NR_OUTCOMES:
         raise ValueError("counts of %d outcomes" % len(n))
-    n = [int(x) for x in n] + [0] * (abi.NR_OUTCOMES - len(n))
+    n = [count(x) for x in n] + [0] * (abi.NR_OUTCOMES - len(n))
     if len(v) == 1:
         return Counts(n)
     if len(v) != 5:
@@ -90,7 +97,8 @@ def _dec_counts(v):
 def _dec_hist(sum_ns, flat):
     if len(flat) % 2:
         raise ValueError("malformed histogram")
-    return Hist(dict(zip(flat[0::2], flat[1::2])), sum_ns)
+    return Hist({bucket(b): count(c) for b, c in zip(flat[0::2], flat[1::2])},
+                count(sum_ns))
 
 
 def encode_rows(s):
@@ -112,19 +120,19 @@ def encode_rows(s):
 def decode_rows(e, meta):
     s = Snapshot(meta, _dec_counts(e["tot"]))
     for pid, start, comm, c in e["proc"]:
-        s.processes[(pid, start)] = Row((pid, start),
-                                        {"pid": pid, "comm": comm},
-                                        _dec_counts(c))
+        f = check_fields({"pid": pid, "start_ns": start, "comm": comm})
+        del f["start_ns"]
+        s.processes[(pid, start)] = Row((pid, start), f, _dec_counts(c))
     for tid, start, pid, comm, c in e["thr"]:
-        s.threads[(tid, start)] = Row((tid, start),
-                                      {"pid": pid, "tid": tid, "comm": comm},
-                                      _dec_counts(c))
+        f = check_fields({"pid": pid, "tid": tid, "start_ns": start,
+                          "comm": comm})
+        del f["start_ns"]
+        s.threads[(tid, start)] = Row((tid, start), f, _dec_counts(c))
     for abi_name, nr, name, c in e["sys"]:
-        s.syscalls[(abi_name, nr)] = Row((abi_name, nr),
-                                         {"nr": nr, "name": name,
-                                          "abi": abi_name}, _dec_counts(c))
+        f = check_fields({"nr": nr, "name": name, "abi": abi_name})
+        s.syscalls[(abi_name, nr)] = Row((abi_name, nr), f, _dec_counts(c))
     for cpu, c in e["cpu"]:
-        s.cpus[cpu] = Row(cpu, {"cpu": cpu}, _dec_counts(c))
+        s.cpus[cpu] = Row(cpu, check_fields({"cpu": cpu}), _dec_counts(c))
     return s
 
 
@@ -142,28 +150,61 @@ def magic_line():
             + "\n").encode()
 
 
-def rotate(path):
+def rotate(path, notify=None):
     """Never overwrite silently: an existing FILE becomes FILE.old.
 
-    Returns True when a file was moved aside.
+    FILE stays in place throughout (it is hard-linked to FILE.old first,
+    where the file system allows), so a kill at any point leaves the
+    previous recording under one of the two names.  Replacing an older
+    FILE.old is said through notify(message, True).  Returns True when a file
+    was moved aside.
     """
-    try:
-        os.replace(path, path + ".old")
-    except FileNotFoundError:
+    old = path + ".old"
+    if not os.path.lexists(path):
         return False
+    if os.path.lexists(old) and not os.path.isfile(old):
+        raise RecordFileError("cannot rename %s to %s: %s exists and is not "
+                              "a regular file" % (path, old, old))
+    replaced = os.path.lexists(old)
+    if replaced and notify is not None:
+        notify("replacing the older %s (it is deleted)" % old, True)
+    tmp = "%s.%d.lnk" % (path, os.getpid())
+    try:
+        try:
+            os.link(path, tmp)
+        except OSError:
+            # No hard links here (vfat, some network file systems).
+            os.replace(path, old)
+        else:
+            os.replace(tmp, old)
     except OSError as e:
-        raise RecordFileError("cannot rename %s to %s.old: %s"
-                              % (path, path, e.strerror))
+        _unlink_quietly(tmp)
+        raise RecordFileError("cannot rename %s to %s: %s"
+                              % (path, old, e.strerror))
     return True
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def check_writable(path):
     """Fail before tracing starts if FILE cannot be written."""
+    if "\0" in path:
+        raise RecordFileError("a file name cannot hold a NUL byte")
     d = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise RecordFileError("%s is a directory" % path)
     if os.path.exists(path) and not os.path.isfile(path):
         raise RecordFileError("%s exists and is not a regular file" % path)
+    old = path + ".old"
+    if os.path.lexists(path) and os.path.lexists(old) and \
+            not os.path.isfile(old):
+        raise RecordFileError("%s exists and is not a regular file (%s "
+                              "would be moved there)" % (old, path))
     if not os.path.isdir(d):
         raise RecordFileError("cannot create %s: no such directory" % path)
     if not os.access(d, os.W_OK | os.X_OK):
@@ -176,28 +217,97 @@ def _nonzero_lost(lost):
 
 
 class Writer:
-    """Writes a recording frame by frame; each frame is one write(2)."""
+    """Writes a recording frame by frame; each frame is one write(2).
+
+    The file has no name (O_TMPFILE; or a temporary name in the same
+    directory where the file system cannot do that) until it holds a
+    complete interval: only then does an existing FILE become FILE.old
+    and the new recording become FILE.  A recording that fails or is
+    killed before that leaves the existing files as they were.
+    """
 
     def __init__(self, path, fsync=False, checkpoint_every=CHECKPOINT_EVERY,
-                 checkpoint_bytes=CHECKPOINT_BYTES):
+                 checkpoint_bytes=CHECKPOINT_BYTES, notify=None):
         self.path = path
         self.fsync = fsync
         self.checkpoint_every = checkpoint_every
         self.checkpoint_bytes = checkpoint_bytes
         check_writable(path)
-        self.rotated = rotate(path)
-        try:
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                              | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            raise RecordFileError("cannot create %s: %s"
-                                  % (path, e.strerror))
+        self.notify = notify
+        self.rotated = False
+        self.published = False
+        self.tmp = None             # the temporary name, where one is used
+        self.fd = _open_unnamed(path)
+        if self.fd is None:
+            self.tmp = "%s.%d.tmp" % (path, os.getpid())
+            try:
+                self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT
+                                  | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except OSError as e:
+                raise RecordFileError("cannot create %s: %s"
+                                      % (path, e.strerror))
         self.n = 0
         self.since_ckpt = 0         # delta bytes since the last checkpoint
         self.ckpt_at = 0            # interval of the last checkpoint
         self.end_s = 0.0
         self.bytes = 0
-        self._write(magic_line())
+        try:
+            # Owner-only, as perf does: it holds command lines.
+            os.fchmod(self.fd, 0o600)
+            self._write(magic_line())
+        except BaseException:
+            self._discard()
+            raise
+
+    def _publish(self):
+        """The recording holds a complete interval: give it its name,
+        moving an existing FILE to FILE.old first.  If that fails, the
+        new recording is dropped and the existing files stay."""
+        try:
+            self._link_and_rotate()
+        except BaseException:
+            self._discard()
+            raise
+        self.published = True
+
+    def _link_and_rotate(self):
+        if self.tmp is None:
+            self.tmp = "%s.%d.tmp" % (self.path, os.getpid())
+            try:
+                proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY
+                               | os.O_CLOEXEC)
+                try:
+                    os.link(str(self.fd), self.tmp, src_dir_fd=proc,
+                            follow_symlinks=True)
+                finally:
+                    os.close(proc)
+            except OSError as e:
+                self.tmp = None
+                raise RecordFileError("cannot create %s: %s"
+                                      % (self.path, e.strerror))
+        if os.path.lexists(self.path) and not os.path.isfile(self.path):
+            raise RecordFileError("%s exists and is not a regular file"
+                                  % self.path)
+        self.rotated = rotate(self.path, self.notify)
+        if self.rotated and self.notify is not None:
+            self.notify("moved the existing %s to %s.old"
+                        % (self.path, self.path), False)
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            raise RecordFileError("cannot create %s: %s"
+                                  % (self.path, e.strerror))
+        self.tmp = None
+
+    def _discard(self):
+        """Drop an unpublished recording; existing files stay as they
+        were."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.tmp is not None:
+            _unlink_quietly(self.tmp)
+            self.tmp = None
 
     def _write(self, data):
         try:
@@ -228,6 +338,8 @@ class Writer:
         self._write(frame({"t": "i", "i": self.n, "dur": dur,
                            "end": self.end_s, "n": delta.totals.n,
                            "lost": _nonzero_lost(delta.meta.get("lost"))}))
+        if not self.published:
+            self._publish()
         if cumulative is not None and (
                 self.n - self.ckpt_at >= self.checkpoint_every
                 or self.since_ckpt >= self.checkpoint_bytes):
@@ -246,10 +358,15 @@ class Writer:
     def close(self, final_meta=None, final=None):
         """Finish: a last checkpoint (if `final` is new) and the end frame.
 
-        Without final_meta the file is left as a cut one would be.
+        Without final_meta the file is left as a cut one would be; one
+        that never held a complete interval is dropped.
         """
         if self.fd is None:
             return
+        if not self.published:
+            if final_meta is None or self.n == 0:
+                self._discard()
+                return
         try:
             if final is not None and self.ckpt_at != self.n:
                 self.checkpoint(final() if callable(final) else final)
@@ -259,6 +376,23 @@ class Writer:
         finally:
             os.close(self.fd)
             self.fd = None
+
+
+def _open_unnamed(path):
+    """An unnamed file in FILE's directory (O_TMPFILE), or None where the
+    file system or kernel cannot make one.  It vanishes if we are killed
+    before it is linked."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag:
+        return None
+    d = os.path.dirname(os.path.abspath(path))
+    try:
+        return os.open(d, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL,
+                       errno.ENOENT):
+            return None
+        raise RecordFileError("cannot create %s: %s" % (path, e.strerror))
 
 
 class Series:
@@ -343,7 +477,7 @@ class Recording:
             raise self._err(off, "checksum mismatch")
         try:
             obj = json.loads(b"{" + body)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise self._err(off, "bad JSON: %s" % e)
         if not isinstance(obj, dict):
             raise self._err(off, "not an object")
@@ -380,9 +514,10 @@ class Recording:
                 if expect != "m":
                     raise self._err(off, "second metadata frame")
                 obj = self._read_frame(off, length)
-                if not isinstance(obj.get("meta"), dict):
-                    raise self._err(off, "metadata is not an object")
-                self.meta = obj["meta"]
+                try:
+                    self.meta = check_meta(obj.get("meta"))
+                except ValueError as e:
+                    raise self._err(off, "bad metadata: %s" % e)
                 expect = "d"
             elif kind == "d":
                 if pending is not None:
@@ -396,7 +531,7 @@ class Recording:
                 obj = self._read_frame(off, length)
                 try:
                     self._tick(obj)
-                except (KeyError, TypeError, ValueError) as e:
+                except _DATA_ERRORS as e:
                     raise self._err(off, "bad interval totals: %s" % e)
                 self._deltas.append(pending)
                 pending = None
@@ -411,9 +546,10 @@ class Recording:
                 if pending is not None:
                     raise self._err(off, "end inside an interval")
                 obj = self._read_frame(off, length)
-                if not isinstance(obj.get("meta"), dict):
-                    raise self._err(off, "final metadata is not an object")
-                self.final_meta = obj["meta"]
+                try:
+                    self.final_meta = check_meta(obj.get("meta"))
+                except ValueError as e:
+                    raise self._err(off, "bad final metadata: %s" % e)
                 self.complete = True
                 expect = ""
             off += length
@@ -448,7 +584,7 @@ class Recording:
         if nl > 0:
             try:
                 head = json.loads(first[:nl])
-            except ValueError:
+            except (ValueError, RecursionError):
                 head = None
         if not isinstance(head, dict) or head.get("format") != MAGIC:
             tag = b'{"format":"%s"' % MAGIC.encode()
@@ -474,13 +610,18 @@ class Recording:
         if obj["i"] != self.intervals + 1:
             raise ValueError("interval %r after %d" % (obj["i"],
                                                        self.intervals))
-        n = [int(x) for x in obj["n"]]
+        n = [count(x) for x in obj["n"]]
         if len(n) != abi.NR_OUTCOMES:
             raise ValueError("%d outcomes" % len(n))
         dur = float(obj["dur"])
         end = float(obj["end"])
+        if not (math.isfinite(dur) and math.isfinite(end) and dur >= 0):
+            raise ValueError("duration %r, end %r" % (dur, end))
         self.series.add(end - dur, dur, n)
-        for k, v in obj.get("lost", {}).items():
+        lost = obj.get("lost", {})
+        if not isinstance(lost, dict):
+            raise ValueError("lost is not an object")
+        for k, v in lost.items():
             if isinstance(v, (int, float)):
                 self.lost[k] = self.lost.get(k, 0) + v
         self.intervals += 1
@@ -490,7 +631,10 @@ class Recording:
     def cumulative(self):
         """The snapshot of the whole recording (up to its last complete
         interval): the last checkpoint plus the deltas after it."""
-        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fd = open_regular(self.path)
+        except OSError as e:
+            raise file_error(self.path, e) from None
         self._fd = fd
         try:
             return self._cumulative()
@@ -505,7 +649,7 @@ class Recording:
             c = self._read_frame(off, length)
             try:
                 total = decode_rows(c, meta)
-            except (KeyError, TypeError, ValueError) as e:
+            except _DATA_ERRORS as e:
                 raise self._err(off, "bad checkpoint: %s" % e)
         else:
             total = Snapshot(meta, Counts.zero(meta.get("filters", {}).get(
@@ -514,7 +658,7 @@ class Recording:
             d = self._read_frame(off, length)
             try:
                 _accumulate(total, d)
-            except (KeyError, TypeError, ValueError, IndexError) as e:
+            except _DATA_ERRORS as e:
                 raise self._err(off, "bad interval: %s" % e)
         if self.complete:
             total.meta.update(self.final_meta)
@@ -539,7 +683,7 @@ def _add_raw(c, v):
         raise ValueError("counts of %d outcomes" % len(n))
     cn = c.n
     for i, x in enumerate(n):
-        cn[i] += x
+        cn[i] += count(x)
     if len(v) == 1:
         return
     if len(v) != 5:
@@ -547,11 +691,11 @@ def _add_raw(c, v):
     if c.lat is None:
         c.lat = [Hist(), Hist()]
     for h, s, flat in ((c.lat[0], v[1], v[2]), (c.lat[1], v[3], v[4])):
-        h.sum_ns += s
+        h.sum_ns += count(s)
         b = h.buckets
         for k in range(0, len(flat) - 1, 2):
-            key = flat[k]
-            b[key] = b.get(key, 0) + flat[k + 1]
+            key = bucket(flat[k])
+            b[key] = b.get(key, 0) + count(flat[k + 1])
 
 
 def _accumulate(total, e):
@@ -574,11 +718,34 @@ def _accumulate(total, e):
             k = key(r)
             row = dst.get(k)
             if row is None:
-                row = dst[k] = Row(k, fields(r), Counts())
+                f = check_fields(fields(r))
+                if isinstance(k, tuple) and not isinstance(k[1], (int, str)):
+                    raise ValueError("bad row key %.40r" % (k,))
+                row = dst[k] = Row(k, f, Counts())
             elif comm_at is not None:
                 # The name can change (exec); the latest one wins.
-                row.fields["comm"] = r[comm_at]
+                row.fields["comm"] = check_fields({"comm": r[comm_at]})[
+                    "comm"]
             _add_raw(row.counts, r[-1])
+
+
+def open_regular(path):
+    """A read-only fd on `path`, which must be a regular file: a FIFO, a
+    device or a socket is refused without blocking in open(2) (hence
+    O_NONBLOCK) and without reading from it."""
+    if "\0" in str(path):
+        raise OSError(errno.EINVAL, "a file name cannot hold a NUL byte")
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def file_error(path, e):
@@ -598,7 +765,7 @@ def read(path):
     """
     rec = Recording(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_regular(path)
     except OSError as e:
         raise file_error(path, e) from None
     rec._fd = fd

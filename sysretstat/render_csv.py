@@ -13,6 +13,7 @@ from .reasons import EXPLAIN
 from .render_hist import PCTS
 from .render_text import IDENT_HEADERS
 from .snapshot import BY_TO_TABLE
+from .textsafe import safe
 
 PCT_NAMES = [n.replace(".", "") for n, _ in PCTS]   # p50 p90 p99 p999
 
@@ -74,11 +75,12 @@ def render_csv(snap, view="process", top=None, sort="returns", series=None):
         rows = snap.sorted_rows(table, sort)
         for r in rows[:top] if top else rows:
             f = r.fields
-            ident = {"processes": lambda: [f["pid"], f.get("comm", "")],
+            ident = {"processes": lambda: [f["pid"],
+                                           safe(f.get("comm", ""))],
                      "threads": lambda: [f["pid"], f["tid"],
-                                         f.get("comm", "")],
-                     "syscalls": lambda: [f["abi"], f["nr"],
-                                          f.get("name", "")],
+                                         safe(f.get("comm", ""))],
+                     "syscalls": lambda: [safe(f["abi"]), f["nr"],
+                                          safe(f.get("name", ""))],
                      "cpus": lambda: [f["cpu"]]}[table]()
             w.writerow(ident + _counts_cols(r.counts) + _lat_cols(r.counts))
     return buf.getvalue()

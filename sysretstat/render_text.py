@@ -10,6 +10,7 @@ from .reasons import EXPLAIN
 from .render_hist import bar, fmt_ns, render_hist
 from .snapshot import BY_TO_TABLE
 from .textwidth import fit_lines, fit_table, text_width
+from .textsafe import safe
 
 TABLE_TITLES = {"processes": "By process", "threads": "By thread",
                 "syscalls": "By syscall", "cpus": "By CPU"}
@@ -34,22 +35,22 @@ def summary(snap, cal=None):
     f = m.get("filters") or {}
     scope = []
     if m.get("command"):
-        scope.append("command: %s" % m["command"])
+        scope.append("command: %s" % safe(m["command"]))
     if f.get("pids") and not f.get("command_tree"):
         scope.append("pids %s" % ",".join(str(p) for p in f["pids"]))
     if f.get("comm"):
-        scope.append("comm %s" % f["comm"])
+        scope.append("comm %s" % safe(f["comm"]))
     if f.get("cgroup"):
-        scope.append("cgroup %s" % f["cgroup"])
+        scope.append("cgroup %s" % safe(f["cgroup"]))
     rec = m.get("recording") or {}
     when = m.get("started_at") or "?"
     lines = [
-        "host %s  kernel %s  %s" % (m.get("hostname", "?"),
-                                    m.get("kernel", "?"),
-                                    m.get("cpu_model", "?")),
+        "host %s  kernel %s  %s" % (safe(m.get("hostname", "?")),
+                                    safe(m.get("kernel", "?")),
+                                    safe(m.get("cpu_model", "?"))),
         "guard: %s" % mode,
         "started %s  duration %.1fs%s%s" % (
-            when, m.get("duration_s") or 0,
+            safe(when), m.get("duration_s") or 0,
             "  %d interval%s of %gs" % (rec["intervals"], "s" * (
                 rec["intervals"] != 1), m["interval_s"])
             if rec.get("intervals") and m.get("interval_s") else "",
@@ -107,11 +108,11 @@ def reasons_table(counts, tablefmt="simple", cal=None, width=None):
 
 def _ident(table, f):
     if table == "processes":
-        return [f["pid"], f.get("comm", "")]
+        return [f["pid"], safe(f.get("comm", ""))]
     if table == "threads":
-        return [f["pid"], f["tid"], f.get("comm", "")]
+        return [f["pid"], f["tid"], safe(f.get("comm", ""))]
     if table == "syscalls":
-        return [f["abi"], f["nr"], f.get("name", "")]
+        return [safe(f["abi"]), f["nr"], safe(f.get("name", ""))]
     return [f["cpu"]]
 
 
@@ -234,7 +235,8 @@ def _lost_line(snap):
     lost = {k: v for k, v in snap.meta.get("lost", {}).items() if v}
     if not lost:
         return ""
-    return "lost: " + ", ".join("%s %s" % kv for kv in sorted(lost.items())) \
+    return "lost: " + ", ".join("%s %s" % (safe(k), safe(v))
+                                for k, v in sorted(lost.items())) \
         + "\n"
 
 

@@ -5,6 +5,7 @@ import time
 
 from . import top_view as tv
 from .textwidth import fit_lines, fit_table
+from .textsafe import safe
 
 
 def summary_line(delta, state, calibration=None, hosts=None):
@@ -12,7 +13,7 @@ def summary_line(delta, state, calibration=None, hosts=None):
     m = delta.meta
     t = delta.totals
     dt = tv.interval_of(delta, state.interval)
-    host = "%d hosts" % len(hosts) if hosts else m.get("hostname", "?")
+    host = "%d hosts" % len(hosts) if hosts else safe(m.get("hostname", "?"))
     fast = "ERETU" if m.get("guard", {}).get("fred") else "SYSRET"
     fast_n = t.eretu if fast == "ERETU" else t.sysret
     s = "%s  %s  returns %s/s  %s %s  IRET %s/s (%s)" % (

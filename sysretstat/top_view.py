@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .reasons import EXPLAIN
 from .snapshot import counts_sort_value
+from .textsafe import safe
 
 VIEWS = ("process", "thread", "syscall", "cpu")
 TABLE_OF = {"process": "processes", "thread": "threads",
@@ -160,13 +161,14 @@ def _ident(view, f, key):
     if f.get("host"):
         # A row of one daemon among several (--connect).
         ident, name = _ident(view, dict(f, host=None), key)
-        return ident, "%s@%s" % (name, f["host"]) if name else f["host"]
+        host = safe(f["host"])
+        return ident, "%s@%s" % (name, host) if name else host
     if view == "process":
-        return (f.get("pid"),), f.get("comm", "")
+        return (f.get("pid"),), safe(f.get("comm", ""))
     if view == "thread":
-        return (f.get("tid"), f.get("pid")), f.get("comm", "")
+        return (f.get("tid"), f.get("pid")), safe(f.get("comm", ""))
     if view == "syscall":
-        return (f.get("nr"), f.get("abi", "")), f.get("name", "")
+        return (f.get("nr"), safe(f.get("abi", ""))), safe(f.get("name", ""))
     if view == "cpu":
         return (f.get("cpu"),), ""
     return (), str(key)
@@ -179,7 +181,8 @@ def build_rows(delta, state, calibration=None, hosts=None):
     if state.view == "host":
         for host, snap in sorted((hosts or {}).items()):
             c = snap.totals
-            rows.append(RowView(host, (), host, c, interval_of(snap, dt),
+            rows.append(RowView(host, (), safe(host), c,
+                                interval_of(snap, dt),
                                 iret_cost_ns(c, calibration)))
     elif delta is not None:
         for key, r in delta.table(TABLE_OF[state.view]).items():
@@ -349,13 +352,13 @@ def header(delta, state, width, calibration=None, hosts=None, now=None):
     m = delta.meta if delta is not None else {}
     dt = interval_of(delta, state.interval)
     t = delta.totals if delta is not None else None
-    hostname = m.get("hostname", "?")
+    hostname = safe(m.get("hostname", "?"))
     if hosts:
         hostname = "%d hosts" % len(hosts)
     clock = time.strftime("%H:%M:%S", time.localtime(now)) if now else ""
     right = ("PAUSED " if state.paused else "") + clock
     left = "sysretstat top  %s  kernel %s  %s" % (
-        hostname, m.get("kernel", "?"), guard_text(m))
+        hostname, safe(m.get("kernel", "?")), guard_text(m))
     lines = [[(fit(left, max(0, width - len(right) - 1)) + " " + right
                if width > len(right) + 10 else fit(left, width), "title")]]
     if t is None:

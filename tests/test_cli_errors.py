@@ -21,9 +21,13 @@ def one_error_line(p, code):
 
 
 def test_unknown_pid(run_cli):
-    line = one_error_line(run_cli("record", "-p", "999999999", "-d", "1",
+    line = one_error_line(run_cli("record", "-p", "4194303", "-d", "1",
                                   "-o", "/tmp/sysretstat-none.data"), 2)
-    assert "no such process: 999999999" in line
+    assert "no such process: 4194303" in line
+    # Beyond PID_MAX_LIMIT, or beyond what a pid_t holds: a usage error.
+    for pid in ("999999999", str(2 ** 31), str(2 ** 64), "0", "-5"):
+        line = one_error_line(run_cli("top", "-b", "-p", pid), 2)
+        assert "is not in the range 1<=x<=4194304" in line, line
 
 
 def test_unknown_command(run_cli, tmp_path):

@@ -63,7 +63,7 @@ def raw(port, data, timeout=5):
 # Synthetic snapshots ----------------------------------------------------
 @pytest.fixture
 def served():
-    state = daemon.State(top=3)
+    state = daemon.State(top=3, expose_processes=True)
     s = snapshot([(10, "a", counts(sysret=100, signal=7)),
                   (11, "b", counts(sysret=5, rcx_ne_rip=2))])
     state.publish(s, s)
@@ -215,7 +215,7 @@ def stop_daemon(p, sig=signal.SIGTERM):
 
 @pytest.fixture(scope="module")
 def live():
-    p, url = start_daemon("-i", "0.5", "--bpf-stats")
+    p, url = start_daemon("-i", "0.5", "--bpf-stats", "--expose-processes")
     try:
         yield p, url
     finally:

@@ -303,3 +303,48 @@ def test_process_metrics_match_psutil_and_kernel():
 
 def test_process_metrics_of_a_gone_process_are_empty():
     assert prometheus.process_lines(2 ** 22 + 7) == []
+
+
+def _scrapes_never_go_down(cc, steps, rng, names):
+    """Feed `steps` intervals where names enter and leave the top-N;
+    every exported series, at every scrape, is >= its last exported
+    value (also after an absence), and none reappears from 0."""
+    last = {}
+    for step in range(steps):
+        # Each step a random few names are busy, so the top-N churns.
+        busy = rng.sample(names, 3)
+        rows = [(k + 1, n, rng.randint(500, 5000) if n in busy else
+                 rng.randint(0, 3), rng.randint(0, 9))
+                for k, n in enumerate(names)]
+        cc.update(_interval(rows, unattributed=rng.randint(0, 5)))
+        text = prometheus.render(
+            snapshot([(1, "x", counts(sysret=1))]), comms=cc)
+        for line in text.splitlines():
+            if not line.startswith("sysretstat_comm_returns_total{"):
+                continue
+            key, v = line.rsplit(" ", 1)
+            v = float(v)
+            if key in last:
+                assert v >= last[key], (step, key, last[key], v)
+            last[key] = v
+    return last
+
+
+def test_comm_series_never_go_down_while_names_churn():
+    """Issue 12: series dropped to 0 or came back at 0 when a command
+    left and re-entered the top-N (232 of ~650 scrapes)."""
+    rng = random.Random(5)
+    names = ["n%d" % i for i in range(12)]
+    cc = prometheus.CommCounters(top=3)
+    last = _scrapes_never_go_down(cc, 1000, rng, names)
+    # The top-N did churn, and names came back.
+    assert len({k for k in last if 'comm="other"' not in k}) > 3 * 2
+    assert cc.retired
+
+
+def test_comm_series_freeze_rather_than_forget():
+    rng = random.Random(9)
+    names = ["m%d" % i for i in range(10)]
+    cc = prometheus.CommCounters(top=2, retired_max=3)
+    _scrapes_never_go_down(cc, 400, rng, names)
+    assert len(cc.retired) <= 3

@@ -18,7 +18,7 @@ from test_prometheus import counts, snapshot
 
 class FakeDaemon:
     def __init__(self, hostname, procs):
-        self.state = daemon.State()
+        self.state = daemon.State(expose_processes=True)
         snap = snapshot(procs)
         snap.meta["hostname"] = hostname
         snap.cpus[0] = Row(0, {"cpu": 0}, snap.totals.copy())
