@@ -77,6 +77,13 @@ def vng():
     return path
 
 
+def _env():
+    """vng runs its own helpers (virtme-run) by name: put the directory
+    it was installed in first on PATH, as a venv's activate would."""
+    d = os.path.dirname(vng())
+    return dict(os.environ, PATH=d + os.pathsep + os.environ.get("PATH", ""))
+
+
 def kernel(pattern):
     found = sorted(glob.glob(pattern), key=_version_key)
     if not found:
@@ -128,7 +135,7 @@ def kvm_works(kpath):
                                              script),
                                    stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, env=_env(),
                                    timeout=BOOT_TIMEOUT, start_new_session=True)
                 except subprocess.TimeoutExpired:
                     pass
@@ -193,7 +200,7 @@ def run_column(name, pytest_args=(), keep=None, quick=False,
         p = subprocess.run(_boot_cmd(kpath, res, append, cpu, use_kvm,
                                      script),
                            stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, timeout=COLUMN_TIMEOUT,
+                           text=True, timeout=COLUMN_TIMEOUT, env=_env(),
                            start_new_session=True)
         boot_out = p.stdout + p.stderr
     except subprocess.TimeoutExpired:
