@@ -13,6 +13,8 @@ Tested = namedtuple("Tested", "series build where paging compat guard shown")
 TESTED = (
     Tested("6.18", "6.18.44", "host (AMD EPYC VM)", "4-level", "SYSCALL",
            ">= 6.7 (C)", "loads; every classification test exact"),
+    Tested("6.18", "6.18.44", "Intel Xeon VM (cross-CPU check)", "4-level",
+           "SYSENTER", ">= 6.7 (C)", "loads; every classification test exact"),
     Tested("6.1", "6.1.0-57-amd64 (Debian 12)", "guest A (qemu TCG, AMD model)",
            "4-level", "SYSCALL", "<= 6.6 (entry_64.S)",
            "loads; every classification test exact"),
