@@ -18,7 +18,7 @@ from conftest import IN_CI, ROOT, bpf_missing
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import vmtest  # noqa: E402
 
-pytestmark = [pytest.mark.guest, pytest.mark.slow]
+pytestmark = [pytest.mark.guest, pytest.mark.bpf, pytest.mark.slow]
 
 # What each column's guest must show of itself, independently of the
 # tool: the kernel, the paging mode, the CPU vendor (whose compat entry
