@@ -23,6 +23,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,30 @@ def _boot_cmd(kpath, rwdir, append, cpu, use_kvm, script):
 _kvm_ok = None
 
 
+def _run_session(cmd, timeout):
+    """Run cmd in a session of its own; returns (rc, output) or None when
+    it ran past timeout.  On a timeout the whole session is killed: vng
+    starts qemu in the same session, and killing vng alone left qemu
+    running."""
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, env=_env(), start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.communicate()
+        return None
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
 def kvm_works(kpath):
     """Whether a KVM guest boots here within BOOT_TIMEOUT (once a run)."""
     global _kvm_ok
@@ -130,15 +155,8 @@ def kvm_works(kpath):
                 script = os.path.join(d, "probe.sh")
                 with open(script, "w") as f:
                     f.write("echo ok > %s/ok\n" % shlex.quote(d))
-                try:
-                    subprocess.run(_boot_cmd(kpath, d, "", None, True,
-                                             script),
-                                   stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, env=_env(),
-                                   timeout=BOOT_TIMEOUT, start_new_session=True)
-                except subprocess.TimeoutExpired:
-                    pass
+                _run_session(_boot_cmd(kpath, d, "", None, True, script),
+                             BOOT_TIMEOUT)
                 _kvm_ok = os.path.exists(os.path.join(d, "ok"))
     return _kvm_ok
 
@@ -170,7 +188,7 @@ grep -m1 '^flags' /proc/cpuinfo >{res}/cpuflags
 grep -m1 '^vendor_id' /proc/cpuinfo >{res}/vendor
 {py} -m sysretstat doctor --json >{res}/doctor.json
 echo $? >{res}/doctor.rc
-{py} -m pytest -q -p no:cacheprovider --junitxml={res}/junit.xml {tests}
+{py} -m pytest -v -o faulthandler_timeout=240 -p no:cacheprovider --junitxml={res}/junit.xml {tests}
 echo $? >{res}/pytest.rc
 """
 
@@ -196,16 +214,16 @@ def run_column(name, pytest_args=(), keep=None, quick=False,
         name, desc, os.path.basename(kpath), "KVM" if use_kvm else "TCG"),
         file=log, flush=True)
     t0 = time.monotonic()
-    try:
-        p = subprocess.run(_boot_cmd(kpath, res, append, cpu, use_kvm,
-                                     script),
-                           stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, timeout=COLUMN_TIMEOUT, env=_env(),
-                           start_new_session=True)
-        boot_out = p.stdout + p.stderr
-    except subprocess.TimeoutExpired:
-        raise CannotBoot("column %s: no result within %d s" % (
-            name, COLUMN_TIMEOUT))
+    done = _run_session(_boot_cmd(kpath, res, append, cpu, use_kvm, script),
+                        COLUMN_TIMEOUT)
+    if done is None:
+        # Keep what the guest wrote: the log's tail names the test it was in.
+        log_tail = (_read(os.path.join(res, "guest.log")) or "").splitlines()
+        raise CannotBoot("column %s: no result within %d s (guest's files "
+                         "kept in %s); the guest log ends: %s" % (
+                             name, COLUMN_TIMEOUT, res,
+                             " | ".join(log_tail[-3:]) or "(empty)"))
+    boot_out = done[1]
     secs = time.monotonic() - t0
     r = _collect(name, res, secs)
     if r["uname"] is None:
