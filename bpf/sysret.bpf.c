@@ -3,13 +3,16 @@
  * sysretstat: classify every return from a syscall to user mode as
  * SYSRET, IRET (with its reason) or ERETU, and time each path.
  *
- * A return is counted at raw_syscalls:sys_exit with a provisional
- * verdict from the registers as they are then.  Until the thread enters
- * the kernel again, later events may still change the registers the
- * kernel's guard will test (signal frame, restart, ptrace exit stop,
- * rseq fixup) or end the thread before it returns; each of those moves
- * the already counted return to its final outcome.  Counting eagerly
- * keeps every view live; corrections are rare, so their cost is not.
+ * A return gets a provisional verdict at raw_syscalls:sys_exit from the
+ * registers as they are then, and is held open, not counted: until the
+ * thread is back in user mode, later events may still change the
+ * registers the kernel's guard tests (signal frame, restart, a tracer at
+ * any stop, rseq fixup) or end the thread before it returns.  Each of
+ * those changes the open verdict.  The return is counted (published)
+ * once it is behind the thread: at its next syscall or user page fault,
+ * or when it is switched out or exits outside that exit path.  Counts
+ * are therefore only ever added, never corrected, on the CPU that ran
+ * the return: no count, bucket or sum can go down or negative.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -28,14 +31,16 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define EFLAGS_VM	0x20000UL
 #define TS_COMPAT	0x0002
 #define X32_SYSCALL_BIT	0x40000000UL
-#define SIGTRAP		5
-#define PTRACE_EVENTMSG_SYSCALL_EXIT 2
+#define TASK_TRACED	0x0008	/* __TASK_TRACED: stopped by ptrace */
+/* JOBCTL_STOP_PENDING, _TRAP_STOP, _TRAP_NOTIFY, _TRAP_FREEZE: a stop is
+ * due, and with it arch_do_signal_or_restart() (include/linux/sched/jobctl.h) */
+#define JOBCTL_PENDING_MASK ((1UL << 17) | (1UL << 19) | (1UL << 20) | (1UL << 23))
 
 /* Thread state flags. */
 #define T_IN_SYSCALL	0x01	/* sys_enter seen, sys_exit not yet */
 #define T_NEW		0x02	/* forked; its first return is ahead */
-#define T_OPEN		0x04	/* last return can still be corrected */
-#define T_COMPAT_RESTART 0x08	/* next entry re-executes the vDSO int $0x80 */
+#define T_OPEN		0x04	/* last return held: not yet counted */
+#define T_STOPPED	0x08	/* ptrace-stopped on that return's way out */
 #define T_EXITED	0x10
 #define T_FAST32	0x80	/* the last return was a compat fast syscall's */
 
@@ -85,6 +90,8 @@ struct task_state {
 	__u8 enter_kind;
 	__u8 last_outcome;
 	__u8 filter;		/* F_* */
+	__u8 base_outcome;	/* last_outcome as sys_exit decided it */
+	__u8 pad[7];
 };
 
 /* A CPU's cache of its running thread's state (see sysret.h). */
@@ -134,6 +141,9 @@ struct proc_state {
 const volatile struct sr_config cfg SEC(".rodata.cfg") = {};
 
 struct sr_lost lost = {};
+/* Tasks marked T_STOPPED: while none are, a switch-in costs one load.
+ * A section of its own: user space reads .bss as struct sr_lost. */
+__s64 stopped_on_exit SEC(".data.stops") = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -197,7 +207,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
-	__type(key, __u32);
+	__type(key, struct sr_thread_key);
 	__type(value, struct sr_thread_rec);
 } exited_threads SEC(".maps");
 
@@ -383,6 +393,44 @@ static __always_inline bool restart_code(long ret)
 	return ret == -512 || ret == -513 || ret == -514 || ret == -516;
 }
 
+/*
+ * Will the kernel run arch_do_signal_or_restart() before this return?
+ * It does when TIF_SIGPENDING or TIF_NOTIFY_SIGNAL is set, whose bit
+ * numbers differ between kernels; read what sets them instead: a signal
+ * pending and not blocked, a stop or freeze due, or task work queued.
+ */
+static __always_inline bool signal_work(struct task_struct *task)
+{
+	__u64 blocked = task->blocked.sig[0];
+
+	if (task->pending.signal.sig[0] & ~blocked)
+		return true;
+	if (task->signal->shared_pending.signal.sig[0] & ~blocked)
+		return true;
+	if (task->jobctl & JOBCTL_PENDING_MASK)
+		return true;
+	return task->task_works != NULL;
+}
+
+/*
+ * The kernel restarts a syscall from its registers alone: orig_ax names
+ * a syscall and ax holds an ERESTART code when arch_do_signal_or_restart()
+ * runs (with no handler; a handler makes it a signal frame).  A value
+ * that merely looks like one (a seccomp filter's errno 512-516, a
+ * tracer's edit) with no signal work ahead is returned as it is.
+ */
+static __always_inline bool will_restart(struct task_struct *task,
+					 struct pt_regs *regs)
+{
+	long err = regs->ax;
+
+	if ((long)regs->orig_ax == -1)
+		return false;
+	if (task->thread_info.status & TS_COMPAT)
+		err = (int)err;		/* syscall_get_error() */
+	return restart_code(err) && signal_work(task);
+}
+
 /* The filter state of a process by user space's selection. */
 static __always_inline __u8 selection(__u32 tgid)
 {
@@ -393,20 +441,12 @@ static __always_inline __u8 selection(__u32 tgid)
 	return F_KNOWN | F_IN | (*sel == FILTER_FOLLOW ? F_FOLLOW : 0);
 }
 
-/* Filters run in the context of the task itself (sys_enter/exit);
- * all that are set must match.  Only the pid filter is cached: a task
- * can change its cgroup and its name. */
-static __always_inline bool filtered_out(struct task_state *st,
-					 struct task_struct *task)
+/* The filters other than the pid filter, which a task can change (its
+ * cgroup and its name): tested at every event. */
+static __always_inline bool other_filters_out(struct task_struct *task)
 {
 	int i;
 
-	if (cfg.filter) {
-		if (!(st->filter & F_KNOWN))
-			st->filter = selection(task->tgid);
-		if (!(st->filter & F_IN))
-			return true;
-	}
 	if (cfg.cgroup_id &&
 	    bpf_get_current_ancestor_cgroup_id(cfg.cgroup_level) != cfg.cgroup_id)
 		return true;
@@ -419,6 +459,47 @@ static __always_inline bool filtered_out(struct task_state *st,
 		}
 	}
 	return false;
+}
+
+/* Filters run in the context of the task itself (sys_enter/exit);
+ * all that are set must match.  The pid filter's answer is cached. */
+static __always_inline bool filtered_out(struct task_state *st,
+					 struct task_struct *task)
+{
+	if (cfg.filter) {
+		if (!(st->filter & F_KNOWN))
+			st->filter = selection(task->tgid);
+		if (!(st->filter & F_IN))
+			return true;
+	}
+	return other_filters_out(task);
+}
+
+/* Whether a task with no state yet is one the filters select: state is
+ * created only for those, so that a filtered run keeps (and dumps)
+ * nothing for the rest of the host. */
+static __always_inline bool selected_new(struct task_struct *task)
+{
+	if (cfg.filter && !(selection(task->tgid) & F_IN))
+		return false;
+	return !other_filters_out(task);
+}
+
+/* A task's state; created (if `create`) only for a selected task.
+ * A creation that fails (memory pressure) is counted in *lost_ctr. */
+static __always_inline struct task_state *state_of(struct task_struct *task,
+						   bool create,
+						   __u64 *lost_ctr)
+{
+	struct task_state *st = bpf_task_storage_get(&tstate, task, 0, 0);
+
+	if (st || !create || !selected_new(task))
+		return st;
+	st = bpf_task_storage_get(&tstate, task, 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st && lost_ctr)
+		__sync_fetch_and_add(lost_ctr, 1);
+	return st;
 }
 
 /* This CPU's histograms of a syscall slot, allocated on first use.
@@ -461,16 +542,9 @@ struct live {
 
 /* Load a thread's state from storage into this CPU's cache.  Counts
  * start at zero there: the cache keeps what is added until the flush. */
-static __always_inline struct task_state *claim(struct run_cache *c,
-						struct task_struct *task,
-						bool create)
+static __always_inline void claim(struct run_cache *c, struct task_state *st,
+				  struct task_struct *task)
 {
-	struct task_state *st;
-
-	st = bpf_task_storage_get(&tstate, task, 0,
-				  create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
-	if (!st)
-		return NULL;
 	c->st = *st;
 	__builtin_memset(&c->st.counts, 0, sizeof(c->st.counts));
 	c->h.owner = (__u64)task;
@@ -479,12 +553,14 @@ static __always_inline struct task_state *claim(struct run_cache *c,
 	c->h.start_ns = task->start_time;
 	c->h.leader_start_ns = task->group_leader->start_time;
 	bpf_probe_read_kernel_str(c->h.comm, sizeof(c->h.comm), task->comm);
-	return &c->st;
 }
 
+/* Find the thread's state and hold it.  create: NULL to use only
+ * existing state, else where to count a failed creation. */
 static __always_inline bool acquire(struct live *l, struct task_struct *task,
-				    bool create)
+				    __u64 *create)
 {
+	struct task_state *st;
 	__u32 zero = 0;
 	struct run_cache *c;
 
@@ -501,11 +577,15 @@ static __always_inline bool acquire(struct live *l, struct task_struct *task,
 			return true;
 		}
 		if (!c->h.owner) {
-			l->st = claim(c, task, create);
-			if (l->st) {
+			st = state_of(task, create != NULL, create);
+			if (st) {
+				claim(c, st, task);
 				l->c = c;
+				l->st = &c->st;
 				return true;
 			}
+			c->h.busy = 0;
+			return false;
 		} else {
 			/* Every owner is flushed when switched out: this
 			 * should not happen.  Its deltas stay for user space. */
@@ -514,8 +594,7 @@ static __always_inline bool acquire(struct live *l, struct task_struct *task,
 		}
 		c->h.busy = 0;
 	}
-	l->st = bpf_task_storage_get(&tstate, task, 0,
-				     create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	l->st = state_of(task, create != NULL, create);
 	return l->st != NULL;
 }
 
@@ -630,8 +709,19 @@ static __always_inline void flush(struct run_cache *c, struct task_struct *task)
 		dumped = st->dumped_seq;
 		*st = c->st;
 		st->counts = sum;
+		/* c->st.seq moved on if anything was counted: only then
+		 * is the thread dumped again. */
 		st->dumped_seq = dumped;
-		st->seq++;
+	} else {
+		/* Storage went away under the cache (it should not): the
+		 * thread's returns are still in the per-CPU totals, shown
+		 * as unattributed; say how many. */
+		__s64 n = 0;
+
+		for (i = 0; i < SR_NR_OUTCOMES; i++)
+			n += c->st.counts.n[i];
+		if (n > 0)
+			__sync_fetch_and_add(&lost.storage, n);
 	}
 	used = 0;
 	for (w = 0; w < SR_NZ_WORDS; w++)
@@ -705,8 +795,7 @@ static __always_inline void mark_seen(struct sr_slot *sl, __u32 slot)
 
 /* Count outcome o of slot `slot`; returns the slot for the histograms. */
 static __always_inline struct sr_slot *counts_add(struct task_state *st,
-						  __u32 slot, __u8 o,
-						  __s64 delta)
+						  __u32 slot, __u8 o)
 {
 	struct sr_slot *sl;
 
@@ -716,58 +805,52 @@ static __always_inline struct sr_slot *counts_add(struct task_state *st,
 	if (sl) {
 		if (!sl->seen)
 			mark_seen(sl, slot);
-		sl->c.n[o] += delta;
+		sl->c.n[o] += 1;
 	}
-	st->counts.n[o] += delta;
+	st->counts.n[o] += 1;
 	st->seq++;
 	return sl;
 }
 
 /*
- * Move the thread's last return to outcome `to`; `to` ==
- * SR_NR_OUTCOMES removes it (the thread died before returning).
+ * Count the thread's open return: it is behind the thread now, and its
+ * verdict final.  This runs on the CPU the thread returned on (it has
+ * not been switched out since, or the switch published it).
  */
-static __always_inline void recount(struct live *l,
-				    struct task_struct *task, __u8 to)
+static __always_inline void publish(struct live *l, struct task_struct *task)
 {
 	struct task_state *st = l->st;
-	__u8 from = st->last_outcome;
-	__u32 slot = st->last_slot;
-	__u32 bucket = st->last_bucket;
 	struct sr_slot *sl;
+	__u8 o = st->last_outcome;
 
-	if (from == to || from >= SR_NR_OUTCOMES)
+	if (!(st->flags & T_OPEN))
 		return;
-	sl = counts_add(st, slot, from, -1);
-	if (to < SR_NR_OUTCOMES)
-		counts_add(st, slot, to, 1);
-	if (bucket != NO_BUCKET && sl) {
-		if (to >= SR_NR_OUTCOMES) {
-			hist_add(l, task, sl, lat_path(from), bucket,
-				 st->last_lat, -1, false);
-		} else if (lat_path(from) != lat_path(to)) {
-			hist_add(l, task, sl, lat_path(from), bucket,
-				 st->last_lat, -1, false);
-			hist_add(l, task, sl, lat_path(to), bucket,
-				 st->last_lat, 1, false);
-		}
-	}
-	st->last_outcome = to;
+	st->flags &= ~T_OPEN;
+	sl = counts_add(st, st->last_slot, o);
+	if (st->last_bucket != NO_BUCKET && sl)
+		hist_add(l, task, sl, lat_path(o), st->last_bucket,
+			 st->last_lat, 1, true);
 }
 
-/* Raise the last return to event outcome `to` if it outranks it. */
-static __always_inline void promote(struct live *l,
-				    struct task_struct *task, __u8 to)
+/* Raise the open return to event outcome `to` if it outranks it. */
+static __always_inline void promote(struct task_state *st, __u8 to)
 {
-	if (rank(to) > rank(l->st->last_outcome))
-		recount(l, task, to);
+	if (rank(to) > rank(st->last_outcome))
+		st->last_outcome = to;
+}
+
+/* Outcomes decided before any register is looked at (see rank()). */
+static __always_inline bool fixed_outcome(__u8 o)
+{
+	return o == SR_O_FORK_CHILD || o == SR_O_XEN_PV || o == SR_O_INT80 ||
+	       o == SR_O_ERETU;
 }
 
 /*
- * Is `task` still on the way out of the syscall whose return we
- * counted?  Interrupt and exception frames have orig_ax == -1, a new
- * syscall has its own number and return address; only rt_sigreturn
- * (orig_ax == -1 too) leaves a window, at the first user instruction.
+ * Is `task` still on the way out of its open return?  Interrupt and
+ * exception frames have orig_ax == -1, a new syscall has its own number,
+ * return address and ax (-ENOSYS at entry); only rt_sigreturn (orig_ax
+ * == -1 too) leaves a window, at the first user instruction.
  */
 static __always_inline bool in_exit_path(struct task_state *st,
 					 struct task_struct *task)
@@ -783,55 +866,109 @@ static __always_inline bool in_exit_path(struct task_state *st,
 	       regs->sp == st->last_sp && regs->ax == st->last_ax;
 }
 
-/*
- * A traced task is switched back in.  If it sits in a syscall-exit stop
- * of the return we counted, its tracer has resumed it and can no longer
- * touch its registers (PTRACE_SINGLESTEP has put TF in them already):
- * run the guard again on them.  Seen from the tracee, this needs no
- * tracer pid (any pid namespace, any tracer ABI); untraced tasks pay
- * one field test per context switch.
- */
-static __always_inline void ptrace_resumed(struct task_struct *tracee)
+/* The registers' verdict: a restart, or the guard's. */
+static __always_inline __u8 regs_verdict(struct task_state *st,
+					 struct task_struct *task,
+					 struct pt_regs *regs)
 {
-	struct kernel_siginfo *info;
+	if (will_restart(task, regs))
+		return SR_O_RESTART;
+	if (st->flags & T_FAST32)
+		return guard32(regs, st->enter_ip);
+	return guard64(regs, false);
+}
+
+/*
+ * How a compat task entered: the vDSO's int $0x80, just before its
+ * landing pad, returns to the pad as SYSENTER/SYSCALL do.  The int $0x80
+ * runs where a fast syscall is re-executed: after a restart with no
+ * handler (the open return), or when a return left RIP on it (a
+ * sigreturn after an SA_RESTART handler, a tracer's rewind).
+ */
+static __always_inline __u8 compat_entry(struct task_state *st,
+					 struct pt_regs *regs, __u64 pad)
+{
+	if (!pad || regs->ip != pad)
+		return K_INT80;
+	if ((st->flags & (T_OPEN | T_FAST32)) == (T_OPEN | T_FAST32) &&
+	    st->last_outcome == SR_O_RESTART)
+		return K_INT80;
+	if (st->last_ip == pad - 2)
+		return K_INT80;
+	return K_FAST32;
+}
+
+static __always_inline void set_stopped(struct task_state *st, bool on)
+{
+	if (!!(st->flags & T_STOPPED) == on)
+		return;
+	if (on) {
+		st->flags |= T_STOPPED;
+		__sync_fetch_and_add(&stopped_on_exit, 1);
+	} else {
+		st->flags &= ~T_STOPPED;
+		__sync_fetch_and_add(&stopped_on_exit, -1);
+	}
+}
+
+/*
+ * A thread leaves the CPU.  Its open return is published if the thread
+ * is past it (preempted in user mode, or blocked in a later syscall that
+ * ptrace or seccomp stopped before sys_enter).  If it is stopped by
+ * ptrace on that return's way out, its tracer may now rewrite the
+ * registers the guard will test: mark it, to look again when it runs.
+ */
+static __always_inline void switched_out(struct live *l,
+					 struct task_struct *task)
+{
+	struct task_state *st = l->st;
+
+	if (!(st->flags & T_OPEN))
+		return;
+	if (!in_exit_path(st, task))
+		publish(l, task);
+	else if (task->__state & TASK_TRACED)
+		set_stopped(st, true);
+}
+
+/*
+ * A thread that was ptrace-stopped on its open return's way out runs
+ * again: whoever stopped it (a tracer that may since have detached, at
+ * a syscall-exit, signal-delivery or group stop) can no longer touch its
+ * registers.  Decide the verdict again from them, as the kernel will.
+ * An edit that makes the guard fail is the tracer's doing (ptrace);
+ * PTRACE_SINGLESTEP sets TF.  A signal frame already built stays.
+ */
+static __always_inline void resumed(struct task_struct *task)
+{
 	struct task_state *st;
 	struct pt_regs *regs;
-	struct live l;
-	int code;
-	__u8 o;
+	__u8 o, now;
 
 	/* Not running, so flushed: its state is in storage. */
-	st = bpf_task_storage_get(&tstate, tracee, 0, 0);
-	if (!st || !(st->flags & T_OPEN))
+	st = bpf_task_storage_get(&tstate, task, 0, 0);
+	if (!st || !(st->flags & T_STOPPED))
 		return;
-	l.st = st;
-	l.c = NULL;
-	/* A syscall-exit stop: message 2, and the stop's siginfo code
-	 * SIGTRAP(|0x80) with no PTRACE_EVENT in bits 8-15 (event stops can
-	 * carry 2 as their message too).  Both are cleared by the tracee
-	 * once it runs again; exit_code is no help: the tracer's waitpid()
-	 * has cleared it. */
-	info = tracee->last_siginfo;
-	if (!info || tracee->ptrace_message != PTRACE_EVENTMSG_SYSCALL_EXIT)
+	set_stopped(st, false);
+	if (!(st->flags & T_OPEN))
 		return;
-	code = info->si_code;
-	if ((code & 0xff00) || (code & 0x7f) != SIGTRAP)
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
 		return;
-	regs = (struct pt_regs *)bpf_task_pt_regs(tracee);
-	if (!regs || regs->orig_ax != st->last_orig_ax)
-		return;
-	/* Only a return the guard would pass, or one a tracer already
-	 * changed, is the tracer's doing. */
-	if (st->last_outcome == SR_O_SYSRET || st->last_outcome == SR_O_PTRACE) {
-		o = (st->flags & T_FAST32) ? guard32(regs, st->enter_ip)
-					   : guard64(regs, false);
-		recount(&l, tracee, o == SR_O_SYSRET ? SR_O_SYSRET : SR_O_PTRACE);
+	o = st->last_outcome;
+	if (!fixed_outcome(o) && o != SR_O_SIGNAL && o != SR_O_RSEQ) {
+		now = regs_verdict(st, task, regs);
+		if (now != st->base_outcome && now != SR_O_SYSRET &&
+		    now != SR_O_RESTART)
+			now = SR_O_PTRACE;
+		st->last_outcome = now;
 	}
 	/* Later events compare against the registers as the tracer left
-	 * them (it may have changed the return value, say). */
+	 * them (a new return value, RIP moved back over the syscall). */
 	st->last_ip = regs->ip;
 	st->last_sp = regs->sp;
 	st->last_ax = regs->ax;
+	st->last_orig_ax = regs->orig_ax;
 }
 
 SEC("tp_btf/sched_switch")
@@ -840,18 +977,25 @@ int BPF_PROG(sr_switch, bool preempt, struct task_struct *prev,
 {
 	__u32 zero = 0;
 	struct run_cache *c = bpf_map_lookup_elem(&run_cache, &zero);
+	struct live l = {};
 
-	if (c) {
-		c->h.switches++;
+	if (c && c->h.owner == (__u64)prev) {
 		/* Busy: prev was preempted inside one of our programs and
 		 * will resume here (programs run with migration disabled):
 		 * its state stays, and others use storage meanwhile. */
-		if (c->h.owner == (__u64)prev && !c->h.busy)
+		if (!c->h.busy) {
+			l.st = &c->st;
+			l.c = c;
+			switched_out(&l, prev);
 			flush(c, prev);
-
+		}
+	} else {
+		l.st = bpf_task_storage_get(&tstate, prev, 0, 0);
+		if (l.st && (l.st->flags & T_OPEN))
+			switched_out(&l, prev);
 	}
-	if (next->ptrace)
-		ptrace_resumed(next);
+	if (stopped_on_exit > 0)
+		resumed(next);
 	return 0;
 }
 
@@ -865,32 +1009,28 @@ int BPF_PROG(sr_sys_enter, struct pt_regs *regs, long id)
 
 	if (task->tgid == cfg.self_tgid)
 		return 0;
-	if (!acquire(&l, task, true)) {
-		__sync_fetch_and_add(&lost.storage, 1);
+	if (!acquire(&l, task, &lost.entries))
 		return 0;
-	}
 	st = l.st;
-	if (filtered_out(st, task))
+	if (filtered_out(st, task)) {
+		publish(&l, task);
 		goto out;
+	}
 	if (task->thread_info.status & TS_COMPAT) {
 		__u64 pad = landing_pad(task);
 
-		/* The vDSO's int $0x80 returns to the landing pad too:
-		 * after a restart of a fast syscall, that is what runs. */
-		if (regs->ip == pad && pad && !(st->flags & T_COMPAT_RESTART))
-			kind = K_FAST32;
-		else
-			kind = K_INT80;
+		kind = compat_entry(st, regs, pad);
 		st->enter_ip = pad;
 	} else if (x32_nr(regs->orig_ax)) {
 		kind = K_X32;
 	} else {
 		kind = K_X64;
 	}
+	publish(&l, task);
 	st->enter_kind = kind;
 	st->enter_nr = id;
 	st->enter_ts = bpf_ktime_get_ns();
-	st->flags = (st->flags & ~(T_OPEN | T_COMPAT_RESTART)) | T_IN_SYSCALL;
+	st->flags |= T_IN_SYSCALL;
 out:
 	release(&l, task);
 	return 0;
@@ -904,19 +1044,17 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	__u8 kind, o, flags;
 	__s64 nr, lat = -1;
 	__u64 landing;
-	__u32 slot, bucket = NO_BUCKET;
-	struct sr_slot *sl;
 	struct live l;
 
 	if (task->tgid == cfg.self_tgid)
 		return 0;
-	if (!acquire(&l, task, true)) {
-		__sync_fetch_and_add(&lost.storage, 1);
+	if (!acquire(&l, task, &lost.storage))
 		return 0;
-	}
 	st = l.st;
-	if (filtered_out(st, task))
+	if (filtered_out(st, task)) {
+		publish(&l, task);
 		goto out;
+	}
 	flags = st->flags;
 	if (flags & T_IN_SYSCALL) {
 		kind = st->enter_kind;
@@ -925,17 +1063,20 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 		if (cfg.latency)
 			lat = bpf_ktime_get_ns() - st->enter_ts;
 	} else {
-		/* No entry seen: a new task, or attached mid-syscall. */
+		/* No entry seen: counts-only mode, a new task, a syscall
+		 * skipped before sys_enter (seccomp, PTRACE_SYSEMU), or
+		 * attached mid-syscall. */
 		nr = (__s64)regs->orig_ax;
 		landing = 0;
 		if (task->thread_info.status & TS_COMPAT) {
 			landing = landing_pad(task);
-			kind = (regs->ip == landing &&
-				!(flags & T_COMPAT_RESTART)) ? K_FAST32 : K_INT80;
+			kind = compat_entry(st, regs, landing);
 		} else {
 			kind = x32_nr(regs->orig_ax) ? K_X32 : K_X64;
 		}
 	}
+	/* A return still open is behind the thread: it made this call. */
+	publish(&l, task);
 
 	if (cfg.fred)
 		o = SR_O_ERETU;
@@ -945,38 +1086,23 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 		o = SR_O_XEN_PV;
 	else if (kind == K_INT80)
 		o = SR_O_INT80;
-	else if (restart_code(ret) && (long)regs->orig_ax != -1 &&
-		 ((flags & T_IN_SYSCALL) || !cfg.latency || !st->seq))
+	else if (will_restart(task, regs))
 		/* Unless a handler runs (then: signal), the kernel moves
-		 * RIP back over the syscall instruction; RCX is untouched.
-		 * Only a syscall body returns ERESTART*: a call seccomp
-		 * answered with errno 512-516 never ran (no sys_enter) and
-		 * is not restarted.  A thread's first return may come from
-		 * a syscall entered before tracing began: one that ran.
-		 * Counts-only mode sees no entries: it cannot tell. */
+		 * RIP back over the syscall instruction; RCX is untouched. */
 		o = SR_O_RESTART;
 	else if (kind == K_FAST32)
 		o = guard32(regs, landing);
 	else
 		o = guard64(regs, false);
 
-	flags &= ~(T_IN_SYSCALL | T_NEW | T_COMPAT_RESTART | T_FAST32);
-	if (o == SR_O_RESTART && kind == K_FAST32)
-		flags |= T_COMPAT_RESTART;
+	flags &= ~(T_IN_SYSCALL | T_NEW | T_FAST32);
 	if (kind == K_FAST32)
 		flags |= T_FAST32;
 	st->enter_ip = landing;
-
-	slot = syscall_slot(kind, nr);
-	sl = counts_add(st, slot, o, 1);
-	if (lat >= 0 && sl) {
-		bucket = hist_bucket(lat);
-		hist_add(&l, task, sl, lat_path(o), bucket, lat, 1, true);
-	}
-
 	st->last_outcome = o;
-	st->last_slot = slot;
-	st->last_bucket = bucket;
+	st->base_outcome = o;
+	st->last_slot = syscall_slot(kind, nr);
+	st->last_bucket = lat >= 0 ? hist_bucket(lat) : NO_BUCKET;
 	st->last_lat = lat;
 	st->last_ip = regs->ip;
 	st->last_sp = regs->sp;
@@ -988,8 +1114,12 @@ out:
 	return 0;
 }
 
-/* A signal handler frame is being built: for the syscall return we
- * counted, if the thread is still on its way out. */
+/*
+ * A signal is delivered.  A handler's frame built on the open return's
+ * way out makes it a signal IRET.  Delivered anywhere else, it finds
+ * that return behind the thread, and resumes it elsewhere than where
+ * that return left RIP.
+ */
 SEC("tp_btf/signal_deliver")
 int BPF_PROG(sr_signal_deliver, int sig, struct kernel_siginfo *info,
 	     struct k_sigaction *ka)
@@ -1000,10 +1130,14 @@ int BPF_PROG(sr_signal_deliver, int sig, struct kernel_siginfo *info,
 	/* SIG_DFL (0) and SIG_IGN (1) build no frame. */
 	if ((unsigned long)ka->sa.sa_handler <= 1)
 		return 0;
-	if (!acquire(&l, task, false))
+	if (!acquire(&l, task, NULL))
 		return 0;
-	if (in_exit_path(l.st, task))
-		promote(&l, task, SR_O_SIGNAL);
+	if (in_exit_path(l.st, task)) {
+		promote(l.st, SR_O_SIGNAL);
+	} else {
+		publish(&l, task);
+		l.st->last_ip = 0;
+	}
 	release(&l, task);
 	return 0;
 }
@@ -1015,16 +1149,18 @@ int BPF_PROG(sr_rseq_ip_fixup, unsigned long regs_ip, unsigned long start_ip,
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct live l;
 
-	if (!acquire(&l, task, false))
+	if (!acquire(&l, task, NULL))
 		return 0;
 	if (in_exit_path(l.st, task))
-		promote(&l, task, SR_O_RSEQ);
+		promote(l.st, SR_O_RSEQ);
+	else
+		publish(&l, task);
 	release(&l, task);
 	return 0;
 }
 
 /*
- * A fault from user mode: the thread is back in the kernel, so its last
+ * A fault from user mode: the thread is back in the kernel, so its open
  * return is behind it.  After an rt_sigreturn that passes the guard, a
  * fault at the first instruction (a jump to an unmapped page) has the
  * very registers of the way out; without this its SIGSEGV frame would
@@ -1037,9 +1173,9 @@ int BPF_PROG(sr_page_fault_user, unsigned long address, struct pt_regs *regs,
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct live l;
 
-	if (!acquire(&l, task, false))
+	if (!acquire(&l, task, NULL))
 		return 0;
-	l.st->flags &= ~T_OPEN;
+	publish(&l, task);
 	release(&l, task);
 	return 0;
 }
@@ -1054,7 +1190,7 @@ int BPF_PROG(sr_fork, struct task_struct *parent, struct task_struct *child)
 	if (cfg.filter) {
 		/* The parent's filter state (it is current here), or its
 		 * selection if it has made no syscall yet. */
-		if (acquire(&l, parent, false)) {
+		if (acquire(&l, parent, NULL)) {
 			filter = l.st->filter;
 			release(&l, parent);
 		}
@@ -1066,8 +1202,10 @@ int BPF_PROG(sr_fork, struct task_struct *parent, struct task_struct *child)
 		 * is traced only under a followed one (record -- COMMAND),
 		 * not for -p PID. */
 		if (child->tgid != parent->tgid && !(filter & F_FOLLOW))
-			filter = F_KNOWN;
+			return 0;
 	}
+	if (other_filters_out(child))
+		return 0;
 	st = bpf_task_storage_get(&tstate, child, 0,
 				  BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st) {
@@ -1082,80 +1220,111 @@ int BPF_PROG(sr_fork, struct task_struct *parent, struct task_struct *child)
 static __always_inline void emit_thread_exit(struct task_state *st,
 					     struct task_struct *task)
 {
-	struct sr_thread_rec rec = {}, *old;
-	__u32 tid = task->pid;
-	int i;
+	struct sr_thread_rec rec = {};
+	struct sr_thread_key key = {};
 
 	rec.kind = SR_REC_THREAD;
-	rec.tid = tid;
+	rec.tid = task->pid;
 	rec.tgid = task->tgid;
 	rec.start_ns = task->start_time;
 	rec.leader_start_ns = task->group_leader->start_time;
 	bpf_probe_read_kernel_str(rec.comm, sizeof(rec.comm), task->comm);
 	rec.counts = st->counts;
-	if (bpf_map_update_elem(&exited_threads, &tid, &rec, BPF_NOEXIST) == 0)
-		return;
-	/* The tid was reused before user space drained the first record:
-	 * keep the counts, if not the name. */
-	old = bpf_map_lookup_elem(&exited_threads, &tid);
-	if (!old) {
+	/* Keyed by tid and start: a tid reused before user space drained
+	 * the first record is another thread. */
+	key.tid = rec.tid;
+	key.start_ns = rec.start_ns;
+	if (bpf_map_update_elem(&exited_threads, &key, &rec, BPF_NOEXIST))
 		__sync_fetch_and_add(&lost.exited_threads, 1);
-		return;
-	}
-	for (i = 0; i < SR_NR_OUTCOMES; i++)
-		old->counts.n[i] += rec.counts.n[i];
 }
 
-static __always_inline void emit_proc_exit(struct task_struct *task)
+/*
+ * The process's latency at exit (it holds every thread's: each flushes
+ * before it gets here).  Written when the group is dead, and again by
+ * any thread whose exit comes later still: do_exit() decides group_dead
+ * before the tracepoint, so another thread's may follow.
+ */
+static __always_inline void emit_proc_exit(struct task_struct *task,
+					   bool group_dead)
 {
 	struct task_struct *leader = task->group_leader;
+	struct sr_proc_rec *rec, *old;
 	struct proc_state *ps;
-	struct sr_proc_rec *rec;
 	__u32 zero = 0, tgid = task->tgid;
+	__u64 start = leader->start_time;
 
 	ps = bpf_task_storage_get(&pstate, leader, 0, 0);
-	if (!ps)
+	if (!ps || !(group_dead || (ps->flags & T_EXITED)))
 		return;
 	ps->flags |= T_EXITED;
+	old = bpf_map_lookup_elem(&exited_procs, &tgid);
+	if (old) {
+		if (old->start_ns != start) {
+			/* A reused tgid, not yet drained. */
+			__sync_fetch_and_add(&lost.exited_procs, 1);
+			return;
+		}
+		bpf_probe_read_kernel(old->hist, sizeof(old->hist), ps->hist);
+		return;
+	}
 	rec = bpf_map_lookup_elem(&scratch, &zero);
 	if (!rec)
 		return;
 	rec->kind = SR_REC_PROC;
 	rec->tgid = tgid;
-	rec->start_ns = leader->start_time;
+	rec->start_ns = start;
 	bpf_probe_read_kernel_str(rec->comm, sizeof(rec->comm), leader->comm);
 	bpf_probe_read_kernel(rec->hist, sizeof(rec->hist), ps->hist);
-	if (bpf_map_update_elem(&exited_procs, &tgid, rec, BPF_NOEXIST))
+	if (bpf_map_update_elem(&exited_procs, &tgid, rec, BPF_ANY))
 		__sync_fetch_and_add(&lost.exited_procs, 1);
 }
 
+static __always_inline void task_exit(struct task_struct *task,
+				      bool group_dead)
+{
+	struct task_state *st;
+	struct live l;
+
+	if (acquire(&l, task, NULL)) {
+		/* Killed on the way out of a syscall: that return never
+		 * happened.  Past it, it did. */
+		if (!(l.st->flags & T_EXITED)) {
+			if (in_exit_path(l.st, task))
+				l.st->flags &= ~T_OPEN;
+			else
+				publish(&l, task);
+		}
+		set_stopped(l.st, false);
+		/* The records below are read from storage: flush. */
+		if (l.c) {
+			flush(l.c, task);
+			release(&l, task);
+		}
+		st = bpf_task_storage_get(&tstate, task, 0, 0);
+		if (st && !(st->flags & T_EXITED)) {
+			st->flags = (st->flags & ~T_OPEN) | T_EXITED;
+			if (st->seq)
+				emit_thread_exit(st, task);
+		}
+	}
+	/* Also for a thread with no state: the last one out may have
+	 * made no syscall we saw. */
+	emit_proc_exit(task, group_dead);
+}
+
+/* Kernels before 6.16 pass no group_dead: do_exit() has dropped
+ * signal->live before the tracepoint, so read that. */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sr_exit, struct task_struct *task)
 {
-	struct task_state *st;
-	/* do_exit() drops signal->live before this tracepoint; reading it
-	 * works on kernels whose tracepoint has no group_dead argument. */
-	bool group_dead = task->signal->live.counter == 0;
-	struct live l;
+	task_exit(task, task->signal->live.counter == 0);
+	return 0;
+}
 
-	if (!acquire(&l, task, false))
-		return 0;
-	/* Killed on the way out of a syscall: that return never happened. */
-	if (!(l.st->flags & T_EXITED) && in_exit_path(l.st, task))
-		recount(&l, task, SR_NR_OUTCOMES);
-	/* The records below are read from storage: flush the cache. */
-	if (l.c) {
-		flush(l.c, task);
-		release(&l, task);
-	}
-	st = bpf_task_storage_get(&tstate, task, 0, 0);
-	if (!st || (st->flags & T_EXITED))
-		return 0;
-	st->flags = (st->flags & ~T_OPEN) | T_EXITED;
-	if (st->seq)
-		emit_thread_exit(st, task);
-	if (group_dead)
-		emit_proc_exit(task);
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sr_exit_gd, struct task_struct *task, bool group_dead)
+{
+	task_exit(task, group_dead);
 	return 0;
 }
 

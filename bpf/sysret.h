@@ -157,10 +157,10 @@ struct sr_config {
 struct sr_lost {
 	__u64 exited_threads;	/* drain map full at a thread's exit */
 	__u64 exited_procs;	/* drain map full at a process's exit */
-	__u64 storage;		/* no task storage (memory pressure) */
+	__u64 storage;		/* returns without task storage (memory) */
 	__u64 syscall_hists;	/* samples without room in sc_hist */
-	__u64 filter_full;	/* never counts now: a followed tree is
-				 * inherited at fork, not kept in a table */
+	__u64 entries;		/* syscall entries without task storage:
+				 * those calls are counted, not timed */
 	__u64 cache;		/* a CPU cache found owned but not flushed */
 	__u64 migrated;		/* programs that ended on another CPU (counted, not lost) */
 };
@@ -173,6 +173,13 @@ struct sr_lost {
 enum sr_rec_kind {
 	SR_REC_THREAD = 1,
 	SR_REC_PROC = 2,
+};
+
+/* Key of exited_threads: a tid with its start, as a tid is reused. */
+struct sr_thread_key {
+	__s32 tid;
+	__u32 pad;
+	__u64 start_ns;
 };
 
 struct sr_thread_rec {

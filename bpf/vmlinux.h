@@ -103,12 +103,24 @@ typedef struct {
 	int counter;
 } atomic_t;
 
+typedef struct {
+	unsigned long sig[1];	/* _NSIG / 64 on x86-64 */
+} sigset_t;
+
+struct sigpending {
+	sigset_t signal;
+};
+
 struct signal_struct {
 	atomic_t live;
+	struct sigpending shared_pending;
 };
+
+struct callback_head;
 
 struct task_struct {
 	struct thread_info thread_info;
+	unsigned int __state;
 	unsigned int ptrace;
 	struct mm_struct *mm;
 	pid_t pid;
@@ -120,6 +132,10 @@ struct task_struct {
 	struct kernel_siginfo *last_siginfo;
 	u64 start_time;
 	char comm[16];
+	sigset_t blocked;
+	struct sigpending pending;
+	unsigned long jobctl;
+	struct callback_head *task_works;
 };
 
 typedef void (*__sighandler_t)(int);

@@ -91,7 +91,7 @@ class Lost(ctypes.Structure):
                 ("exited_procs", ctypes.c_uint64),
                 ("storage", ctypes.c_uint64),
                 ("syscall_hists", ctypes.c_uint64),
-                ("filter_full", ctypes.c_uint64),
+                ("entries", ctypes.c_uint64),
                 ("cache", ctypes.c_uint64),
                 ("migrated", ctypes.c_uint64)]
 

@@ -83,3 +83,22 @@ def sysret_guard_in_c():
     if not proto:
         return None
     return proto.contents.type != 0   # return type id 0 is void
+
+
+def tracepoint_args(name):
+    """How many arguments the typed tracepoint `name` passes (its
+    btf_trace_ typedef: a pointer to a prototype whose first argument is
+    the context), or None where the kernel has no such tracepoint.  Some
+    gain arguments over time: sched_process_exit has group_dead since
+    6.16."""
+    tid = _find("btf_trace_" + name, KIND_TYPEDEF)
+    if tid is None:
+        return None
+    lb = _lib()
+    btf = _btf()
+    t = lb.btf__type_by_id(btf, tid)           # typedef -> pointer
+    ptr = t and lb.btf__type_by_id(btf, t.contents.type)
+    proto = ptr and lb.btf__type_by_id(btf, ptr.contents.type)
+    if not proto:
+        return None
+    return (proto.contents.info & 0xffff) - 1  # vlen, less the context

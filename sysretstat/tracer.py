@@ -29,6 +29,7 @@ OPTIONAL_LOSS = {
 TRACEPOINTS = {"sr_sys_enter": "sys_enter", "sr_sys_exit": "sys_exit",
                "sr_switch": "sched_switch", "sr_fork": "sched_process_fork",
                "sr_exit": "sched_process_exit",
+               "sr_exit_gd": "sched_process_exit",
                "sr_signal_deliver": "signal_deliver",
                "sr_rseq_ip_fixup": "rseq_ip_fixup",
                "sr_page_fault_user": "page_fault_user"}
@@ -115,6 +116,7 @@ class Tracer:
         self.ran = []
         self._links = []
         self.skipped = []
+        self.exit_prog = "sr_exit"
 
     # Lifecycle -------------------------------------------------------
     def open(self):
@@ -165,6 +167,12 @@ class Tracer:
                 if not tracepoint_exists(tp):
                     obj.set_autoload(prog, False)
                     self.skipped.append(prog)
+            # The exit program that takes the tracepoint's own group_dead
+            # where it has one (6.16+); the other reads signal->live.
+            gd = kernelbtf.tracepoint_args("sched_process_exit") == 2
+            obj.set_autoload("sr_exit", not gd)
+            obj.set_autoload("sr_exit_gd", gd)
+            self.exit_prog = "sr_exit_gd" if gd else "sr_exit"
             for prog in CORE_PROGS:
                 if not tracepoint_exists(TRACEPOINTS[prog]):
                     raise KernelFeatureMissing(
@@ -191,8 +199,8 @@ class Tracer:
 
     def attach(self):
         progs = (["sr_sys_enter"] if self.options.latency else []) + \
-            list(CORE_PROGS) + [p for p in OPTIONAL_PROGS
-                                if p not in self.skipped]
+            [self.exit_prog if p == "sr_exit" else p for p in CORE_PROGS] + \
+            [p for p in OPTIONAL_PROGS if p not in self.skipped]
         # sched_switch first: it flushes the per-CPU caches the other
         # programs claim, and a thread that claimed one and was switched
         # out before it was attached would own that cache for good.

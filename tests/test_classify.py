@@ -28,6 +28,7 @@ def record(run_cli, tmp_path, argv, *extra):
     r = run_cli("report", out, "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
+    assert negatives(doc) == []
     snap = Snapshot.from_report(doc)
     assert check_invariants(snap) == [], check_invariants(snap)
     lost = doc["meta"]["lost"]
@@ -40,6 +41,21 @@ def record(run_cli, tmp_path, argv, *extra):
         assert sum(pr["latency_ns"][path]["sum"]
                    for pr in doc["processes"]) == h["sum"], path
     return doc, p
+
+
+def negatives(doc, path=""):
+    """Every count, bucket or sum below zero in a report (a syscall's
+    number is an identity, not a count)."""
+    if isinstance(doc, dict):
+        return [n for k, v in doc.items() if k != "nr"
+                for n in negatives(v, path + "." + str(k))]
+    if isinstance(doc, list):
+        return [n for i, v in enumerate(doc)
+                for n in negatives(v, "%s[%d]" % (path, i))]
+    if isinstance(doc, (int, float)) and not isinstance(doc, bool) \
+            and doc < 0:
+        return [(path, doc)]
+    return []
 
 
 def syscall(doc, name, abi="x64"):
@@ -74,6 +90,17 @@ CASES = {
     "exec": ({"rcx_ne_rip": N}, {"execve": {"rcx_ne_rip": N + 1}}, {}),
     "ptrace": ({"ptrace": N, "fork_child": 1},
                {"getppid": {"ptrace": N}}, {}),
+    # Tracer edits the old code missed: after PTRACE_DETACH, with
+    # orig_rax = -1 (gdb), at a signal-delivery stop.
+    "ptrace_detach": ({"ptrace": N, "fork_child": N},
+                      {"getppid": {"ptrace": N}}, {}),
+    "ptrace_origax": ({"ptrace": N, "fork_child": 1},
+                      {"getppid": {"ptrace": N}}, {}),
+    "ptrace_sigstop": ({"ptrace": N, "fork_child": 1},
+                       {"tgkill": {"ptrace": N}}, {}),
+    # -ERESTARTSYS turned into -EINTR at the exit stop: no restart (the
+    # tracee checks it got -EINTR N times).
+    "ptrace_eintr": ({"fork_child": 1}, {"read": {}}, {}),
 }
 for g in GUARD:
     CASES[g] = ({"signal": N, g: N}, {"rt_sigreturn": {g: N},
@@ -119,6 +146,23 @@ def test_rip_at_task_size_max_follows_the_kernels_guard(run_cli, workloads,
         assert sr["reasons"] == {"rip_noncanonical": N}
         tree = {"signal": N, "rip_noncanonical": N}
     assert doc["totals"]["reasons"] == merged(EXEC, tree)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPUs 0 and 1")
+def test_return_counted_on_the_cpu_it_ran(run_cli, workloads, tmp_path):
+    # Each getppid enters on CPU 0, its tracer breaks RCX at the exit
+    # stop and moves it to CPU 1, where it returns by IRET.  The old code
+    # counted SYSRET on CPU 0 and corrected it on CPU 1: -N there.
+    doc, p = record(run_cli, tmp_path, [os.path.join(workloads, "retpaths"),
+                                        "ptrace_migrate", N])
+    assert "ok ptrace_migrate %d" % N in p.stdout
+    assert syscall(doc, "getppid")["reasons"] == {"ptrace": N}
+    cpus = {c["cpu"]: c for c in doc["cpus"]}
+    assert cpus[1]["reasons"].get("ptrace") == N
+    assert cpus[0]["reasons"].get("ptrace", 0) == 0
+    for c in cpus.values():
+        assert c["paths"]["iret"] <= c["returns"]
 
 
 def test_seccomp_errno_512_is_not_a_restart(run_cli, workloads, tmp_path):

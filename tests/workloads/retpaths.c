@@ -76,6 +76,8 @@
  */
 #define BAD_RIP		0x8000000000000000UL
 
+#define ERESTARTSYS_	512	/* include/linux/errno.h, kernel-internal */
+
 /*
  * TASK_SIZE_MAX, the first address of the last page below the top of
  * the user half: (1 << 47) - 4096, or (1 << 56) - 4096 with 5-level
@@ -844,6 +846,269 @@ static int run_ptrace(long n)
 }
 
 /* ------------------------------------------------------------------ */
+/* Tracer edits at each stop kind, with and without a detach after     */
+/* ------------------------------------------------------------------ */
+
+#define UREG(r) offsetof(struct user, regs.r)
+
+static void poke_user(pid_t pid, size_t off, long v)
+{
+	if (ptrace(PTRACE_POKEUSER, pid, (void *)off, (void *)v))
+		die("PTRACE_POKEUSER(%zu): %s", off, strerror(errno));
+}
+
+static int g_pipe[2];
+
+/* Tracee bodies: raw syscalls only. */
+static void body_getppid(long n)
+{
+	for (long i = 0; i < n; i++)
+		sys0(__NR_getppid);
+}
+
+static void body_tgkill(long n)
+{
+	long pid = sys0(__NR_getpid), tid = sys0(__NR_gettid);
+
+	for (long i = 0; i < n; i++)
+		sys3(__NR_tgkill, pid, tid, SIGUSR2);
+}
+
+static void body_read_eintr(long n)
+{
+	char c;
+
+	sys1(__NR_close, g_pipe[1]);
+	for (long i = 0; i < n; i++)
+		if (sys3(__NR_read, g_pipe[0], &c, 1) != -EINTR)
+			raw_exit(2);
+}
+
+/* A child that traces itself (TRACEME), stops, then runs body(n). */
+static pid_t start_tracee(void (*body)(long), long n)
+{
+	int st;
+	pid_t pid = raw_fork();
+
+	if (pid == 0) {
+		if (sys0(__NR_ptrace) != 0)	/* PTRACE_TRACEME == 0 */
+			raw_exit(3);
+		sys2(__NR_kill, sys0(__NR_getpid), SIGSTOP);
+		body(n);
+		raw_exit(0);
+	}
+	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st) ||
+	    WSTOPSIG(st) != SIGSTOP)
+		die("tracee did not stop (status 0x%x)", st);
+	if (ptrace(PTRACE_SETOPTIONS, pid, NULL,
+		   (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)))
+		die("PTRACE_SETOPTIONS: %s", strerror(errno));
+	return pid;
+}
+
+/* Resume with `req`, wait for the next stop; 0 once the tracee exited. */
+static int step_tracee(pid_t pid, int req, int sig, int *st)
+{
+	if (ptrace(req, pid, NULL, (void *)(long)sig))
+		die("ptrace(%d): %s", req, strerror(errno));
+	if (waitpid(pid, st, 0) != pid)
+		die("waitpid(tracee): %s", strerror(errno));
+	if (WIFEXITED(*st)) {
+		if (WEXITSTATUS(*st) != 0)
+			die("tracee exit status %d", WEXITSTATUS(*st));
+		return 0;
+	}
+	if (WIFSIGNALED(*st))
+		die("tracee killed by signal %d", WTERMSIG(*st));
+	return 1;
+}
+
+static int syscall_stop(pid_t pid, int st, struct __ptrace_syscall_info *info)
+{
+	if (WSTOPSIG(st) != (SIGTRAP | 0x80))
+		return 0;
+	memset(info, 0, sizeof(*info));
+	if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, (void *)sizeof(*info),
+		   info) <= 0)
+		die("PTRACE_GET_SYSCALL_INFO: %s", strerror(errno));
+	return 1;
+}
+
+/* Break RCX == RIP for the return the tracee is stopped on. */
+static void break_rcx(pid_t pid)
+{
+	poke_user(pid, UREG(rcx), peek_user(pid, UREG(rip)) + 1);
+}
+
+/*
+ * ptrace_detach: N tracees, each stopped at its getppid's syscall-exit
+ * stop, where the tracer breaks RCX == RIP and detaches: the tracee
+ * returns untraced, by IRET.
+ * ptrace_origax: the tracer also sets orig_rax to -1, as gdb does to
+ * keep the kernel from restarting a call it redirects.
+ */
+static int run_ptrace_exit_edit(const char *name, long n, int detach)
+{
+	long edited = 0;
+	int st, sig;
+	struct __ptrace_syscall_info info;
+
+	for (long t = 0; t < (detach ? n : 1); t++) {
+		pid_t pid = start_tracee(body_getppid, detach ? 1 : n);
+
+		sig = 0;	/* the initial SIGSTOP, suppressed */
+		while (step_tracee(pid, PTRACE_SYSCALL, sig, &st)) {
+			sig = 0;
+			if (!syscall_stop(pid, st, &info)) {
+				sig = WSTOPSIG(st);
+				continue;
+			}
+			if (info.op != PTRACE_SYSCALL_INFO_EXIT ||
+			    peek_user(pid, UREG(orig_rax)) != __NR_getppid)
+				continue;
+			break_rcx(pid);
+			edited++;
+			if (detach) {
+				if (ptrace(PTRACE_DETACH, pid, NULL, NULL))
+					die("PTRACE_DETACH: %s", strerror(errno));
+				reap_ok(pid, "detached tracee");
+				break;
+			}
+			poke_user(pid, UREG(orig_rax), -1);
+		}
+	}
+	if (edited != n)
+		die("edited %ld returns, expected %ld", edited, n);
+	return report_ok(name, n, NULL);
+}
+
+/*
+ * ptrace_sigstop: the tracee sends itself SIGUSR2 with tgkill; at the
+ * signal-delivery stop on that return's way out the tracer breaks
+ * RCX == RIP and suppresses the signal.
+ */
+static int run_ptrace_sigstop(long n)
+{
+	long edited = 0;
+	int st, sig = 0;
+	pid_t pid = start_tracee(body_tgkill, n);
+
+	while (step_tracee(pid, PTRACE_CONT, sig, &st)) {
+		sig = 0;
+		if (WSTOPSIG(st) != SIGUSR2) {
+			sig = WSTOPSIG(st) == SIGSTOP ? 0 : WSTOPSIG(st);
+			continue;
+		}
+		break_rcx(pid);
+		edited++;
+	}
+	if (edited != n)
+		die("edited %ld returns, expected %ld", edited, n);
+	return report_ok("ptrace_sigstop", n, NULL);
+}
+
+/*
+ * ptrace_eintr: the tracee blocks in read on a pipe; a SIGWINCH (no
+ * handler: only a traced task is woken by it) makes read return
+ * -ERESTARTSYS; at the syscall-exit stop the tracer turns it into
+ * -EINTR and then suppresses the signal.  The kernel restarts nothing:
+ * read returns -EINTR by SYSRET.
+ */
+static int run_ptrace_eintr(long n)
+{
+	long edited = 0;
+	int st, sig = 0, kick = 0;
+	pid_t pid;
+	struct __ptrace_syscall_info info;
+
+	if (pipe(g_pipe))
+		die("pipe: %s", strerror(errno));
+	pid = start_tracee(body_read_eintr, n);
+	close(g_pipe[0]);
+	for (;;) {
+		if (ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)sig))
+			die("PTRACE_SYSCALL: %s", strerror(errno));
+		sig = 0;
+		if (kick) {
+			wait_blocked_in_read(pid);
+			if (kill(pid, SIGWINCH))
+				die("kill(SIGWINCH): %s", strerror(errno));
+			kick = 0;
+		}
+		if (waitpid(pid, &st, 0) != pid)
+			die("waitpid(tracee): %s", strerror(errno));
+		if (WIFEXITED(st)) {
+			if (WEXITSTATUS(st) != 0)
+				die("tracee exit status %d", WEXITSTATUS(st));
+			break;
+		}
+		if (!WIFSTOPPED(st))
+			die("odd wait status 0x%x", st);
+		if (!syscall_stop(pid, st, &info))
+			continue;	/* SIGWINCH: suppressed */
+		if (info.op == PTRACE_SYSCALL_INFO_ENTRY &&
+		    info.entry.nr == __NR_read)
+			kick = 1;
+		if (info.op == PTRACE_SYSCALL_INFO_EXIT &&
+		    peek_user(pid, UREG(orig_rax)) == __NR_read) {
+			if (info.exit.rval != -ERESTARTSYS_)
+				die("read returned %lld, not -ERESTARTSYS",
+				    (long long)info.exit.rval);
+			poke_user(pid, UREG(rax), -EINTR);
+			edited++;
+		}
+	}
+	close(g_pipe[1]);
+	if (edited != n)
+		die("edited %ld returns, expected %ld", edited, n);
+	return report_ok("ptrace_eintr", n, NULL);
+}
+
+/*
+ * ptrace_migrate: as ptrace, and each getppid enters on CPU 0 and, once
+ * the tracer has broken RCX at its exit stop, returns on CPU 1: the
+ * return is counted where it ran, never as a correction on another CPU.
+ */
+static void pin(pid_t pid, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(pid, sizeof(set), &set))
+		die("sched_setaffinity(%d): %s", cpu, strerror(errno));
+}
+
+static int run_ptrace_migrate(long n)
+{
+	long edited = 0;
+	int st, sig = 0;
+	pid_t pid;
+	struct __ptrace_syscall_info info;
+
+	pid = start_tracee(body_getppid, n);
+	while (step_tracee(pid, PTRACE_SYSCALL, sig, &st)) {
+		sig = 0;
+		if (!syscall_stop(pid, st, &info)) {
+			sig = WSTOPSIG(st);
+			continue;
+		}
+		if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
+			pin(pid, 0);
+			continue;
+		}
+		if (peek_user(pid, UREG(orig_rax)) != __NR_getppid)
+			continue;
+		break_rcx(pid);
+		pin(pid, 1);
+		edited++;
+	}
+	if (edited != n)
+		die("edited %ld returns, expected %ld", edited, n);
+	return report_ok("ptrace_migrate", n, NULL);
+}
+
+/* ------------------------------------------------------------------ */
 /* rseq: sched_yield inside a critical section, abort on the way out    */
 /* ------------------------------------------------------------------ */
 
@@ -1091,7 +1356,8 @@ static void usage(void)
 		"           ss_not_user rip_noncanonical rip_top_page rflags_rf\n"
 		"           rflags_tf\n"
 		"           restart fork exec ptrace rseq async_signal churn\n"
-		"           seccomp_errno nosys\n";
+		"           seccomp_errno nosys ptrace_detach ptrace_origax\n"
+		"           ptrace_sigstop ptrace_eintr ptrace_migrate\n";
 
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
 		/* ignore */
@@ -1130,6 +1396,16 @@ int main(int argc, char **argv)
 				 argc > 3 ? parse_n(argv[3]) + 1 : n + 1);
 	if (!strcmp(argv[1], "ptrace"))
 		return run_ptrace(n);
+	if (!strcmp(argv[1], "ptrace_detach"))
+		return run_ptrace_exit_edit("ptrace_detach", n, 1);
+	if (!strcmp(argv[1], "ptrace_origax"))
+		return run_ptrace_exit_edit("ptrace_origax", n, 0);
+	if (!strcmp(argv[1], "ptrace_sigstop"))
+		return run_ptrace_sigstop(n);
+	if (!strcmp(argv[1], "ptrace_eintr"))
+		return run_ptrace_eintr(n);
+	if (!strcmp(argv[1], "ptrace_migrate"))
+		return run_ptrace_migrate(n);
 	if (!strcmp(argv[1], "rseq"))
 		return run_rseq(n);
 	if (!strcmp(argv[1], "async_signal"))
