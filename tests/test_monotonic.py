@@ -1,0 +1,95 @@
+"""Counts only grow: every count, bucket and sum of a live collection is
+at least what the previous read showed, and no interval delta is
+negative, while workloads make the verdicts that used to be corrected
+after the fact: restarts under SIGSTOP/SIGCONT, tracer edits (one moving
+its tracee across CPUs between the exit stop and the return), signal
+frames, and forks that exit at once."""
+
+import os
+import subprocess
+
+import pytest
+
+from sysretstat.collector import Collector
+from sysretstat.tracer import Options
+
+pytestmark = pytest.mark.bpf
+
+LOAD = [("restart", 40), ("ptrace_migrate", 300), ("ptrace_eintr", 30),
+        ("ptrace_sigstop", 300), ("signal", 300), ("fork", 300),
+        ("rcx_ne_rip", 300)]
+
+
+def values(counts):
+    """A Counts as {name: value}: outcomes, then each path's buckets and
+    sum."""
+    out = {("n", i): v for i, v in enumerate(counts.n)}
+    for p, h in enumerate(counts.lat or ()):
+        out[("sum", p)] = h.sum_ns
+        for b, v in h.buckets.items():
+            out[("b", p, b)] = v
+    return out
+
+
+def rows(snap):
+    out = {("totals",): snap.totals}
+    for t in ("cpus", "syscalls", "processes", "threads"):
+        for k, r in snap.table(t).items():
+            out[(t, k)] = r.counts
+    return out
+
+
+def shrunk(old, new):
+    """What went down from snapshot old to new."""
+    bad = []
+    new_rows = rows(new)
+    for key, c in rows(old).items():
+        if key not in new_rows:
+            continue        # an evicted row; none expected here
+        now = values(new_rows[key])
+        for name, v in values(c).items():
+            if now.get(name, 0) < v:
+                bad.append((key, name, v, now.get(name, 0)))
+    return bad
+
+
+def negative(delta):
+    bad = []
+    for key, c in rows(delta).items():
+        bad += [(key, n, v) for n, v in values(c).items() if v < 0]
+    return bad
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPUs 0 and 1")
+def test_counts_never_go_down(workloads):
+    col = Collector(Options())
+    col.start()
+    procs = []
+    try:
+        prev = col.snapshot()
+        procs = [subprocess.Popen([os.path.join(workloads, "retpaths"),
+                                   name, str(n)], stdout=subprocess.DEVNULL)
+                 for name, n in LOAD]
+        reads = 0
+        while True:
+            done = all(p.poll() is not None for p in procs)
+            snap = col.snapshot()
+            reads += 1
+            assert shrunk(prev, snap) == []
+            assert negative(snap.delta(prev)) == []
+            prev = snap
+            if done:
+                break
+        assert [p.returncode for p in procs] == [0] * len(procs)
+        assert reads > 3
+        # The load did produce the verdicts in question.
+        reasons = prev.totals.reasons()
+        for r in ("restart", "ptrace", "signal", "fork_child"):
+            assert reasons.get(r, 0) > 0, r
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        col.close()
