@@ -42,6 +42,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define T_OPEN		0x04	/* last return held: not yet counted */
 #define T_STOPPED	0x08	/* ptrace-stopped on that return's way out */
 #define T_EXITED	0x10
+#define T_RESTARTING	0x20	/* the kernel will move RIP back to re-run it */
 #define T_FAST32	0x80	/* the last return was a compat fast syscall's */
 
 /* How the syscall in flight entered the kernel. */
@@ -890,8 +891,8 @@ static __always_inline __u8 compat_entry(struct task_state *st,
 {
 	if (!pad || regs->ip != pad)
 		return K_INT80;
-	if ((st->flags & (T_OPEN | T_FAST32)) == (T_OPEN | T_FAST32) &&
-	    st->last_outcome == SR_O_RESTART)
+	if ((st->flags & (T_OPEN | T_RESTARTING)) ==
+	    (T_OPEN | T_RESTARTING))
 		return K_INT80;
 	if (st->last_ip == pad - 2)
 		return K_INT80;
@@ -956,6 +957,12 @@ static __always_inline void resumed(struct task_struct *task)
 	if (!regs)
 		return;
 	o = st->last_outcome;
+	if (o != SR_O_SIGNAL && o != SR_O_RSEQ) {
+		if (will_restart(task, regs))
+			st->flags |= T_RESTARTING;
+		else
+			st->flags &= ~T_RESTARTING;
+	}
 	if (!fixed_outcome(o) && o != SR_O_SIGNAL && o != SR_O_RSEQ) {
 		now = regs_verdict(st, task, regs);
 		if (now != st->base_outcome && now != SR_O_SYSRET &&
@@ -1044,6 +1051,7 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	__u8 kind, o, flags;
 	__s64 nr, lat = -1;
 	__u64 landing;
+	bool restarting;
 	struct live l;
 
 	if (task->tgid == cfg.self_tgid)
@@ -1077,6 +1085,7 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	}
 	/* A return still open is behind the thread: it made this call. */
 	publish(&l, task);
+	restarting = will_restart(task, regs);
 
 	if (cfg.fred)
 		o = SR_O_ERETU;
@@ -1086,7 +1095,7 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 		o = SR_O_XEN_PV;
 	else if (kind == K_INT80)
 		o = SR_O_INT80;
-	else if (will_restart(task, regs))
+	else if (restarting)
 		/* Unless a handler runs (then: signal), the kernel moves
 		 * RIP back over the syscall instruction; RCX is untouched. */
 		o = SR_O_RESTART;
@@ -1095,9 +1104,11 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	else
 		o = guard64(regs, false);
 
-	flags &= ~(T_IN_SYSCALL | T_NEW | T_FAST32);
+	flags &= ~(T_IN_SYSCALL | T_NEW | T_FAST32 | T_RESTARTING);
 	if (kind == K_FAST32)
 		flags |= T_FAST32;
+	if (restarting)
+		flags |= T_RESTARTING;
 	st->enter_ip = landing;
 	st->last_outcome = o;
 	st->base_outcome = o;
@@ -1133,7 +1144,9 @@ int BPF_PROG(sr_signal_deliver, int sig, struct kernel_siginfo *info,
 	if (!acquire(&l, task, NULL))
 		return 0;
 	if (in_exit_path(l.st, task)) {
+		/* The frame decides, and rt_sigreturn puts RIP back. */
 		promote(l.st, SR_O_SIGNAL);
+		l.st->flags &= ~T_RESTARTING;
 	} else {
 		publish(&l, task);
 		l.st->last_ip = 0;

@@ -268,6 +268,38 @@ def test_fast_syscall_sysretl(run_cli, workloads, tmp_path):
     assert g["paths"] == {"sysret": N, "iret": 0, "eretu": 0}
 
 
+@pytest.mark.parametrize("scenario,readv,handler", [
+    # No handler (SIGSTOP/SIGCONT): the first return restarts the call on
+    # the vDSO's int $0x80, and every re-run enters and leaves by it.
+    ("restart", {"restart": 1, "int80": N}, False),
+    # SA_RESTART: the frame is built on the first return; the sigreturn
+    # goes back to the int $0x80, so the re-runs are int80 again.
+    ("restart_sa", {"signal": 1, "int80": N}, True),
+    # No SA_RESTART: -EINTR, and the child calls readv again (fast path).
+    ("restart_eintr", {"signal": N}, True),
+])
+def test_compat_fast_syscall_interrupted(run_cli, workloads, tmp_path,
+                                         scenario, readv, handler):
+    doc = compat(run_cli, workloads, tmp_path, scenario, N)
+    assert syscall(doc, "readv", "i386")["reasons"] == readv
+    if handler:
+        # The handler's own fast calls are SYSRETL, not taken for the
+        # int $0x80 re-run (getppid, then its write to the parent).
+        g = syscall(doc, "getppid", "i386")
+        assert g["reasons"] == {} and g["paths"]["sysret"] == N
+        assert syscall(doc, "sigreturn", "i386")["reasons"] == {"int80": N}
+
+
+def test_compat_tracer_rewind(run_cli, workloads, tmp_path):
+    # A 32-bit debugger re-runs each fast getppid: EIP back onto the
+    # vDSO's int $0x80 at the exit stop.  That return fails the SYSRETL
+    # predicate by the tracer's hand; the re-run is int80.
+    doc = compat(run_cli, workloads, tmp_path, "rewind", N)
+    g = syscall(doc, "getppid", "i386")
+    assert g["reasons"] == {"ptrace": N, "int80": N}
+    assert g["paths"]["sysret"] == 0
+
+
 def test_compat_entry_follows_the_cpu_vendor(workloads):
     # The fast path the SYSRETL tests exercise enters with SYSENTER on
     # Intel and SYSCALL on AMD, as the kernel patched the vDSO; read

@@ -20,6 +20,24 @@
  *           compat32 prints nothing itself on success; PROGRAM's output and
  *           exit status are the result.  Use e.g. "/bin/true", or
  *           "retpaths exec_done 1", which prints "ok exec 1".
+ * restart N       a child blocks in readv (nr 145) on a pipe through the
+ *                 fast path; SIGSTOP/SIGCONT interrupts it N times.  The
+ *                 kernel restarts it by moving RIP back 2 bytes onto the
+ *                 vDSO's int $0x80: the first return is a restart, and the
+ *                 re-runs enter (and leave) by int $0x80.
+ * restart_sa N    the same with a SIGUSR1 handler (SA_RESTART) that calls
+ *                 getppid and write through the fast path: the first readv
+ *                 return gets the signal frame; rt_sigreturn (int $0x80 in
+ *                 glibc's restorer) goes back to the int $0x80, so every
+ *                 re-run is int80.  The handler's own calls are fast.
+ * restart_eintr N the handler without SA_RESTART: readv returns -EINTR and
+ *                 the child calls it again through the fast path.
+ * rewind N        a traced child makes N fast getppid calls; at each one's
+ *                 syscall-exit stop its tracer moves EIP back 2 bytes (onto
+ *                 the vDSO's int $0x80) and EAX back to the number, as a
+ *                 debugger re-running a call does: that return fails the
+ *                 SYSRETL predicate (the tracer's doing: ptrace), and the
+ *                 re-run enters and leaves by int $0x80.
  * entry     prints "entry sysenter", "entry syscall" or "entry int80": the
  *           instruction __kernel_vsyscall enters the kernel with, as the
  *           kernel patched it for this CPU (SYSENTER on Intel, SYSCALL on
@@ -35,15 +53,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
 #include <sys/auxv.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef __i386__
 #error "compat32.c must be built with -m32"
 #endif
 
+#define NR32_WRITE	4
 #define NR32_EXECVE	11
 #define NR32_GETPPID	64
+#define NR32_READV	145
 
 extern char **environ;
 
@@ -139,6 +167,193 @@ static const char *vdso_entry(void)
 	return NULL;
 }
 
+/* ------------------------------------------------------------------ */
+/* Fast syscalls interrupted by a signal                               */
+/* ------------------------------------------------------------------ */
+
+static int g_data[2], g_ack[2];
+
+static void on_usr1(int sig)
+{
+	char c = 'a';
+
+	(void)sig;
+	fast3(NR32_GETPPID, 0, 0, 0);
+	fast3(NR32_WRITE, g_ack[1], (long)&c, 1);
+}
+
+static void __attribute__((noreturn)) reader(void)
+{
+	char c;
+	struct iovec iov = { &c, 1 };
+
+	check_vsyscall_slot();
+	for (;;) {
+		long r = fast3(NR32_READV, g_data[0], (long)&iov, 1);
+
+		if (r == 1)
+			_exit(c == 'x' ? 0 : 2);
+		if (r != -EINTR)
+			_exit(3);
+	}
+}
+
+static int read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t len;
+
+	if (fd < 0)
+		return -1;
+	len = read(fd, buf, size - 1);
+	close(fd);
+	if (len < 0)
+		return -1;
+	buf[len] = '\0';
+	return (int)len;
+}
+
+/* Until the child sleeps in the pipe read of its readv. */
+static void wait_blocked_in_readv(pid_t pid)
+{
+	char path[64], buf[256];
+	struct timespec ts = { 0, 200000 };
+
+	for (int tries = 0; tries < 50000; tries++) {
+		snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
+		if (read_small(path, buf, sizeof(buf)) > 0 &&
+		    strstr(buf, "pipe_read")) {
+			snprintf(path, sizeof(path), "/proc/%d/syscall",
+				 (int)pid);
+			if (read_small(path, buf, sizeof(buf)) > 0 &&
+			    strncmp(buf, "145 ", 4) == 0)
+				return;
+		}
+		nanosleep(&ts, NULL);
+	}
+	die("child %d never blocked in readv", (int)pid);
+}
+
+/* mode 0: SIGSTOP/SIGCONT; 1: handler, SA_RESTART; 2: handler. */
+static int run_restart(const char *name, long n, int mode)
+{
+	struct sigaction sa;
+	int st;
+	pid_t pid;
+	char c;
+
+	if (pipe(g_data) || pipe(g_ack))
+		die("pipe: %s", strerror(errno));
+	if (mode) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_usr1;
+		sa.sa_flags = mode == 1 ? SA_RESTART : 0;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGUSR1, &sa, NULL))
+			die("sigaction: %s", strerror(errno));
+	}
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(g_data[1]);
+		close(g_ack[0]);
+		reader();
+	}
+	close(g_data[0]);
+	close(g_ack[1]);
+	for (long i = 0; i < n; i++) {
+		wait_blocked_in_readv(pid);
+		if (mode) {
+			if (kill(pid, SIGUSR1))
+				die("kill: %s", strerror(errno));
+			if (read(g_ack[0], &c, 1) != 1)
+				die("no word from the handler");
+			continue;
+		}
+		if (kill(pid, SIGSTOP) || waitpid(pid, &st, WUNTRACED) != pid ||
+		    !WIFSTOPPED(st))
+			die("child did not stop");
+		if (kill(pid, SIGCONT) ||
+		    waitpid(pid, &st, WCONTINUED) != pid || !WIFCONTINUED(st))
+			die("child did not continue");
+	}
+	wait_blocked_in_readv(pid);
+	if (write(g_data[1], "x", 1) != 1)
+		die("write: %s", strerror(errno));
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		die("reader did not exit(0): status 0x%x", st);
+	return report_ok(name, n);
+}
+
+static int run_rewind(long n)
+{
+	struct __ptrace_syscall_info info;
+	struct user_regs_struct regs;
+	long rewound = 0, calls = 0;
+	int st, sig = 0;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		check_vsyscall_slot();
+		if (ptrace(PTRACE_TRACEME, 0, NULL, NULL))
+			_exit(3);
+		raise(SIGSTOP);
+		for (long i = 0; i < n; i++)
+			if (fast3(NR32_GETPPID, 0, 0, 0) <= 0)
+				_exit(2);
+		_exit(0);
+	}
+	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st))
+		die("tracee did not stop (status 0x%x)", st);
+	if (ptrace(PTRACE_SETOPTIONS, pid, NULL,
+		   (void *)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)))
+		die("PTRACE_SETOPTIONS: %s", strerror(errno));
+	for (;;) {
+		if (ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)sig))
+			die("PTRACE_SYSCALL: %s", strerror(errno));
+		sig = 0;
+		if (waitpid(pid, &st, 0) != pid)
+			die("waitpid: %s", strerror(errno));
+		if (WIFEXITED(st)) {
+			if (WEXITSTATUS(st))
+				die("tracee exit status %d", WEXITSTATUS(st));
+			break;
+		}
+		if (!WIFSTOPPED(st))
+			die("odd wait status 0x%x", st);
+		if (WSTOPSIG(st) != (SIGTRAP | 0x80)) {
+			sig = WSTOPSIG(st) == SIGSTOP ? 0 : WSTOPSIG(st);
+			continue;
+		}
+		memset(&info, 0, sizeof(info));
+		if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, (void *)sizeof(info),
+			   &info) <= 0)
+			die("PTRACE_GET_SYSCALL_INFO: %s", strerror(errno));
+		if (info.op != PTRACE_SYSCALL_INFO_EXIT)
+			continue;
+		if (ptrace(PTRACE_GETREGS, pid, NULL, &regs))
+			die("PTRACE_GETREGS: %s", strerror(errno));
+		if (regs.orig_eax != NR32_GETPPID)
+			continue;
+		/* Odd calls are the originals, even ones their re-runs. */
+		if (calls++ % 2)
+			continue;
+		regs.eip -= 2;
+		regs.eax = regs.orig_eax;
+		if (ptrace(PTRACE_SETREGS, pid, NULL, &regs))
+			die("PTRACE_SETREGS: %s", strerror(errno));
+		rewound++;
+	}
+	if (rewound != n || calls != 2 * n)
+		die("rewound %ld of %ld calls, expected %ld of %ld", rewound,
+		    calls, n, 2 * n);
+	return report_ok("rewind", n);
+}
+
 static long parse_n(const char *s)
 {
 	char *end;
@@ -154,8 +369,8 @@ static long parse_n(const char *s)
 static void usage(void)
 {
 	static const char msg[] =
-		"usage: compat32 int80 N | compat32 fast N | "
-		"compat32 exec PROGRAM [ARG...] | compat32 entry\n";
+		"usage: compat32 int80|fast|restart|restart_sa|restart_eintr|rewind N"
+		" | compat32 exec PROGRAM [ARG...] | compat32 entry\n";
 
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
 		/* ignore */
@@ -197,6 +412,15 @@ int main(int argc, char **argv)
 		}
 		return report_ok("fast", n);
 	}
+
+	if (!strcmp(argv[1], "restart"))
+		return run_restart("restart", parse_n(argv[2]), 0);
+	if (!strcmp(argv[1], "rewind"))
+		return run_rewind(parse_n(argv[2]));
+	if (!strcmp(argv[1], "restart_sa"))
+		return run_restart("restart_sa", parse_n(argv[2]), 1);
+	if (!strcmp(argv[1], "restart_eintr"))
+		return run_restart("restart_eintr", parse_n(argv[2]), 2);
 
 	if (!strcmp(argv[1], "exec")) {
 		long r;
