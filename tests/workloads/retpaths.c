@@ -27,6 +27,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1109,6 +1110,52 @@ static int run_ptrace_migrate(long n)
 }
 
 /* ------------------------------------------------------------------ */
+/* threads: processes of 8 busy threads that end with exit_group        */
+/* ------------------------------------------------------------------ */
+
+#define THREADS 8
+
+static int g_started;
+
+static void *spin_thread(void *arg)
+{
+	(void)arg;
+	__atomic_add_fetch(&g_started, 1, __ATOMIC_SEQ_CST);
+	for (;;)
+		sys0(__NR_getppid);
+	return NULL;
+}
+
+/*
+ * N children (glibc fork: clone), each starting THREADS threads (clone3)
+ * that call getppid without end; once all run, the main thread calls
+ * exit_group, and the threads die wherever they are: do_exit() runs on
+ * all of them at once.
+ */
+static int run_threads(long n)
+{
+	for (long i = 0; i < n; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			die("fork: %s", strerror(errno));
+		if (pid == 0) {
+			pthread_t t;
+
+			for (int k = 0; k < THREADS; k++)
+				if (pthread_create(&t, NULL, spin_thread, NULL))
+					_exit(2);
+			while (__atomic_load_n(&g_started, __ATOMIC_SEQ_CST) <
+			       THREADS)
+				sys0(__NR_sched_yield);
+			raw_exit(0);
+		}
+		reap_ok(pid, "threaded child");
+	}
+	return report_ok("threads", n, NULL);
+}
+
+/* ------------------------------------------------------------------ */
 /* rseq: sched_yield inside a critical section, abort on the way out    */
 /* ------------------------------------------------------------------ */
 
@@ -1357,7 +1404,7 @@ static void usage(void)
 		"           rflags_tf\n"
 		"           restart fork exec ptrace rseq async_signal churn\n"
 		"           seccomp_errno nosys ptrace_detach ptrace_origax\n"
-		"           ptrace_sigstop ptrace_eintr ptrace_migrate\n";
+		"           ptrace_sigstop ptrace_eintr ptrace_migrate threads\n";
 
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
 		/* ignore */
@@ -1406,6 +1453,8 @@ int main(int argc, char **argv)
 		return run_ptrace_eintr(n);
 	if (!strcmp(argv[1], "ptrace_migrate"))
 		return run_ptrace_migrate(n);
+	if (!strcmp(argv[1], "threads"))
+		return run_threads(n);
 	if (!strcmp(argv[1], "rseq"))
 		return run_rseq(n);
 	if (!strcmp(argv[1], "async_signal"))
