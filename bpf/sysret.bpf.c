@@ -43,6 +43,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define T_STOPPED	0x08	/* ptrace-stopped on that return's way out */
 #define T_EXITED	0x10
 #define T_RESTARTING	0x20	/* the kernel will move RIP back to re-run it */
+#define T_PROC		0x40	/* its process's state exists */
+
+/* proc_state flags (T_EXITED too). */
+#define P_MOVED		0x20	/* latency handed to the carry map */
 #define T_FAST32	0x80	/* the last return was a compat fast syscall's */
 
 /* How the syscall in flight entered the kernel. */
@@ -93,6 +97,10 @@ struct task_state {
 	__u8 filter;		/* F_* */
 	__u8 base_outcome;	/* last_outcome as sys_exit decided it */
 	__u8 pad[7];
+	/* The thread's own start: with its tid, its identity for user
+	 * space.  de_thread() gives an exec'ing thread the leader's tid and
+	 * start_time, which would make it the old leader's double. */
+	__u64 start_ns;
 };
 
 /* A CPU's cache of its running thread's state (see sysret.h). */
@@ -219,6 +227,16 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sr_proc_rec);
 } exited_procs SEC(".maps");
+
+/* A process's latency while its leader is dead and the thread that
+ * execs has not yet taken its place (see sr_exec), by tgid. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct sc_hist_pair);
+} carry SEC(".maps");
 
 /* Scratch space for a process record, too big for the stack. */
 struct {
@@ -500,6 +518,8 @@ static __always_inline struct task_state *state_of(struct task_struct *task,
 				  BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st && lost_ctr)
 		__sync_fetch_and_add(lost_ctr, 1);
+	if (st && !st->start_ns)
+		st->start_ns = task->start_time;
 	return st;
 }
 
@@ -533,6 +553,22 @@ static __always_inline struct proc_state *proc_of(struct task_struct *task,
 				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
+/* Where a process's latency goes once its leader died in another
+ * thread's execve (see sr_exec), until that thread takes it. */
+static __always_inline struct sc_hist_pair *carry_of(struct task_struct *task)
+{
+	__u32 tgid = task->tgid;
+
+	return bpf_map_lookup_elem(&carry, &tgid);
+}
+
+/* A thread's identity start (see task_state.start_ns). */
+static __always_inline __u64 own_start(struct task_state *st,
+				       struct task_struct *task)
+{
+	return st->start_ns ? st->start_ns : task->start_time;
+}
+
 /* Where a thread's state is while a hook runs: this CPU's cache (held
  * busy until release()), or its task storage. */
 struct live {
@@ -551,7 +587,7 @@ static __always_inline void claim(struct run_cache *c, struct task_state *st,
 	c->h.owner = (__u64)task;
 	c->h.tid = task->pid;
 	c->h.tgid = task->tgid;
-	c->h.start_ns = task->start_time;
+	c->h.start_ns = own_start(st, task);
 	c->h.leader_start_ns = task->group_leader->start_time;
 	bpf_probe_read_kernel_str(c->h.comm, sizeof(c->h.comm), task->comm);
 }
@@ -662,6 +698,7 @@ static __always_inline int walk_step(struct bits_walk *bw, __u64 *words,
 struct fold_ctx {
 	struct run_cache *c;
 	struct proc_state *ps;	/* NULL: no storage, the counts are lost */
+	struct sc_hist_pair *carry;	/* or, with ps NULL, there */
 };
 
 /* One step of moving the cached buckets to the process's histograms. */
@@ -689,6 +726,8 @@ static long fold_step(__u64 i, struct fold_ctx *f)
 		 * (see sr_dump). */
 		mark_bucket(f->ps->nz[p], b);
 		__sync_fetch_and_add(&f->ps->hist[p].b[b], v);
+	} else if (v && f->carry) {
+		__sync_fetch_and_add(&f->carry->h[p].b[b], v);
 	}
 	return 0;
 }
@@ -697,12 +736,16 @@ static long fold_step(__u64 i, struct fold_ctx *f)
 static __always_inline void flush(struct run_cache *c, struct task_struct *task)
 {
 	struct task_state *st;
+	struct sc_hist_pair *cp;
 	struct proc_state *ps;
 	struct sr_counts sum;
 	__u32 dumped, p, w;
 	__u64 used;
 	int i;
 
+	/* Already flushed (release() after an explicit flush). */
+	if (c->h.owner != (__u64)task)
+		return;
 	st = bpf_task_storage_get(&tstate, task, 0, 0);
 	if (st) {
 		for (i = 0; i < SR_NR_OUTCOMES; i++)
@@ -728,10 +771,18 @@ static __always_inline void flush(struct run_cache *c, struct task_struct *task)
 	for (w = 0; w < SR_NZ_WORDS; w++)
 		used |= (&c->h.ph_nz[0][0])[w];
 	ps = NULL;
-	if (used || c->h.ph[0].sum_ns || c->h.ph[1].sum_ns)
+	cp = NULL;
+	if (used || c->h.ph[0].sum_ns || c->h.ph[1].sum_ns) {
 		ps = proc_of(task, true);
+		if (ps && (ps->flags & P_MOVED)) {
+			cp = carry_of(task);
+			ps = NULL;
+		}
+	}
+	if ((used || c->h.ph[0].sum_ns || c->h.ph[1].sum_ns) && !ps && !cp)
+		__sync_fetch_and_add(&lost.proc_hists, 1);
 	if (used) {
-		struct fold_ctx f = { .c = c, .ps = ps };
+		struct fold_ctx f = { .c = c, .ps = ps, .carry = cp };
 
 		c->walk = (struct bits_walk){};
 		bpf_loop(SR_NZ_STEPS, fold_step, &f, 0);
@@ -739,6 +790,8 @@ static __always_inline void flush(struct run_cache *c, struct task_struct *task)
 	for (p = 0; p < SR_NR_LAT; p++) {
 		if (ps && c->h.ph[p].sum_ns)
 			__sync_fetch_and_add(&ps->hist[p].sum_ns, c->h.ph[p].sum_ns);
+		else if (cp && c->h.ph[p].sum_ns)
+			__sync_fetch_and_add(&cp->h[p].sum_ns, c->h.ph[p].sum_ns);
 		c->h.ph[p].sum_ns = 0;
 	}
 	/* After buckets and sums: a dump that missed them dumps again. */
@@ -772,6 +825,14 @@ static __always_inline void hist_add(struct live *l, struct task_struct *task,
 		return;
 	}
 	ps = proc_of(task, create);
+	if (ps && (ps->flags & P_MOVED)) {
+		sh = carry_of(task);
+		if (sh) {
+			__sync_fetch_and_add(&sh->h[path].b[bucket], delta);
+			__sync_fetch_and_add(&sh->h[path].sum_ns, delta * lat);
+		}
+		return;
+	}
 	if (ps) {
 		/* Threads of one process share it: atomics. */
 		mark_bucket(ps->nz[path], bucket);
@@ -827,6 +888,12 @@ static __always_inline void publish(struct live *l, struct task_struct *task)
 	if (!(st->flags & T_OPEN))
 		return;
 	st->flags &= ~T_OPEN;
+	/* A thread's first return makes sure its process has somewhere to
+	 * keep latency: created later, at an exit (a leader killed by
+	 * de_thread() that never left the CPU), it can fail. */
+	if (!(st->flags & T_PROC) && st->last_bucket != NO_BUCKET &&
+	    proc_of(task, true))
+		st->flags |= T_PROC;
 	sl = counts_add(st, st->last_slot, o);
 	if (st->last_bucket != NO_BUCKET && sl)
 		hist_add(l, task, sl, lat_path(o), st->last_bucket,
@@ -1227,19 +1294,21 @@ int BPF_PROG(sr_fork, struct task_struct *parent, struct task_struct *child)
 	}
 	st->flags = T_NEW;
 	st->filter = filter;
+	st->start_ns = child->start_time;
 	return 0;
 }
 
 static __always_inline void emit_thread_exit(struct task_state *st,
-					     struct task_struct *task)
+					     struct task_struct *task,
+					     __s32 tid)
 {
 	struct sr_thread_rec rec = {};
 	struct sr_thread_key key = {};
 
 	rec.kind = SR_REC_THREAD;
-	rec.tid = task->pid;
+	rec.tid = tid;
 	rec.tgid = task->tgid;
-	rec.start_ns = task->start_time;
+	rec.start_ns = own_start(st, task);
 	rec.leader_start_ns = task->group_leader->start_time;
 	bpf_probe_read_kernel_str(rec.comm, sizeof(rec.comm), task->comm);
 	rec.counts = st->counts;
@@ -1292,6 +1361,79 @@ static __always_inline void emit_proc_exit(struct task_struct *task,
 		__sync_fetch_and_add(&lost.exited_procs, 1);
 }
 
+/*
+ * A leader that dies because another of its threads execs: de_thread()
+ * will give that thread its place, and the process goes on.  Its
+ * latency waits in the carry map, where the other threads' latency goes
+ * meanwhile, and sr_exec hands it to the new leader.
+ */
+static __always_inline bool leader_dies_in_exec(struct task_struct *task)
+{
+	struct task_struct *ex;
+
+	if (!bpf_core_field_exists(task->signal->group_exec_task))
+		return false;
+	ex = task->signal->group_exec_task;
+	return ex && ex != task && task == task->group_leader;
+}
+
+static __always_inline void carry_out(struct task_struct *task)
+{
+	struct proc_state *ps = bpf_task_storage_get(&pstate, task, 0, 0);
+	__u32 tgid = task->tgid;
+
+	if (!ps || (ps->flags & T_EXITED))
+		return;
+	if (bpf_map_update_elem(&carry, &tgid, ps->hist, BPF_ANY)) {
+		__sync_fetch_and_add(&lost.exited_procs, 1);
+		return;
+	}
+	ps->flags |= P_MOVED | T_EXITED;	/* dumped no more */
+}
+
+struct carry_ctx {
+	struct sc_hist_pair *from;
+	struct proc_state *to;
+};
+
+static long carry_step(__u64 i, struct carry_ctx *m)
+{
+	__u32 p = i >= SR_HIST_BUCKETS, b = i - p * SR_HIST_BUCKETS;
+	__s64 v;
+
+	if (p >= SR_NR_LAT || !IN_RANGE(b, SR_HIST_BUCKETS))
+		return 1;
+	v = m->from->h[p].b[b];
+	if (v) {
+		mark_bucket(m->to->nz[p], b);
+		__sync_fetch_and_add(&m->to->hist[p].b[b], v);
+	}
+	return 0;
+}
+
+static __always_inline void carry_in(struct task_struct *task)
+{
+	struct carry_ctx m;
+	__u32 tgid = task->tgid;
+	int p;
+
+	m.from = bpf_map_lookup_elem(&carry, &tgid);
+	if (!m.from)
+		return;
+	m.to = bpf_task_storage_get(&pstate, task, 0,
+				    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (m.to) {
+		bpf_loop(SR_NR_LAT * SR_HIST_BUCKETS, carry_step, &m, 0);
+		for (p = 0; p < SR_NR_LAT; p++)
+			__sync_fetch_and_add(&m.to->hist[p].sum_ns,
+					     m.from->h[p].sum_ns);
+		m.to->seq++;
+	} else {
+		__sync_fetch_and_add(&lost.exited_procs, 1);
+	}
+	bpf_map_delete_elem(&carry, &tgid);
+}
+
 static __always_inline void task_exit(struct task_struct *task,
 				      bool group_dead)
 {
@@ -1317,8 +1459,12 @@ static __always_inline void task_exit(struct task_struct *task,
 		if (st && !(st->flags & T_EXITED)) {
 			st->flags = (st->flags & ~T_OPEN) | T_EXITED;
 			if (st->seq)
-				emit_thread_exit(st, task);
+				emit_thread_exit(st, task, task->pid);
 		}
+	}
+	if (leader_dies_in_exec(task)) {
+		carry_out(task);
+		return;
 	}
 	/* Also for a thread with no state: the last one out may have
 	 * made no syscall we saw. */
@@ -1338,6 +1484,37 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sr_exit_gd, struct task_struct *task, bool group_dead)
 {
 	task_exit(task, group_dead);
+	return 0;
+}
+
+/*
+ * A thread that was not the leader has exec'd: de_thread() gave it the
+ * leader's tid.  Its life under the old tid ends here (an exit record);
+ * it goes on from zero under the new one, so neither is counted twice.
+ */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sr_exec, struct task_struct *p, pid_t old_pid,
+	     struct linux_binprm *bprm)
+{
+	struct task_state *st;
+	struct live l;
+
+	if (old_pid == p->pid)
+		return 0;
+	carry_in(p);
+	if (!acquire(&l, p, NULL))
+		return 0;
+	if (l.c)
+		flush(l.c, p);
+	release(&l, p);
+	st = bpf_task_storage_get(&tstate, p, 0, 0);
+	if (!st)
+		return 0;
+	if (st->seq)
+		emit_thread_exit(st, p, old_pid);
+	__builtin_memset(&st->counts, 0, sizeof(st->counts));
+	st->flags &= ~T_PROC;		/* it leads a process of its own now */
+	st->seq++;
 	return 0;
 }
 
@@ -1392,7 +1569,7 @@ int sr_dump(struct bpf_iter__task *ctx)
 		rec.kind = SR_REC_THREAD;
 		rec.tid = task->pid;
 		rec.tgid = task->tgid;
-		rec.start_ns = task->start_time;
+		rec.start_ns = own_start(st, task);
 		rec.leader_start_ns = task->group_leader->start_time;
 		bpf_probe_read_kernel_str(rec.comm, sizeof(rec.comm), task->comm);
 		rec.counts = st->counts;

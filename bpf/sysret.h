@@ -163,6 +163,7 @@ struct sr_lost {
 				 * those calls are counted, not timed */
 	__u64 cache;		/* a CPU cache found owned but not flushed */
 	__u64 migrated;		/* programs that ended on another CPU (counted, not lost) */
+	__u64 proc_hists;	/* flushes of latency without process storage */
 };
 
 /*

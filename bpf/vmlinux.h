@@ -114,6 +114,7 @@ struct sigpending {
 struct signal_struct {
 	atomic_t live;
 	struct sigpending shared_pending;
+	struct task_struct *group_exec_task;
 };
 
 struct callback_head;
@@ -161,6 +162,8 @@ struct bpf_iter_meta {
 	u64 session_id;
 	u64 seq_num;
 };
+
+struct linux_binprm;
 
 struct bpf_iter__task {
 	struct bpf_iter_meta *meta;

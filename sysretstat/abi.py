@@ -93,7 +93,8 @@ class Lost(ctypes.Structure):
                 ("syscall_hists", ctypes.c_uint64),
                 ("entries", ctypes.c_uint64),
                 ("cache", ctypes.c_uint64),
-                ("migrated", ctypes.c_uint64)]
+                ("migrated", ctypes.c_uint64),
+                ("proc_hists", ctypes.c_uint64)]
 
 
 class LiveHead(ctypes.Structure):

@@ -523,8 +523,16 @@ class Snapshot:
                     k: v for k, v in item.items()
                     if k not in ("returns", "paths", "reasons",
                                  "latency_ns")}, t)
-                s.table(t)[row_key(t, fields)] = Row(
-                    row_key(t, fields), fields, c)
+                key = row_key(t, fields)
+                table = s.table(t)
+                # Rows carry no start time: a pid or tid reused (or
+                # taken over by an exec'ing thread) must not merge two
+                # rows into one.
+                n = 0
+                while key in table:
+                    n += 1
+                    key = (key[0], -n)
+                table[key] = Row(key, fields, c)
         return s
 
 

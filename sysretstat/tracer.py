@@ -17,7 +17,7 @@ from .errors import KernelFeatureMissing, PermissionDenied, UsageError
 # Programs by role; optional ones are skipped where the kernel lacks
 # their tracepoint.
 CORE_PROGS = ("sr_sys_exit", "sr_fork", "sr_exit", "sr_signal_deliver",
-              "sr_switch")
+              "sr_switch", "sr_exec")
 OPTIONAL_PROGS = {"sr_rseq_ip_fixup": "rseq_ip_fixup",
                   "sr_page_fault_user": "page_fault_user"}
 # What is lost where an optional program's tracepoint is missing.
@@ -30,6 +30,7 @@ TRACEPOINTS = {"sr_sys_enter": "sys_enter", "sr_sys_exit": "sys_exit",
                "sr_switch": "sched_switch", "sr_fork": "sched_process_fork",
                "sr_exit": "sched_process_exit",
                "sr_exit_gd": "sched_process_exit",
+               "sr_exec": "sched_process_exec",
                "sr_signal_deliver": "signal_deliver",
                "sr_rseq_ip_fixup": "rseq_ip_fixup",
                "sr_page_fault_user": "page_fault_user"}

@@ -160,9 +160,30 @@ def test_return_counted_on_the_cpu_it_ran(run_cli, workloads, tmp_path):
     assert syscall(doc, "getppid")["reasons"] == {"ptrace": N}
     cpus = {c["cpu"]: c for c in doc["cpus"]}
     assert cpus[1]["reasons"].get("ptrace") == N
-    assert cpus[0]["reasons"].get("ptrace", 0) == 0
+    assert cpus.get(0, {"reasons": {}})["reasons"].get("ptrace", 0) == 0
     for c in cpus.values():
         assert c["paths"]["iret"] <= c["returns"]
+
+
+def test_exec_from_a_thread(run_cli, workloads, tmp_path):
+    # A second thread execs: de_thread() kills the leader and gives the
+    # thread the leader's pid (and start time).  Each life is counted
+    # once: the leader, the thread before exec (an exit record under its
+    # old tid), the thread after (from zero); the process keeps the
+    # latency of both images (record() checks it against the totals).
+    n = 20
+    doc, p = record(run_cli, tmp_path, [os.path.join(workloads, "retpaths"),
+                                        "exec_thread", n])
+    assert "ok exec_thread %d" % n in p.stdout
+    assert doc["totals"]["reasons"] == merged(
+        EXEC, {"fork_child": 2 * n, "rcx_ne_rip": n})
+    total = doc["totals"]["returns"]
+    assert sum(pr["returns"] for pr in doc["processes"]) == total
+    r = run_cli("report", tmp_path / "r.data", "--json", "--by", "thread")
+    threads = json.loads(r.stdout)["threads"]
+    assert sum(t["returns"] for t in threads) == total
+    assert len(threads) == 3 * n + 1
+    assert all(v == 0 for v in doc["meta"]["lost"].values())
 
 
 def test_threads_ending_in_exit_group(run_cli, workloads, tmp_path):

@@ -1156,6 +1156,54 @@ static int run_threads(long n)
 }
 
 /* ------------------------------------------------------------------ */
+/* exec_thread: execve from a thread that is not the leader            */
+/* ------------------------------------------------------------------ */
+
+static char g_self[4096];
+
+static void *exec_thread(void *arg)
+{
+	char *argv[] = { g_self, "sysret", "1", NULL };
+
+	(void)arg;
+	for (int i = 0; i < 3; i++)
+		sys0(__NR_getppid);
+	execve(g_self, argv, environ);
+	_exit(4);
+}
+
+/*
+ * N children (glibc fork), each with a second thread that makes three
+ * getppid calls and execs "retpaths sysret 1": de_thread() kills the
+ * leader and gives the thread its pid.  The new image prints
+ * "ok sysret 1".
+ */
+static int run_exec_thread(long n)
+{
+	ssize_t len = readlink("/proc/self/exe", g_self, sizeof(g_self) - 1);
+
+	if (len <= 0)
+		die("readlink(/proc/self/exe): %s", strerror(errno));
+	g_self[len] = '\0';
+	for (long i = 0; i < n; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			die("fork: %s", strerror(errno));
+		if (pid == 0) {
+			pthread_t t;
+
+			if (pthread_create(&t, NULL, exec_thread, NULL))
+				_exit(2);
+			for (;;)
+				sys0(__NR_getppid);
+		}
+		reap_ok(pid, "exec_thread child");
+	}
+	return report_ok("exec_thread", n, NULL);
+}
+
+/* ------------------------------------------------------------------ */
 /* rseq: sched_yield inside a critical section, abort on the way out    */
 /* ------------------------------------------------------------------ */
 
@@ -1404,7 +1452,8 @@ static void usage(void)
 		"           rflags_tf\n"
 		"           restart fork exec ptrace rseq async_signal churn\n"
 		"           seccomp_errno nosys ptrace_detach ptrace_origax\n"
-		"           ptrace_sigstop ptrace_eintr ptrace_migrate threads\n";
+		"           ptrace_sigstop ptrace_eintr ptrace_migrate threads\n"
+		"           exec_thread\n";
 
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
 		/* ignore */
@@ -1455,6 +1504,8 @@ int main(int argc, char **argv)
 		return run_ptrace_migrate(n);
 	if (!strcmp(argv[1], "threads"))
 		return run_threads(n);
+	if (!strcmp(argv[1], "exec_thread"))
+		return run_exec_thread(n);
 	if (!strcmp(argv[1], "rseq"))
 		return run_rseq(n);
 	if (!strcmp(argv[1], "async_signal"))
