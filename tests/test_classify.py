@@ -98,6 +98,12 @@ CASES = {
                       {"getppid": {"ptrace": N}}, {}),
     "ptrace_sigstop": ({"ptrace": N, "fork_child": 1},
                        {"tgkill": {"ptrace": N}}, {}),
+    # At a group stop (PTRACE_SEIZE, PTRACE_EVENT_STOP), and a
+    # PTRACE_SINGLESTEP from the exit stop (TF set by the tracer).
+    "ptrace_groupstop": ({"ptrace": N, "fork_child": 1},
+                         {"tgkill": {"ptrace": N}}, {}),
+    "ptrace_step": ({"ptrace": N, "fork_child": 1},
+                    {"getppid": {"ptrace": N}}, {}),
     # -ERESTARTSYS turned into -EINTR at the exit stop: no restart (the
     # tracee checks it got -EINTR N times).
     "ptrace_eintr": ({"fork_child": 1}, {"read": {}}, {}),

@@ -1066,6 +1066,103 @@ static int run_ptrace_eintr(long n)
 }
 
 /*
+ * ptrace_groupstop: the tracee (PTRACE_SEIZE) sends itself SIGSTOP with
+ * tgkill; the tracer lets the stop happen and, at the group stop
+ * (PTRACE_EVENT_STOP) on that return's way out, breaks RCX == RIP.
+ */
+static void body_sigstop(long n)
+{
+	long pid = sys0(__NR_getpid), tid = sys0(__NR_gettid);
+
+	for (long i = 0; i < n; i++)
+		sys3(__NR_tgkill, pid, tid, SIGSTOP);
+}
+
+static int run_ptrace_groupstop(long n)
+{
+	long edited = 0;
+	int st, sig;
+	pid_t pid = raw_fork();
+
+	if (pid == 0) {
+		/* Wait for the tracer's SIGCONT after it seized us. */
+		sys2(__NR_kill, sys0(__NR_getpid), SIGSTOP);
+		body_sigstop(n);
+		raw_exit(0);
+	}
+	if (waitpid(pid, &st, WUNTRACED) != pid || !WIFSTOPPED(st))
+		die("child did not stop (status 0x%x)", st);
+	if (ptrace(PTRACE_SEIZE, pid, NULL,
+		   (void *)(long)(PTRACE_O_EXITKILL)))
+		die("PTRACE_SEIZE: %s", strerror(errno));
+	if (kill(pid, SIGCONT))
+		die("kill(SIGCONT): %s", strerror(errno));
+	sig = 0;
+	for (;;) {
+		if (waitpid(pid, &st, 0) != pid)
+			die("waitpid(tracee): %s", strerror(errno));
+		if (WIFEXITED(st)) {
+			if (WEXITSTATUS(st) != 0)
+				die("tracee exit status %d", WEXITSTATUS(st));
+			break;
+		}
+		if (!WIFSTOPPED(st))
+			die("odd wait status 0x%x", st);
+		if ((st >> 16) == PTRACE_EVENT_STOP) {
+			/* A group stop (or the SEIZE's first stop). */
+			if (WSTOPSIG(st) == SIGSTOP && edited < n &&
+			    peek_user(pid, UREG(orig_rax)) == __NR_tgkill) {
+				break_rcx(pid);
+				edited++;
+			}
+			sig = 0;
+		} else {
+			/* A signal-delivery stop: let SIGSTOP stop it,
+			 * suppress the SIGCONT. */
+			sig = WSTOPSIG(st) == SIGSTOP ? SIGSTOP : 0;
+		}
+		if (ptrace(PTRACE_CONT, pid, NULL, (void *)(long)sig))
+			die("PTRACE_CONT: %s", strerror(errno));
+	}
+	if (edited != n)
+		die("edited %ld returns, expected %ld", edited, n);
+	return report_ok("ptrace_groupstop", n, NULL);
+}
+
+/*
+ * ptrace_step: at each getppid's syscall-exit stop the tracer resumes
+ * with PTRACE_SINGLESTEP: TF is set in the return's RFLAGS, so it takes
+ * IRET; the trap after one instruction is passed over.
+ */
+static int run_ptrace_step(long n)
+{
+	long stepped = 0;
+	int st, sig = 0, req = PTRACE_SYSCALL;
+	pid_t pid;
+	struct __ptrace_syscall_info info;
+
+	pid = start_tracee(body_getppid, n);
+	while (step_tracee(pid, req, sig, &st)) {
+		sig = 0;
+		req = PTRACE_SYSCALL;
+		if (!syscall_stop(pid, st, &info)) {
+			/* The single-step trap: swallowed. */
+			sig = WSTOPSIG(st) == SIGTRAP || WSTOPSIG(st) == SIGSTOP ?
+			      0 : WSTOPSIG(st);
+			continue;
+		}
+		if (info.op != PTRACE_SYSCALL_INFO_EXIT ||
+		    peek_user(pid, UREG(orig_rax)) != __NR_getppid)
+			continue;
+		req = PTRACE_SINGLESTEP;
+		stepped++;
+	}
+	if (stepped != n)
+		die("stepped %ld returns, expected %ld", stepped, n);
+	return report_ok("ptrace_step", n, NULL);
+}
+
+/*
  * ptrace_migrate: as ptrace, and each getppid enters on CPU 0 and, once
  * the tracer has broken RCX at its exit stop, returns on CPU 1: the
  * return is counted where it ran, never as a correction on another CPU.
@@ -1453,7 +1550,7 @@ static void usage(void)
 		"           restart fork exec ptrace rseq async_signal churn\n"
 		"           seccomp_errno nosys ptrace_detach ptrace_origax\n"
 		"           ptrace_sigstop ptrace_eintr ptrace_migrate threads\n"
-		"           exec_thread\n";
+		"           exec_thread ptrace_groupstop ptrace_step\n";
 
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
 		/* ignore */
@@ -1502,6 +1599,10 @@ int main(int argc, char **argv)
 		return run_ptrace_eintr(n);
 	if (!strcmp(argv[1], "ptrace_migrate"))
 		return run_ptrace_migrate(n);
+	if (!strcmp(argv[1], "ptrace_groupstop"))
+		return run_ptrace_groupstop(n);
+	if (!strcmp(argv[1], "ptrace_step"))
+		return run_ptrace_step(n);
 	if (!strcmp(argv[1], "threads"))
 		return run_threads(n);
 	if (!strcmp(argv[1], "exec_thread"))
