@@ -93,3 +93,59 @@ def test_counts_never_go_down(workloads):
                 p.kill()
                 p.wait()
         col.close()
+
+
+def counter_samples(fams):
+    """{(name, labels): value} of every counter and histogram series."""
+    out = {}
+    for fam in fams.values():
+        if fam["type"] not in ("counter", "histogram"):
+            continue
+        for name, labels, v in fam["samples"]:
+            out[(name, tuple(sorted(labels.items())))] = v
+    return out
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPUs 0 and 1")
+def test_daemon_exports_never_go_down(workloads):
+    # Every sysretstat_*_total and histogram series scraped from a live
+    # daemon is at least what the previous scrape showed, and no
+    # interval document holds a negative count, bucket or sum, while
+    # the load above runs (SIGSTOP/SIGCONT, tracer edits across CPUs,
+    # exits).
+    from test_daemon import get, start_daemon, stop_daemon
+    from test_prometheus import parse_metrics
+    from test_classify import negatives
+    import json
+
+    p, url = start_daemon("-i", "0.1", "--expose-processes")
+    procs = []
+    try:
+        prev = counter_samples(parse_metrics(get(url + "/metrics")[2]
+                                             .decode()))
+        procs = [subprocess.Popen([os.path.join(workloads, "retpaths"),
+                                   name, str(n)], stdout=subprocess.DEVNULL)
+                 for name, n in LOAD]
+        scrapes = 0
+        while True:
+            done = all(q.poll() is not None for q in procs)
+            now = counter_samples(parse_metrics(get(url + "/metrics")[2]
+                                                .decode()))
+            down = [(k, v, now[k]) for k, v in prev.items()
+                    if k in now and now[k] < v]
+            assert down == []
+            iv = json.loads(get(url + "/api/v1/interval")[2])
+            assert negatives(iv) == []
+            prev.update(now)
+            scrapes += 1
+            if done:
+                break
+        assert [q.returncode for q in procs] == [0] * len(procs)
+        assert scrapes > 3
+    finally:
+        for q in procs:
+            if q.poll() is None:
+                q.kill()
+                q.wait()
+        stop_daemon(p)
