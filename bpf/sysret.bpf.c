@@ -860,16 +860,21 @@ static __always_inline struct sr_slot *counts_add(struct task_state *st,
 						  __u32 slot, __u8 o)
 {
 	struct sr_slot *sl;
+	__u32 i = o;
 
-	if (o >= SR_NR_OUTCOMES)
+	if (i >= SR_NR_OUTCOMES)
 		return NULL;
 	sl = bpf_map_lookup_elem(&syscalls, &slot);
+	/* Checked again at each use: 6.1's verifier loses the bound of a
+	 * value reloaded after a helper call (see IN_RANGE). */
 	if (sl) {
 		if (!sl->seen)
 			mark_seen(sl, slot);
-		sl->c.n[o] += 1;
+		if (IN_RANGE(i, SR_NR_OUTCOMES))
+			sl->c.n[i] += 1;
 	}
-	st->counts.n[o] += 1;
+	if (IN_RANGE(i, SR_NR_OUTCOMES))
+		st->counts.n[i] += 1;
 	st->seq++;
 	return sl;
 }

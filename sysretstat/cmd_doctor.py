@@ -42,7 +42,12 @@ def run_checks(try_attach=True):
         checks.append(_check("bpf object", True, "built"))
     except SysretstatError as e:
         checks.append(_check("bpf object", False, str(e)))
-    for prog, tp in sorted(set(tracer.TRACEPOINTS.items())):
+    # One line per tracepoint (two programs share sched_process_exit).
+    seen = set()
+    for prog, tp in sorted(tracer.TRACEPOINTS.items()):
+        if tp in seen:
+            continue
+        seen.add(tp)
         req = prog not in tracer.OPTIONAL_PROGS
         checks.append(_check("tracepoint " + tp, tracer.tracepoint_exists(tp),
                              "in kernel BTF" if tracer.tracepoint_exists(tp)
