@@ -38,9 +38,10 @@ GUEST_TESTS = ["tests/test_classify.py", "tests/test_verifier_errors.py",
 # `make test`'s share of them (-k): one workload per kind of event, the
 # guard-model edge, both compat entries and the probes.  A test in the
 # guest costs 10-20 s under TCG, mostly Python starting up over 9p.
-QUICK = ("(test_retpaths_exact and (signal or restart or ptrace or fork or "
-         "exec or rip_noncanonical)) or task_size_max or fast_syscall or "
-         "int80 or compat_entry or kernel_rejection or btf_probe")
+QUICK = ("(test_retpaths_exact and (signal or restart or fork or exec or "
+         "rip_noncanonical or ptrace_sigstop or ptrace_eintr)) or "
+         "task_size_max or fast_syscall or int80 or compat_entry or "
+         "kernel_rejection or btf_probe or exit_group or exec_from")
 # Left out of the guests: 30 processes switching every 100 us starve a
 # TCG guest (emulated ten times slower) until the column times out.  What
 # they test, the per-CPU cache under preemption, does not depend on the
