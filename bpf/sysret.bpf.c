@@ -892,7 +892,11 @@ static __always_inline void publish(struct live *l, struct task_struct *task)
 
 	if (!(st->flags & T_OPEN))
 		return;
-	st->flags &= ~T_OPEN;
+	/* Restarted: the thread resumed 2 bytes back, on the syscall
+	 * instruction (a compat one: the vDSO's int $0x80, compat_entry). */
+	if (st->flags & T_RESTARTING)
+		st->last_ip -= 2;
+	st->flags &= ~(T_OPEN | T_RESTARTING);
 	/* A thread's first return makes sure its process has somewhere to
 	 * keep latency: created later, at an exit (a leader killed by
 	 * de_thread() that never left the CPU), it can fail. */
@@ -966,6 +970,8 @@ static __always_inline __u8 compat_entry(struct task_state *st,
 	if ((st->flags & (T_OPEN | T_RESTARTING)) ==
 	    (T_OPEN | T_RESTARTING))
 		return K_INT80;
+	/* Published already (an interrupt before the re-run): publish()
+	 * moved last_ip back as the kernel did. */
 	if (st->last_ip == pad - 2)
 		return K_INT80;
 	return K_FAST32;
@@ -1224,6 +1230,39 @@ int BPF_PROG(sr_signal_deliver, int sig, struct kernel_siginfo *info,
 		l.st->last_ip = 0;
 	}
 	release(&l, task);
+	return 0;
+}
+
+/*
+ * A fault from user mode that raises a signal (#UD, #GP, #DE...): the
+ * thread is back in the kernel, past its open return.  Its frame
+ * (orig_ax -1, RIP not advanced) looks exactly like the way out of an
+ * rt_sigreturn that ended on that instruction: without this, the
+ * fault's signal frame would be charged to the sigreturn.  Page faults
+ * have their own tracepoint; an int3 has advanced RIP.
+ */
+SEC("tp_btf/signal_generate")
+int BPF_PROG(sr_signal_generate, int sig, struct kernel_siginfo *info,
+	     struct task_struct *task, int group, int result)
+{
+	struct task_struct *cur = bpf_get_current_task_btf();
+	struct live l;
+	int code;
+
+	/* A fault signal the kernel raises on the task itself: si_code
+	 * > 0 (ILL_*, FPE_*, SEGV_*, BUS_*, or SI_KERNEL for #GP).  info
+	 * may be SEND_SIG_NOINFO or SEND_SIG_PRIV (0, 1): read, not
+	 * dereferenced. */
+	if (task != cur || (unsigned long)info < 4096)
+		return 0;
+	if (bpf_core_read(&code, sizeof(code), &info->si_code) || code <= 0)
+		return 0;
+	if (sig != 4 && sig != 7 && sig != 8 && sig != 11)
+		return 0;	/* SIGILL, SIGBUS, SIGFPE, SIGSEGV */
+	if (!acquire(&l, cur, NULL))
+		return 0;
+	publish(&l, cur);
+	release(&l, cur);
 	return 0;
 }
 

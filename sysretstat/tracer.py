@@ -19,12 +19,16 @@ from .errors import KernelFeatureMissing, PermissionDenied, UsageError
 CORE_PROGS = ("sr_sys_exit", "sr_fork", "sr_exit", "sr_signal_deliver",
               "sr_switch", "sr_exec")
 OPTIONAL_PROGS = {"sr_rseq_ip_fixup": "rseq_ip_fixup",
-                  "sr_page_fault_user": "page_fault_user"}
+                  "sr_page_fault_user": "page_fault_user",
+                  "sr_signal_generate": "signal_generate"}
 # What is lost where an optional program's tracepoint is missing.
 OPTIONAL_LOSS = {
     "sr_rseq_ip_fixup": "rseq aborts after a syscall not seen",
     "sr_page_fault_user": "a signal from a fault at the first instruction "
                           "after rt_sigreturn is charged to the sigreturn",
+    "sr_signal_generate": "a signal from an exception (#UD, #GP, #DE) at "
+                          "the first instruction after rt_sigreturn is "
+                          "charged to the sigreturn",
 }
 TRACEPOINTS = {"sr_sys_enter": "sys_enter", "sr_sys_exit": "sys_exit",
                "sr_switch": "sched_switch", "sr_fork": "sched_process_fork",
@@ -33,7 +37,8 @@ TRACEPOINTS = {"sr_sys_enter": "sys_enter", "sr_sys_exit": "sys_exit",
                "sr_exec": "sched_process_exec",
                "sr_signal_deliver": "signal_deliver",
                "sr_rseq_ip_fixup": "rseq_ip_fixup",
-               "sr_page_fault_user": "page_fault_user"}
+               "sr_page_fault_user": "page_fault_user",
+               "sr_signal_generate": "signal_generate"}
 
 # The one test of a tracepoint's presence (kept here for callers).
 tracepoint_exists = kernelbtf.tracepoint_exists
