@@ -75,20 +75,22 @@ static __attribute__((unused)) const char *const out_name[N_OUT] = {
 enum kind {
 	K_PLAIN, K_SIGNAL, K_FAULT, K_FAULT_SIGRETURN, K_RESTART_THREAD, K_RESTART_CHILD,
 	K_FORK, K_VFORK, K_THREAD, K_EXEC, K_EXEC_THREAD, K_PTRACE, K_RSEQ,
-	K_MIGRATE, K_COMPAT, K_INT80, N_KIND
+	K_MIGRATE, K_COMPAT, K_INT80, K_SECCOMP, K_STOP, K_PARALLEL,
+	K_ORPHAN, N_KIND
 };
 static __attribute__((unused)) const char *const kind_name[N_KIND] = {
 	"plain", "signal", "fault", "fault_sigreturn", "restart_thread",
 	"restart_child",
 	"fork", "vfork", "thread", "exec", "exec_thread", "ptrace", "rseq",
-	"migrate", "compat", "int80",
+	"migrate", "compat", "int80", "seccomp", "stop", "parallel", "orphan",
 };
 static __attribute__((unused)) const u8 kind_weight[N_KIND] = {
 	[K_PLAIN] = 40, [K_SIGNAL] = 14, [K_FAULT] = 4, [K_FAULT_SIGRETURN] = 2,
 	[K_RESTART_THREAD] = 3, [K_RESTART_CHILD] = 4, [K_FORK] = 4,
 	[K_VFORK] = 3, [K_THREAD] = 5, [K_EXEC] = 2, [K_EXEC_THREAD] = 2,
 	[K_PTRACE] = 3, [K_RSEQ] = 2, [K_MIGRATE] = 5, [K_COMPAT] = 2,
-	[K_INT80] = 3,
+	[K_INT80] = 3, [K_SECCOMP] = 2, [K_STOP] = 2, [K_PARALLEL] = 2,
+	[K_ORPHAN] = 2,
 };
 
 /* Variants, tallied for the report (what a seed actually exercised). */
@@ -114,6 +116,14 @@ enum var {
 	V_COMPAT_INT80, V_COMPAT_FAST, V_COMPAT_EXIT, V_COMPAT_EXEC_INT80,
 	V_COMPAT_EXEC_FAST,
 	V_INT80,
+	V_THREAD_FIRST_SIGNAL, V_THREAD_FIRST_SIGNAL_LATE,
+	V_PTRACE_SYSEMU,
+	V_COMPAT_SIG_FAST, V_COMPAT_SIG_INT80,
+	V_SECCOMP_ERRNO, V_SECCOMP_TRAP, V_SECCOMP_ERRNO512, V_SECCOMP_TRACE,
+	V_SECCOMP_ALLOW,
+	V_STOP_PLAIN, V_STOP_CONT_HANDLER,
+	V_PAR_THREADS, V_PAR_SHARED_CPU, V_PAR_FORK,
+	V_ORPHAN, V_EXEC_ENOENT, V_FINISH_THREAD,
 	N_VARS
 };
 static __attribute__((unused)) const char *const var_name[N_VARS] = {
@@ -157,12 +167,28 @@ static __attribute__((unused)) const char *const var_name[N_VARS] = {
 	[V_COMPAT_EXEC_INT80] = "compat.exec64_int80",
 	[V_COMPAT_EXEC_FAST] = "compat.exec64_fast",
 	[V_INT80] = "int80_from_64bit",
+	[V_THREAD_FIRST_SIGNAL] = "thread.signal_at_first_return",
+	[V_THREAD_FIRST_SIGNAL_LATE] = "thread.signal_after_first_return",
+	[V_PTRACE_SYSEMU] = "ptrace.sysemu",
+	[V_COMPAT_SIG_FAST] = "compat.signal_fast",
+	[V_COMPAT_SIG_INT80] = "compat.signal_int80",
+	[V_SECCOMP_ERRNO] = "seccomp.errno", [V_SECCOMP_TRAP] = "seccomp.trap",
+	[V_SECCOMP_ERRNO512] = "seccomp.errno512",
+	[V_SECCOMP_TRACE] = "seccomp.trace_no_tracer",
+	[V_SECCOMP_ALLOW] = "seccomp.allowed",
+	[V_STOP_PLAIN] = "stop.self_stop",
+	[V_STOP_CONT_HANDLER] = "stop.sigcont_handler",
+	[V_PAR_THREADS] = "parallel.threads",
+	[V_PAR_SHARED_CPU] = "parallel.threads_sharing_a_cpu",
+	[V_PAR_FORK] = "parallel.fork_from_thread",
+	[V_ORPHAN] = "orphan.grandchild", [V_EXEC_ENOENT] = "exec.enoent_first",
+	[V_FINISH_THREAD] = "finish.exit_group_from_thread",
 };
 
 #define NR_SLOTS 512
 #define N_CPU 64
 #define SHM_MAGIC 0x64696667u
-#define SHM_SIZE (128 * 1024)
+#define SHM_SIZE (256 * 1024)
 
 struct shm {
 	u32 magic;
@@ -170,6 +196,7 @@ struct shm {
 	u32 handled;		/* SIGUSR1 handlers run in other processes */
 	u32 pad;
 	u32 cnt[N_ABI][NR_SLOTS][N_OUT];
+	u32 untimed[N_ABI][NR_SLOTS][2];	/* no sys_enter: [sysret, iret] */
 	u32 cpu[N_CPU][N_OUT];
 	u32 unpinned[N_OUT];
 	u32 kinds[N_KIND];
@@ -293,17 +320,22 @@ static int parse_u64(const char *s, int base, u64 *out)
 	return 0;
 }
 
-/* xorshift64*, seeded through splitmix64: the whole run follows from SEED. */
+/*
+ * xorshift64*, seeded through splitmix64: the whole run follows from SEED.
+ * A thread has its own state (seeded by its creator), so threads that run
+ * at the same time do not share one.
+ */
 static u64 g_rng;
+static u64 *rng_state(void);
 
 static u64 rnd(void)
 {
-	u64 x = g_rng;
+	u64 *st = rng_state(), x = *st;
 
 	x ^= x >> 12;
 	x ^= x << 25;
 	x ^= x >> 27;
-	g_rng = x;
+	*st = x;
 	return x * 0x2545F4914F6CDD1DULL;
 }
 
@@ -335,8 +367,19 @@ static void tally_var(int v)
 
 static int cur_cpu(void);
 static void die(const char *what, long a, long b);
+static void count(int abi, int nr, int out);
 
-/* One return, of syscall nr in ABI abi, that took outcome out. */
+/* A return whose syscall never passed sys_enter (seccomp, PTRACE_SYSEMU). */
+static __attribute__((unused)) void count_untimed(int abi, int nr, int out)
+{
+	count(abi, nr, out);
+	add(&g_shm->untimed[abi][nr][out == O_SYSRET ? 0 : 1], 1);
+}
+
+/*
+ * One return, of syscall nr in ABI abi, that took outcome out.  A new
+ * task's first return has no sys_enter, so no latency sample.
+ */
 static void count(int abi, int nr, int out)
 {
 	int cpu = cur_cpu();
@@ -344,6 +387,8 @@ static void count(int abi, int nr, int out)
 	if (nr < 0 || nr >= NR_SLOTS)
 		die("syscall number out of range", nr, out);
 	add(&g_shm->cnt[abi][nr][out], 1);
+	if (out == O_FORK)
+		add(&g_shm->untimed[abi][nr][1], 1);
 	if (cpu < 0)
 		add(&g_shm->unpinned[out], 1);
 	else
@@ -395,6 +440,7 @@ static void count(int abi, int nr, int out)
 #define NR_getpriority 140
 #define NR_sched_setscheduler 144
 #define NR_modify_ldt 154
+#define NR_prctl 157
 #define NR_gettid 186
 #define NR_time 201
 #define NR_futex 202
@@ -406,6 +452,7 @@ static void count(int abi, int nr, int out)
 #define NR_tgkill 234
 #define NR_openat 257
 #define NR_pipe2 293
+#define NR_seccomp 317
 #define NR_getrandom 318
 #define NR_memfd_create 319
 #define NR_execveat 322
@@ -427,6 +474,7 @@ static void count(int abi, int nr, int out)
 #define SIGCHLD 17
 #define SIGCONT 18
 #define SIGSTOP 19
+#define SIGSYS 31
 
 #define SA_SIGINFO 0x4UL
 #define SA_RESTORER 0x04000000UL
@@ -465,12 +513,14 @@ static void count(int abi, int nr, int out)
 #define PTRACE_GETREGS 12
 #define PTRACE_SETREGS 13
 #define PTRACE_SYSCALL 24
+#define PTRACE_SYSEMU 31
 #define PTRACE_SETOPTIONS 0x4200
 #define PTRACE_GET_SYSCALL_INFO 0x420e
 #define PTRACE_O_TRACESYSGOOD 1
 #define PTRACE_O_EXITKILL 0x100000
 /* offsets in struct user_regs_struct */
 #define U_R11 48
+#define U_RAX 80
 #define U_RCX 88
 #define U_ORIG_RAX 120
 #define U_RIP 128
@@ -564,6 +614,7 @@ struct tctx {
 	int tid;
 	volatile int ctid;	/* kernel clears it at exit (CLONE_CHILD_CLEARTID) */
 	int nr;			/* clone or clone3: the first return's syscall */
+	u64 rng;
 	void (*fn)(struct tctx *);
 	long arg[8];
 };
@@ -589,6 +640,13 @@ static int cur_cpu(void)
 	struct tctx *t = my_tctx();
 
 	return t ? t->cpu : g_cpu_main;
+}
+
+static u64 *rng_state(void)
+{
+	struct tctx *t = my_tctx();
+
+	return t ? &t->rng : &g_rng;
 }
 
 static void set_cur_cpu(int cpu)
@@ -695,8 +753,6 @@ static long xplain(int nr, long a1, long a2, long a3, long a4)
 
 /* --- plain syscalls -------------------------------------------------- */
 
-static u8 g_scratch[4096] __attribute__((aligned(64)));
-
 static const short plain_nrs[] = {
 	NR_getppid, NR_getpid, NR_gettid, NR_getuid, NR_getgid, NR_geteuid,
 	NR_getegid, NR_getpgrp, NR_getsid, NR_getpgid, NR_uname, NR_getcwd,
@@ -709,7 +765,7 @@ static const short plain_nrs[] = {
 static void plain_one(int nr)
 {
 	long r;
-	u8 *b = g_scratch;
+	u8 b[512] __attribute__((aligned(16)));
 
 	switch (nr) {
 	case NR_uname:
@@ -848,7 +904,8 @@ static const u8 edit_out[N_EDIT] = {
 	O_SYSRET, O_RCX, O_R11, O_CS, O_SS, O_RIP, O_RF, O_TF
 };
 
-enum pmode { PM_SYNC, PM_RESTART_READ, PM_WAKE };
+enum pmode { PM_SYNC, PM_RESTART_READ, PM_WAKE, PM_FIRST };
+extern char thread_clone_ret[], thread_clone3_ret[];
 enum fault { F_NONE, F_UD2, F_INT3, F_HLT, F_PF, F_DE, N_FAULT };
 
 /* What the handlers are to do; written before each event. */
@@ -863,7 +920,8 @@ struct plan {
 	int blk_nr;		/* the syscall the frame must show */
 	int fault;		/* F_*: a fault follows the syscall */
 	int tid;		/* the thread the event runs in */
-	volatile long usr1_runs, usr2_runs, rec_runs;
+	volatile long usr1_runs, usr2_runs, rec_runs, sys_runs, cont_runs;
+	volatile int first_done, first_at_fork;
 	volatile u64 usr1_rip, trap_rip, set_rcx, set_r11;
 	u64 saved[N_GREGS_SAVED];
 };
@@ -908,6 +966,32 @@ static void frame_sysret_ready(u64 *g)
 	g[G_EFL] &= ~(EFL_TF | EFL_RF);
 	g[G_RCX] = g[G_RIP];
 	g[G_R11] = flags_after_sigreturn(g[G_EFL]);
+}
+
+/*
+ * The outcome of rt_sigreturn restoring frame g as it is: do_syscall_64's
+ * checks in the kernel's order (4-level TASK_SIZE_MAX; user code here is
+ * far below it either way).
+ */
+static int guard_outcome(u64 *g)
+{
+	u64 flags = flags_after_sigreturn(g[G_EFL]);
+
+	if (g[G_RCX] != g[G_RIP])
+		return O_RCX;
+	if (g[G_R11] != flags)
+		return O_R11;
+	if ((g[G_CSGSFS] & 0xffff) != 0x33)
+		return O_CS;
+	if ((g[G_CSGSFS] >> 48) != 0x2b)
+		return O_SS;
+	if (g[G_RIP] >= 0x00007ffffffff000UL)
+		return O_RIP;
+	if (flags & EFL_RF)
+		return O_RF;
+	if (flags & EFL_TF)
+		return O_TF;
+	return O_SYSRET;
 }
 
 static void on_usr2(int sig, void *si, void *ucv)
@@ -961,6 +1045,18 @@ static void on_usr1(int sig, void *si, void *ucv)
 		return;
 	}
 
+	if (p->mode == PM_FIRST) {
+		/*
+		 * Sent to a thread just created: delivered on its first return
+		 * (RIP is clone's return address: that return stays fork_child)
+		 * or, if it already ran, on an interrupt's return.
+		 */
+		p->first_at_fork = g[G_RIP] == (u64)thread_clone_ret ||
+				   g[G_RIP] == (u64)thread_clone3_ret;
+		count(ABI_X64, NR_rt_sigreturn, guard_outcome(g));
+		__atomic_store_n(&p->first_done, 1, __ATOMIC_SEQ_CST);
+		return;
+	}
 	CHECK(p->mode == PM_SYNC, "SIGUSR1 in an odd mode", p->mode, 0);
 	CHECK(g[G_RCX] == g[G_RIP], "frame RCX != RIP at a syscall return",
 	      g[G_RCX], g[G_RIP]);
@@ -1127,6 +1223,30 @@ static void on_trap(int sig, void *si, void *ucv)
 	count(ABI_X64, NR_rt_sigreturn, O_SYSRET);
 }
 
+/* seccomp RET_TRAP: the syscall was rolled back (RAX = its number). */
+static void on_sys(int sig, void *si, void *ucv)
+{
+	u64 *g = gregs(ucv);
+
+	(void)sig;
+	(void)si;
+	CHECK(g[G_RCX] == g[G_RIP] && g[G_RAX] == NR_getgid, "SIGSYS frame",
+	      g[G_RAX], g[G_RIP]);
+	g_plan.sys_runs++;
+	count(ABI_X64, NR_rt_sigreturn, O_SYSRET);
+}
+
+static void on_cont(int sig, void *si, void *ucv)
+{
+	u64 *g = gregs(ucv);
+
+	(void)sig;
+	(void)si;
+	CHECK(g[G_RCX] == g[G_RIP], "SIGCONT frame", g[G_RCX], g[G_RIP]);
+	g_plan.cont_runs++;
+	count(ABI_X64, NR_rt_sigreturn, O_SYSRET);
+}
+
 static void install(int sig, void (*fn)(int, void *, void *), u64 flags)
 {
 	struct ksigaction sa;
@@ -1268,6 +1388,7 @@ long thread_clone(unsigned long flags, void *top, int *ptid, volatile int *ctid,
 /* long thread_clone3(struct clone_args *, size, tctx) */
 long thread_clone3(void *args, unsigned long size, struct tctx *t);
 void thread_entry(struct tctx *t);
+extern char thread_clone_ret[], thread_clone3_ret[];
 __asm__(".pushsection .text\n"
 	".globl thread_clone\n"
 	"thread_clone:\n"
@@ -1277,6 +1398,8 @@ __asm__(".pushsection .text\n"
 	"	xorl %r8d, %r8d\n"
 	"	movl $56, %eax\n"
 	"	syscall\n"
+	".globl thread_clone_ret\n"
+	"thread_clone_ret:\n"
 	"	testq %rax, %rax\n"
 	"	jz 1f\n"
 	"	ret\n"
@@ -1287,6 +1410,8 @@ __asm__(".pushsection .text\n"
 	"thread_clone3:\n"
 	"	movl $435, %eax\n"
 	"	syscall\n"
+	".globl thread_clone3_ret\n"
+	"thread_clone3_ret:\n"
 	"	testq %rax, %rax\n"
 	"	jz 1b\n"
 	"	ret\n"
@@ -1326,9 +1451,12 @@ static struct tctx *tctx_get(void)
 {
 	for (int i = 0; i < N_TSTACK; i++)
 		if (!g_tctx[i].used) {
+			u64 seed = rnd() | 1;
+
 			memset(&g_tctx[i], 0, sizeof(g_tctx[i]));
 			g_tctx[i].used = 1;
 			g_tctx[i].cpu = cur_cpu();
+			g_tctx[i].rng = seed;
 			return &g_tctx[i];
 		}
 	die("no free thread stack", 0, 0);
@@ -1795,6 +1923,13 @@ static void __attribute__((noreturn)) ev_exec(long next)
 
 	tally_var(at ? V_EXEC_EXECVEAT : V_EXEC_EXECVE);
 	drv_argv(argv, next, cur_cpu(), at ? NR_execveat : NR_execve);
+	if (below(3) == 0) {
+		/* a failed exec returns in the old image, by SYSRET */
+		tally_var(V_EXEC_ENOENT);
+		r = S3(NR_execve, "/nonexistent/diffgen", argv, g_noenv);
+		CHECK(r == -2, "exec of a missing file", r, 0);
+		count(ABI_X64, NR_execve, O_SYSRET);
+	}
 	if (at)
 		r = S5(NR_execveat, AT_FDCWD, g_self, argv, g_noenv, 0);
 	else
@@ -2000,21 +2135,46 @@ static void thread_body(struct tctx *t)
 	plain_burst(below(8));
 }
 
+/* Waits (in user space) for the SIGUSR1 its creator sent at once. */
+static void thread_first_body(struct tctx *t)
+{
+	while (!__atomic_load_n(&g_plan.first_done, __ATOMIC_SEQ_CST))
+		__asm__ volatile("pause" ::: "memory");
+	t->tid = (int)C0(NR_gettid);
+	plain_burst(below(8));
+}
+
 static void ev_thread(void)
 {
-	int c3 = below(2);
+	int c3 = below(2), first = below(3) == 0;
 	struct tctx *t;
 
 	tally_var(c3 ? V_THREAD_CLONE3 : V_THREAD_CLONE);
 	g_single = 0;
-	t = spawn(thread_body, c3, THREAD_FLAGS, 0, 0, 0, 0);
-	join(t);
+	if (first) {
+		/*
+		 * A signal for a thread that has not run yet: its first
+		 * return builds the frame and stays fork_child.
+		 */
+		g_plan.mode = PM_FIRST;
+		g_plan.first_done = 0;
+		t = spawn(thread_first_body, c3, THREAD_FLAGS, 0, 0, 0, 0);
+		CHECK(C3(NR_tgkill, g_pid, t->tid, SIGUSR1) == 0, "tgkill", 0, 0);
+		join(t);
+		tally_var(g_plan.first_at_fork ? V_THREAD_FIRST_SIGNAL :
+			  V_THREAD_FIRST_SIGNAL_LATE);
+		g_plan.mode = PM_SYNC;
+	} else {
+		t = spawn(thread_body, c3, THREAD_FLAGS, 0, 0, 0, 0);
+		join(t);
+	}
 	g_single = 1;
 }
 
 /* --- ptrace ------------------------------------------------------------ */
 
-enum pedit { P_NONE, P_RCX, P_R11, P_SAME, P_RESTORED, N_PEDIT };
+enum pedit { P_NONE, P_RCX, P_R11, P_SAME, P_RESTORED, P_SYSEMU, N_PEDIT };
+#define SYSEMU_RET 4242
 
 static long pt(long req, long pid, long addr, long data)
 {
@@ -2030,6 +2190,27 @@ static long peek(long pid, long off)
 	return v;
 }
 
+/* Resume the tracee with req; the next syscall stop's op (1 entry, 2 exit),
+ * or -1 once it exited(0). */
+static int ptrace_next(int pid, long req)
+{
+	u8 info[88];
+	int st = 0;
+
+	CHECK(pt(req, pid, 0, 0) == 0, "ptrace resume", req, 0);
+	CHECK(C4(NR_wait4, pid, &st, 0, 0) == pid, "wait4 tracee", 0, 0);
+	if ((st & 0x7f) == 0) {
+		CHECK(((st >> 8) & 0xff) == 0, "tracee exit status", st, 0);
+		return -1;
+	}
+	CHECK((st & 0xff) == 0x7f && ((st >> 8) & 0xff) == (SIGTRAP | 0x80),
+	      "tracee: not a syscall stop", st, 0);
+	memset(info, 0, sizeof(info));
+	CHECK(pt(PTRACE_GET_SYSCALL_INFO, pid, sizeof(info), (long)info) > 0,
+	      "PTRACE_GET_SYSCALL_INFO", 0, 0);
+	return info[0];
+}
+
 /*
  * A forked tracee makes m syscalls; its parent stops each at syscall exit
  * (PTRACE_SYSCALL) and edits the registers as planned: RCX or R11 changed
@@ -2038,14 +2219,15 @@ static long peek(long pid, long off)
  */
 static void ev_ptrace(void)
 {
-	int m = 1 + below(12), pid, st = 0, inject = 0, exits = 0;
+	int m = 1 + below(12), pid, st = 0, exits = 0, emu_exit = 0;
 	u8 plan[16];
 	short nrs[16];
 
 	for (int i = 0; i < m; i++) {
 		plan[i] = below(N_PEDIT);
 		nrs[i] = plain_nrs[below(10)];	/* argument-free ones */
-		tally_var(V_PTRACE0 + plan[i]);
+		tally_var(plan[i] == P_SYSEMU ? V_PTRACE_SYSEMU :
+			  V_PTRACE0 + plan[i]);
 	}
 	pid = (int)S2(NR_clone, SIGCHLD, 0);
 	CHECK(pid >= 0, "clone", pid, 0);
@@ -2064,6 +2246,13 @@ static void ev_ptrace(void)
 				CHECK(a.r11 == a.fl, "R11 (RCX edit)", a.r11,
 				      a.fl);
 				count(ABI_X64, nrs[i], O_PTRACE);
+				break;
+			case P_SYSEMU:
+				/* skipped at its entry stop: no sys_enter */
+				CHECK(a.ax == SYSEMU_RET, "emulated result",
+				      a.ax, nrs[i]);
+				expect_plain(&a);
+				count_untimed(ABI_X64, nrs[i], O_SYSRET);
 				break;
 			case P_R11:
 				CHECK(a.rcx == a.lab, "RCX (R11 edit)", a.rcx,
@@ -2086,35 +2275,46 @@ static void ev_ptrace(void)
 	CHECK(pt(PTRACE_SETOPTIONS, pid, 0,
 		 PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL) == 0,
 	      "PTRACE_SETOPTIONS", 0, 0);
+	/*
+	 * Before syscall i: PTRACE_SYSEMU (stop at its entry, skipped, RAX
+	 * set by us) or PTRACE_SYSCALL (entry stop, then exit stop: edit).
+	 * A PTRACE_SYSCALL after a SYSEMU stop first reports the emulated
+	 * call's exit.
+	 */
 	for (;;) {
-		u8 info[88];
+		int req = exits < m && plan[exits] == P_SYSEMU ? PTRACE_SYSEMU :
+			  PTRACE_SYSCALL;
+		int op = ptrace_next(pid, req);
+		long o;
 
-		CHECK(pt(PTRACE_SYSCALL, pid, 0, inject) == 0, "PTRACE_SYSCALL",
-		      0, 0);
-		inject = 0;
-		CHECK(C4(NR_wait4, pid, &st, 0, 0) == pid, "wait4 tracee", 0, 0);
-		if ((st & 0x7f) == 0) {
-			CHECK(((st >> 8) & 0xff) == 0, "tracee exit status", st,
-			      0);
+		if (op < 0)
 			break;
-		}
-		CHECK((st & 0xff) == 0x7f, "tracee died", st, 0);
-		if (((st >> 8) & 0xff) != (SIGTRAP | 0x80)) {
-			inject = (st >> 8) & 0xff;
-			die("tracee got a signal", inject, 0);
-		}
-		memset(info, 0, sizeof(info));
-		CHECK(pt(PTRACE_GET_SYSCALL_INFO, pid, sizeof(info),
-			 (long)info) > 0, "PTRACE_GET_SYSCALL_INFO", 0, 0);
-		if (info[0] != 2)	/* not a syscall-exit stop */
+		o = peek(pid, U_ORIG_RAX);
+		if (op == 2 && emu_exit) {
+			CHECK(o == nrs[exits - 1], "emulated call's exit", o, 0);
+			emu_exit = 0;
 			continue;
-		CHECK(exits < m, "more exit stops than planned", exits, m);
-		{
-			long o = peek(pid, U_ORIG_RAX);
-
-			CHECK(o == nrs[exits], "exit stop of another syscall",
-			      o, (exits << 16) | nrs[exits]);
 		}
+		emu_exit = 0;
+		CHECK(op == 1, "expected an entry stop", op, exits);
+		if (exits == m) {
+			CHECK(o == NR_exit_group, "last call", o, 0);
+			continue;
+		}
+		CHECK(o == nrs[exits], "entry stop of another syscall", o,
+		      (exits << 16) | nrs[exits]);
+		if (req == PTRACE_SYSEMU) {
+			CHECK(pt(PTRACE_POKEUSER, pid, U_RAX, SYSEMU_RET) == 0,
+			      "POKEUSER rax", 0, 0);
+			emu_exit = 1;
+			exits++;
+			continue;
+		}
+		op = ptrace_next(pid, PTRACE_SYSCALL);
+		CHECK(op == 2, "expected an exit stop", op, exits);
+		o = peek(pid, U_ORIG_RAX);
+		CHECK(o == nrs[exits], "exit stop of another syscall", o,
+		      (exits << 16) | nrs[exits]);
 		switch (plan[exits]) {
 		case P_RCX: {
 			long rip = peek(pid, U_RIP);
@@ -2154,6 +2354,239 @@ static void ev_ptrace(void)
 		exits++;
 	}
 	CHECK(exits == m, "exit stops", exits, m);
+}
+
+/* --- concurrency -------------------------------------------------------- */
+
+static void ev_int80(void);
+
+/*
+ * parallel: 2-4 threads at once, each pinned to a CPU the driver chose
+ * (often two on one CPU: the traced threads preempt each other there),
+ * with plain syscalls, migrations, int $0x80, and a forked child.
+ */
+static void parallel_body(struct tctx *t)
+{
+	int rounds = (int)t->arg[1];
+
+	migrate_to((int)t->arg[0]);
+	for (int i = 0; i < rounds; i++) {
+		switch (below(8)) {
+		case 0:
+			migrate();
+			break;
+		case 1:
+			ev_int80();
+			break;
+		case 2: {
+			long pid = S2(NR_clone, SIGCHLD, 0);
+
+			CHECK(pid >= 0, "clone", pid, 0);
+			if (pid == 0) {
+				count(ABI_X64, NR_clone, O_FORK);
+				plain_burst(below(40));
+				exit_group(0);
+			}
+			count(ABI_X64, NR_clone, O_SYSRET);
+			tally_var(V_PAR_FORK);
+			wait_exit((int)pid);
+			break;
+		}
+		default:
+			plain_burst(1 + below(100));
+			break;
+		}
+	}
+}
+
+static void ev_parallel(void)
+{
+	int n = 2 + below(3), used = 0, shared = 0;
+	struct tctx *t[N_TSTACK];
+
+	g_single = 0;
+	for (int i = 0; i < n; i++) {
+		int cpu = g_cpus[below(g_ncpu)];
+
+		shared |= used & (1 << cpu);
+		used |= 1 << cpu;
+		t[i] = spawn(parallel_body, below(2), THREAD_FLAGS, cpu,
+			     1 + below(12), 0, 0);
+	}
+	for (int i = 0; i < n; i++)
+		join(t[i]);
+	g_single = 1;
+	tally_var(V_PAR_THREADS);
+	if (shared)
+		tally_var(V_PAR_SHARED_CPU);
+}
+
+/*
+ * orphan: a child forks a grandchild and exits at once; the grandchild,
+ * reparented out of the driver's family, works on and exits.  The driver
+ * learns it is gone from EOF on a pipe only the grandchild still holds.
+ */
+static void ev_orphan(void)
+{
+	int fds[2];
+	long pid, n;
+	char c;
+
+	tally_var(V_ORPHAN);
+	CHECK(C2(NR_pipe2, fds, O_CLOEXEC) == 0, "pipe2", 0, 0);
+	pid = S2(NR_clone, SIGCHLD, 0);
+	CHECK(pid >= 0, "clone", pid, 0);
+	if (pid == 0) {
+		long gc;
+
+		count(ABI_X64, NR_clone, O_FORK);
+		C1(NR_close, fds[0]);
+		gc = S2(NR_clone, SIGCHLD, 0);
+		CHECK(gc >= 0, "clone", gc, 0);
+		if (gc == 0) {
+			count(ABI_X64, NR_clone, O_FORK);
+			g_pid = (int)C0(NR_getpid);
+			plain_burst(below(40));
+			if (below(2))
+				random_signal(1);
+			if (below(3) == 0)
+				migrate();
+			plain_burst(below(20));
+			exit_group(0);	/* closes the last write end */
+		}
+		count(ABI_X64, NR_clone, O_SYSRET);
+		exit_group(0);
+	}
+	count(ABI_X64, NR_clone, O_SYSRET);
+	C1(NR_close, fds[1]);
+	wait_exit((int)pid);
+	while ((n = C3(NR_read, fds[0], &c, 1)) != 0)
+		CHECK(n == 1, "read from the orphan's pipe", n, 0);
+	C1(NR_close, fds[0]);
+}
+
+/* --- seccomp and stops ---------------------------------------------------- */
+
+struct sock_filter {
+	u16 code;
+	u8 jt, jf;
+	u32 k;
+};
+
+#define BPF_LD_ABS 0x20
+#define BPF_JEQ_K 0x15
+#define BPF_RET_K 0x06
+#define RET_ALLOW 0x7fff0000u
+#define RET_ERRNO 0x00050000u
+#define RET_TRAP 0x00030000u
+#define RET_TRACE 0x7ff00000u
+
+/*
+ * A child installs a seccomp filter: getuid fails with EPERM, geteuid with
+ * errno 512 (ERRESTARTSYS's number: no restart), getegid is RET_TRACE with
+ * no tracer (-ENOSYS), all without running, so without sys_enter; getgid
+ * is RET_TRAP: rolled back, SIGSYS frame on the way out (signal).
+ */
+static void ev_seccomp(void)
+{
+	static const struct sock_filter f[] = {
+		{ BPF_LD_ABS, 0, 0, 4 },		/* arch */
+		{ BPF_JEQ_K, 1, 0, 0xc000003e },	/* AUDIT_ARCH_X86_64 */
+		{ BPF_RET_K, 0, 0, RET_ALLOW },
+		{ BPF_LD_ABS, 0, 0, 0 },		/* nr */
+		{ BPF_JEQ_K, 0, 1, NR_getuid },
+		{ BPF_RET_K, 0, 0, RET_ERRNO | 1 },
+		{ BPF_JEQ_K, 0, 1, NR_getgid },
+		{ BPF_RET_K, 0, 0, RET_TRAP },
+		{ BPF_JEQ_K, 0, 1, NR_geteuid },
+		{ BPF_RET_K, 0, 0, RET_ERRNO | 512 },
+		{ BPF_JEQ_K, 0, 1, NR_getegid },
+		{ BPF_RET_K, 0, 0, RET_TRACE },
+		{ BPF_RET_K, 0, 0, RET_ALLOW },
+	};
+	struct { u16 len; u8 pad[6]; const struct sock_filter *f; } prog = {
+		sizeof(f) / sizeof(f[0]), { 0 }, f
+	};
+	static const short nrs[] = { NR_getuid, NR_getgid, NR_geteuid,
+				     NR_getegid, NR_getppid };
+	static const long want[] = { -1, NR_getgid, -512, -ENOSYS, 0 };
+	int k = 1 + below(12);
+	u8 pick[16];
+	long pid;
+
+	for (int i = 0; i < k; i++) {
+		pick[i] = below(5);
+		tally_var(V_SECCOMP_ERRNO + pick[i]);
+	}
+	pid = S2(NR_clone, SIGCHLD, 0);
+	CHECK(pid >= 0, "clone", pid, 0);
+	if (pid == 0) {
+		count(ABI_X64, NR_clone, O_FORK);
+		install(SIGSYS, on_sys, 0);
+		CHECK(C5(NR_prctl, 38 /* NO_NEW_PRIVS */, 1, 0, 0, 0) == 0,
+		      "PR_SET_NO_NEW_PRIVS", 0, 0);
+		CHECK(C3(NR_seccomp, 1 /* SET_MODE_FILTER */, 0, &prog) == 0,
+		      "seccomp", 0, 0);
+		for (int i = 0; i < k; i++) {
+			int nr = nrs[pick[i]];
+			long runs = g_plan.sys_runs;
+			struct after a;
+
+			xsys(nr, 0, 0, 0, 0, &a);
+			expect_plain(&a);
+			if (nr == NR_getppid) {
+				CHECK(a.ax > 0, "getppid", a.ax, 0);
+				count(ABI_X64, nr, O_SYSRET);
+				continue;
+			}
+			CHECK(a.ax == want[pick[i]], "seccomp result", a.ax, nr);
+			if (nr == NR_getgid) {
+				CHECK(g_plan.sys_runs == runs + 1, "SIGSYS", 0, 0);
+				count_untimed(ABI_X64, nr, O_SIGNAL);
+			} else {
+				count_untimed(ABI_X64, nr, O_SYSRET);
+			}
+		}
+		exit_group(0);
+	}
+	count(ABI_X64, NR_clone, O_SYSRET);
+	wait_exit((int)pid);
+}
+
+/*
+ * A child stops itself with kill(SIGSTOP) and its parent continues it:
+ * the kill returns as it was (SYSRET), or, if the child handles SIGCONT,
+ * with that handler's frame (signal).
+ */
+static void ev_stop(void)
+{
+	int h = below(2), st = 0;
+	long pid;
+
+	tally_var(h ? V_STOP_CONT_HANDLER : V_STOP_PLAIN);
+	pid = S2(NR_clone, SIGCHLD, 0);
+	CHECK(pid >= 0, "clone", pid, 0);
+	if (pid == 0) {
+		long runs = g_plan.cont_runs;
+		struct after a;
+
+		count(ABI_X64, NR_clone, O_FORK);
+		if (h)
+			install(SIGCONT, on_cont, 0);
+		g_pid = (int)C0(NR_getpid);
+		xsys(NR_kill, g_pid, SIGSTOP, 0, 0, &a);
+		CHECK(a.ax == 0, "kill(self, SIGSTOP)", a.ax, 0);
+		expect_plain(&a);
+		CHECK(g_plan.cont_runs == runs + h, "SIGCONT handler", h, 0);
+		count(ABI_X64, NR_kill, h ? O_SIGNAL : O_SYSRET);
+		exit_group(0);
+	}
+	count(ABI_X64, NR_clone, O_SYSRET);
+	CHECK(C4(NR_wait4, pid, &st, WUNTRACED, 0) == pid &&
+	      (st & 0xff) == 0x7f && ((st >> 8) & 0xff) == SIGSTOP,
+	      "child did not stop", st, 0);
+	CHECK(C2(NR_kill, pid, SIGCONT) == 0, "SIGCONT", 0, 0);
+	wait_exit((int)pid);
 }
 
 /* --- rseq ----------------------------------------------------------------- */
@@ -2346,7 +2779,7 @@ static int pick_kind(void)
 
 static char g_json[1 << 18];
 
-static void __attribute__((noreturn)) finish(void)
+static void __attribute__((noreturn)) finish_write(void)
 {
 	struct sb b = { g_json, 0, sizeof(g_json) };
 	struct shm *s = g_shm;
@@ -2421,6 +2854,10 @@ static void __attribute__((noreturn)) finish(void)
 					sb_u64(&b, s->cnt[a][n][o], 10);
 					f2 = 0;
 				}
+			sb_put(&b, "}, \"untimed\": {\"sysret\": ");
+			sb_u64(&b, s->untimed[a][n][0], 10);
+			sb_put(&b, ", \"iret\": ");
+			sb_u64(&b, s->untimed[a][n][1], 10);
 			sb_put(&b, "}}");
 		}
 	sb_put(&b, "],\n \"cpus\": [");
@@ -2460,6 +2897,35 @@ static void __attribute__((noreturn)) finish(void)
 	r = S3(NR_write, g_out_fd, g_json, b.len);
 	CHECK(r == (long)b.len, "write of the JSON", r, b.len);
 	exit_group(0);
+}
+
+static int g_finish_pipe[2];
+
+static void finish_thread(struct tctx *t)
+{
+	(void)t;
+	C0(NR_gettid);
+	wait_blocked(g_pid, g_pid, "pipe_read", NR_read);
+	tally_var(V_FINISH_THREAD);
+	finish_write();
+}
+
+/*
+ * Write the expectation and exit_group, from the leader, or from a thread
+ * while the leader sleeps in a read that so never returns.
+ */
+static void __attribute__((noreturn)) finish(void)
+{
+	char c;
+
+	g_step = g_steps;
+	if (!below(2))
+		finish_write();
+	CHECK(C2(NR_pipe2, g_finish_pipe, O_CLOEXEC) == 0, "pipe2", 0, 0);
+	g_single = 0;
+	spawn(finish_thread, below(2), THREAD_FLAGS, 0, 0, 0, 0);
+	blk_syscall(NR_read, g_finish_pipe[0], (long)&c, 1);
+	die("the leader's read returned", 0, 0);
 }
 
 static void __attribute__((noreturn)) drive(long from)
@@ -2523,6 +2989,18 @@ static void __attribute__((noreturn)) drive(long from)
 		case K_INT80:
 			ev_int80();
 			break;
+		case K_SECCOMP:
+			ev_seccomp();
+			break;
+		case K_STOP:
+			ev_stop();
+			break;
+		case K_PARALLEL:
+			ev_parallel();
+			break;
+		case K_ORPHAN:
+			ev_orphan();
+			break;
 		}
 	}
 	finish();
@@ -2579,7 +3057,7 @@ static void __attribute__((noreturn)) usage(void)
 		"KINDS: all (default), or a comma list of kinds, or of -kinds to\n"
 		"leave out: plain signal fault fault_sigreturn restart_thread\n"
 		"restart_child fork vfork thread exec exec_thread ptrace rseq\n"
-		"migrate compat int80\n";
+		"migrate compat int80 seccomp stop parallel orphan\n";
 
 	S3(NR_write, 2, msg, sizeof(msg) - 1);
 	exit_group(2);
@@ -2751,9 +3229,17 @@ __asm__(".pushsection .text\n"
 #define NR32_gettid 224
 #define NR32_getuid32 199
 #define NR32_sched_yield 158
+#define NR32_rt_sigreturn 173
+#define NR32_rt_sigaction 174
+#define NR32_tgkill 270
 #define AT_SYSINFO 32
 
 static int g_cpu32 = -1;
+
+static u64 *rng_state(void)
+{
+	return &g_rng;
+}
 
 static int cur_cpu(void)
 {
@@ -2771,6 +3257,17 @@ static long i80(long nr, long a, long b, long c)
 	return ret;
 }
 
+static long i80_4(long nr, long a, long b, long c, long d)
+{
+	long ret;
+
+	__asm__ volatile("int $0x80"
+			 : "=a"(ret)
+			 : "0"(nr), "b"(a), "c"(b), "d"(c), "S"(d)
+			 : "memory");
+	return ret;
+}
+
 static u32 g_vsys;
 
 static long fast(long nr, long a, long b, long c)
@@ -2782,6 +3279,26 @@ static long fast(long nr, long a, long b, long c)
 			 : "0"(nr), "b"(a), "c"(b), "d"(c), [v] "m"(g_vsys)
 			 : "memory", "cc");
 	return ret;
+}
+
+void restore32(void);
+__asm__(".pushsection .text\n"
+	".globl restore32\n"
+	"restore32:\n"
+	"	movl $173, %eax\n"	/* rt_sigreturn, through int $0x80 */
+	"	int $0x80\n"
+	"	ud2\n"
+	".popsection\n");
+
+static volatile int g_usr1_32;
+
+static void on_usr1_32(int sig, void *si, void *uc)
+{
+	(void)sig;
+	(void)si;
+	(void)uc;
+	g_usr1_32++;
+	count(ABI_I386, NR32_rt_sigreturn, O_INT80);
 }
 
 static void __attribute__((noreturn)) die(const char *what, long a, long b)
@@ -2808,6 +3325,7 @@ void __attribute__((noreturn, used)) start_c32(long *sp)
 	char **envp = argv + argc + 1;
 	u32 *aux;
 	u64 v[6];
+	long sig_pid = 0, sig_tid = 0;
 	static const short nrs[] = { NR32_getpid, NR32_getppid, NR32_gettid,
 				     NR32_getuid32, NR32_sched_yield };
 	long r;
@@ -2842,9 +3360,40 @@ void __attribute__((noreturn, used)) start_c32(long *sp)
 	}
 	count(ABI_I386, NR32_mmap2, O_INT80);
 	count(ABI_X64, 59, O_RCX);	/* exec'd from 64-bit code */
+	if (below(2)) {
+		/*
+		 * A handler (its sigreturn goes through int $0x80), and
+		 * tgkill to self now and then: through int $0x80 that return
+		 * stays int80; through the vDSO it would have taken SYSRETL
+		 * and the frame makes it "signal".
+		 */
+		struct { u32 handler, flags, restorer, mask[2]; } sa = {
+			(u32)on_usr1_32, 0x4 | 0x04000000, (u32)restore32,
+			{ 0, 0 } };
+
+		r = i80_4(NR32_rt_sigaction, 10, (long)&sa, 0, 8);
+		if (r != 0)
+			die("rt_sigaction", r, 0);
+		count(ABI_I386, NR32_rt_sigaction, O_INT80);
+		sig_pid = i80(NR32_getpid, 0, 0, 0);
+		count(ABI_I386, NR32_getpid, O_INT80);
+		sig_tid = i80(NR32_gettid, 0, 0, 0);
+		count(ABI_I386, NR32_gettid, O_INT80);
+	}
 	for (u32 i = 0; i < (u32)v[3]; i++) {
 		int nr = nrs[below(5)];
 
+		if (sig_pid && below(4) == 0) {
+			int before = g_usr1_32, f = below(2);
+
+			r = f ? fast(NR32_tgkill, sig_pid, sig_tid, 10) :
+				i80(NR32_tgkill, sig_pid, sig_tid, 10);
+			if (r != 0 || g_usr1_32 != before + 1)
+				die("32-bit tgkill", r, g_usr1_32 - before);
+			count(ABI_I386, NR32_tgkill, f ? O_SIGNAL : O_INT80);
+			tally_var(f ? V_COMPAT_SIG_FAST : V_COMPAT_SIG_INT80);
+			continue;
+		}
 		if (below(2)) {
 			r = i80(nr, 0, 0, 0);
 			count(ABI_I386, nr, O_INT80);
