@@ -3,7 +3,7 @@
 by sysretstat, each compared exactly with the generator's own counts.
 
   sudo .venv/bin/python benchmarks/differential.py [--seeds 1000]
-       [--first 1] [--steps 300] [--kinds all-but-known-bugs]
+       [--first 1] [--steps 250] [--kinds all-but-known-bugs]
        [--churn 0] [--keep DIR] [--json FILE]
 
 Seeds --first .. --first+--seeds-1 run one after the other, each as
@@ -39,7 +39,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=1000)
     ap.add_argument("--first", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--kinds", default=D.GOOD_KINDS)
     ap.add_argument("--churn", type=int, default=0)
     ap.add_argument("--keep", metavar="DIR",

@@ -26,6 +26,9 @@
  *    killed by exec's de_thread) is thus never counted.  Syscalls whose
  *    number depends on timing (polling /proc for a task to block) are
  *    counted as they happen, so only the outcome of each must be known.
+ *  - No task is killed between a return and its count: only while it
+ *    sleeps in a syscall, spins after counting, or before its return
+ *    reaches user mode (exec_preempt, selfkill: those returns never happen).
  *  - rt_sigreturn is counted by the signal handler, which knows the frame
  *    it leaves behind.  Restarts with no handler are counted by the task
  *    that made them happen (one SIGSTOP/SIGCONT cycle while the syscall
@@ -76,13 +79,14 @@ enum kind {
 	K_PLAIN, K_SIGNAL, K_FAULT, K_FAULT_SIGRETURN, K_RESTART_THREAD, K_RESTART_CHILD,
 	K_FORK, K_VFORK, K_THREAD, K_EXEC, K_EXEC_THREAD, K_PTRACE, K_RSEQ,
 	K_MIGRATE, K_COMPAT, K_INT80, K_SECCOMP, K_STOP, K_PARALLEL,
-	K_ORPHAN, N_KIND
+	K_ORPHAN, K_SELFKILL, K_EXEC_PREEMPT, N_KIND
 };
 static __attribute__((unused)) const char *const kind_name[N_KIND] = {
 	"plain", "signal", "fault", "fault_sigreturn", "restart_thread",
 	"restart_child",
 	"fork", "vfork", "thread", "exec", "exec_thread", "ptrace", "rseq",
 	"migrate", "compat", "int80", "seccomp", "stop", "parallel", "orphan",
+	"selfkill", "exec_preempt",
 };
 static __attribute__((unused)) const u8 kind_weight[N_KIND] = {
 	[K_PLAIN] = 40, [K_SIGNAL] = 14, [K_FAULT] = 4, [K_FAULT_SIGRETURN] = 2,
@@ -90,7 +94,7 @@ static __attribute__((unused)) const u8 kind_weight[N_KIND] = {
 	[K_VFORK] = 3, [K_THREAD] = 5, [K_EXEC] = 2, [K_EXEC_THREAD] = 2,
 	[K_PTRACE] = 3, [K_RSEQ] = 2, [K_MIGRATE] = 5, [K_COMPAT] = 2,
 	[K_INT80] = 3, [K_SECCOMP] = 2, [K_STOP] = 2, [K_PARALLEL] = 2,
-	[K_ORPHAN] = 2,
+	[K_ORPHAN] = 2, [K_SELFKILL] = 2, [K_EXEC_PREEMPT] = 1,
 };
 
 /* Variants, tallied for the report (what a seed actually exercised). */
@@ -124,6 +128,8 @@ enum var {
 	V_STOP_PLAIN, V_STOP_CONT_HANDLER,
 	V_PAR_THREADS, V_PAR_SHARED_CPU, V_PAR_FORK,
 	V_ORPHAN, V_EXEC_ENOENT, V_FINISH_THREAD,
+	V_SELFKILL_KILL, V_SELFKILL_TERM, V_SELFKILL_THREAD,
+	V_EXEC_PREEMPT, V_EXEC_PREEMPT_NORT,
 	N_VARS
 };
 static __attribute__((unused)) const char *const var_name[N_VARS] = {
@@ -183,6 +189,11 @@ static __attribute__((unused)) const char *const var_name[N_VARS] = {
 	[V_PAR_FORK] = "parallel.fork_from_thread",
 	[V_ORPHAN] = "orphan.grandchild", [V_EXEC_ENOENT] = "exec.enoent_first",
 	[V_FINISH_THREAD] = "finish.exit_group_from_thread",
+	[V_SELFKILL_KILL] = "selfkill.sigkill",
+	[V_SELFKILL_TERM] = "selfkill.sigterm_default",
+	[V_SELFKILL_THREAD] = "selfkill.other_thread_asleep",
+	[V_EXEC_PREEMPT] = "exec_preempt.leader_write_never_returns",
+	[V_EXEC_PREEMPT_NORT] = "exec_preempt.no_sched_fifo_fallback",
 };
 
 #define NR_SLOTS 512
@@ -1939,6 +1950,7 @@ static void __attribute__((noreturn)) ev_exec(long next)
 
 static long g_exec_next;
 static int g_exec_pipe[2];
+static volatile int g_leader_counted;	/* the leader counted clone's return */
 
 static void exec_thread_body(struct tctx *t)
 {
@@ -1950,6 +1962,9 @@ static void exec_thread_body(struct tctx *t)
 		migrate();
 	if (t->arg[0])	/* the leader sleeps in read: wait for it */
 		wait_blocked(g_pid, g_pid, "pipe_read", NR_read);
+	else		/* the leader spins, its clone return counted */
+		while (!__atomic_load_n(&g_leader_counted, __ATOMIC_SEQ_CST))
+			C0(NR_sched_yield);
 	drv_argv(argv, g_exec_next, cur_cpu(), NR_execve);
 	r = S3(NR_execve, g_self, argv, g_noenv);
 	die("exec from a thread failed", r, 0);
@@ -1967,6 +1982,7 @@ static void __attribute__((noreturn)) ev_exec_thread(long next)
 
 	tally_var(blocked ? V_EXEC_THREAD_BLOCKED : V_EXEC_THREAD_SPIN);
 	g_exec_next = next;
+	g_leader_counted = 0;
 	if (blocked)
 		CHECK(C2(NR_pipe2, g_exec_pipe, O_CLOEXEC) == 0, "pipe2", 0, 0);
 	g_single = 0;
@@ -1977,12 +1993,69 @@ static void __attribute__((noreturn)) ev_exec_thread(long next)
 			  0);
 	}
 	(void)t;
+	/*
+	 * Not before: a thread that execs at once could kill the leader
+	 * between its return from clone and the count of that return.
+	 */
+	__atomic_store_n(&g_leader_counted, 1, __ATOMIC_SEQ_CST);
 	if (blocked) {
 		char c;
 
 		blk_syscall(NR_read, g_exec_pipe[0], (long)&c, 1);
 		die("the leader's read returned", 0, 0);
 	}
+	for (;;)
+		__asm__ volatile("pause" ::: "memory");
+}
+
+static volatile int g_exec_rt;
+
+static void exec_preempt_body(struct tctx *t)
+{
+	char *argv[13], c;
+	long r;
+
+	C0(NR_gettid);
+	r = blk_syscall(NR_read, (int)t->arg[0], (long)&c, 1);
+	CHECK(r == 1, "read of the leader's byte", r, 0);
+	count(ABI_X64, NR_read, O_SYSRET);
+	if (!g_exec_rt)		/* the leader's write did return: counted? */
+		while (!__atomic_load_n(&g_leader_counted, __ATOMIC_SEQ_CST))
+			C0(NR_sched_yield);
+	drv_argv(argv, g_exec_next, cur_cpu(), NR_execve);
+	r = S3(NR_execve, g_self, argv, g_noenv);
+	die("exec from a thread failed", r, 0);
+}
+
+/*
+ * exec_preempt: a thread made SCHED_FIFO on the leader's CPU sleeps in
+ * read; the leader writes it a byte.  The wakeup preempts the leader
+ * before its write is back in user mode, the thread execs, and de_thread
+ * kills the leader there: the write completed (sys_exit fired, 1 byte)
+ * but never returns.  Without the right to SCHED_FIFO the write returns
+ * and the thread waits until the leader counted it.
+ */
+static void __attribute__((noreturn)) ev_exec_preempt(long next)
+{
+	int fds[2], prio = 2, rt;
+	struct tctx *t;
+
+	g_exec_next = next;
+	g_leader_counted = 0;
+	g_exec_rt = 0;
+	CHECK(C2(NR_pipe2, fds, O_CLOEXEC) == 0, "pipe2", 0, 0);
+	g_single = 0;
+	t = spawn(exec_preempt_body, below(2), THREAD_FLAGS, fds[0], 0, 0, 0);
+	rt = C3(NR_sched_setscheduler, t->tid, SCHED_FIFO, &prio) == 0;
+	tally_var(rt ? V_EXEC_PREEMPT : V_EXEC_PREEMPT_NORT);
+	g_exec_rt = rt;
+	wait_blocked(g_pid, t->tid, "pipe_read", NR_read);
+	if (rt) {
+		S3(NR_write, fds[1], "x", 1);
+		die("the leader's write returned", 0, 0);
+	}
+	CHECK(xplain(NR_write, fds[1], (long)"x", 1, 0) == 1, "write", 0, 0);
+	__atomic_store_n(&g_leader_counted, 1, __ATOMIC_SEQ_CST);
 	for (;;)
 		__asm__ volatile("pause" ::: "memory");
 }
@@ -2465,6 +2538,58 @@ static void ev_orphan(void)
 	C1(NR_close, fds[0]);
 }
 
+/*
+ * selfkill: a child sends itself a fatal signal (SIGKILL, or SIGTERM with
+ * its default action).  tgkill completes (sys_exit fires, with 0), but the
+ * signal is acted on before the way out reaches user mode: no return.
+ * Sometimes a second thread sleeps in read meanwhile; it dies too.
+ */
+static void selfkill_sleeper(struct tctx *t)
+{
+	int fd = (int)t->arg[0];
+	char c;
+
+	(void)t;
+	C0(NR_gettid);
+	blk_syscall(NR_read, fd, (long)&c, 1);
+	die("the sleeper's read returned", 0, 0);
+}
+
+static void ev_selfkill(void)
+{
+	int sig = below(2) ? 9 : 15, th = below(3) == 0, st = 0;
+	long pid;
+
+	tally_var(sig == 9 ? V_SELFKILL_KILL : V_SELFKILL_TERM);
+	if (th)
+		tally_var(V_SELFKILL_THREAD);
+	pid = S2(NR_clone, SIGCHLD, 0);
+	CHECK(pid >= 0, "clone", pid, 0);
+	if (pid == 0) {
+		int tid;
+
+		count(ABI_X64, NR_clone, O_FORK);
+		g_pid = (int)C0(NR_getpid);
+		plain_burst(below(10));
+		if (th) {
+			int fds[2];
+			struct tctx *t;
+
+			CHECK(C2(NR_pipe2, fds, O_CLOEXEC) == 0, "pipe2", 0, 0);
+			g_single = 0;
+			t = spawn(selfkill_sleeper, below(2), THREAD_FLAGS,
+				  fds[0], 0, 0, 0);
+			wait_blocked(g_pid, t->tid, "pipe_read", NR_read);
+		}
+		tid = g_pid;
+		S3(NR_tgkill, g_pid, tid, sig);	/* never comes back */
+		die("survived a fatal signal", sig, 0);
+	}
+	count(ABI_X64, NR_clone, O_SYSRET);
+	CHECK(C4(NR_wait4, pid, &st, 0, 0) == pid && (st & 0x7f) == sig,
+	      "child was not killed by its signal", st, sig);
+}
+
 /* --- seccomp and stops ---------------------------------------------------- */
 
 struct sock_filter {
@@ -2820,7 +2945,15 @@ static void __attribute__((noreturn)) finish_write(void)
 			sb_u64(&b, s->kinds[k], 10);
 			first = 0;
 		}
-	sb_put(&b, "},\n \"variants\": {");
+	sb_put(&b, "},\n \"variants_known\": ");
+	{
+		int n = 0;
+
+		for (int v = 0; v < N_VARS; v++)
+			n += var_name[v] != 0;
+		sb_u64(&b, n, 10);
+	}
+	sb_put(&b, ",\n \"variants\": {");
 	first = 1;
 	for (int v = 0; v < N_VARS; v++)
 		if (s->vars[v] && var_name[v]) {
@@ -2974,6 +3107,8 @@ static void __attribute__((noreturn)) drive(long from)
 			ev_exec(i + 1);
 		case K_EXEC_THREAD:
 			ev_exec_thread(i + 1);
+		case K_EXEC_PREEMPT:
+			ev_exec_preempt(i + 1);
 		case K_PTRACE:
 			ev_ptrace();
 			break;
@@ -3000,6 +3135,9 @@ static void __attribute__((noreturn)) drive(long from)
 			break;
 		case K_ORPHAN:
 			ev_orphan();
+			break;
+		case K_SELFKILL:
+			ev_selfkill();
 			break;
 		}
 	}
@@ -3057,7 +3195,8 @@ static void __attribute__((noreturn)) usage(void)
 		"KINDS: all (default), or a comma list of kinds, or of -kinds to\n"
 		"leave out: plain signal fault fault_sigreturn restart_thread\n"
 		"restart_child fork vfork thread exec exec_thread ptrace rseq\n"
-		"migrate compat int80 seccomp stop parallel orphan\n";
+		"migrate compat int80 seccomp stop parallel orphan selfkill\n"
+		"exec_preempt\n";
 
 	S3(NR_write, 2, msg, sizeof(msg) - 1);
 	exit_group(2);
@@ -3165,6 +3304,12 @@ static void __attribute__((noreturn)) main_drv(int argc, char **argv)
 	r = C3(NR_sched_getaffinity, 0, 8, &m);
 	CHECK(r > 0 && m == 1ULL << g_cpu_main, "exec lost the pinning",
 	      g_cpu_main, m);
+	{
+		int prio = 0;	/* exec keeps SCHED_FIFO (exec_preempt) */
+
+		CHECK(C3(NR_sched_setscheduler, 0, 0 /* SCHED_OTHER */,
+			 &prio) == 0, "sched_setscheduler", 0, 0);
+	}
 	common_image_setup();
 	drive((long)v[4]);
 }
