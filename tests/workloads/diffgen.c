@@ -2945,15 +2945,16 @@ static void __attribute__((noreturn)) finish_write(void)
 			sb_u64(&b, s->kinds[k], 10);
 			first = 0;
 		}
-	sb_put(&b, "},\n \"variants_known\": ");
-	{
-		int n = 0;
-
-		for (int v = 0; v < N_VARS; v++)
-			n += var_name[v] != 0;
-		sb_u64(&b, n, 10);
-	}
-	sb_put(&b, ",\n \"variants\": {");
+	sb_put(&b, "},\n \"variants_known\": [");
+	first = 1;
+	for (int v = 0; v < N_VARS; v++)
+		if (var_name[v]) {
+			sb_put(&b, first ? "\"" : ", \"");
+			sb_put(&b, var_name[v]);
+			sb_put(&b, "\"");
+			first = 0;
+		}
+	sb_put(&b, "],\n \"variants\": {");
 	first = 1;
 	for (int v = 0; v < N_VARS; v++)
 		if (s->vars[v] && var_name[v]) {
