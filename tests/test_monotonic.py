@@ -60,38 +60,50 @@ def negative(delta):
     return bad
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
-                    reason="needs CPUs 0 and 1")
-def test_counts_never_go_down(workloads):
-    col = Collector(Options())
-    col.start()
+def under_load(workloads, check):
+    """Run LOAD, calling check() while it runs and once after it ended;
+    returns how many times check() ran."""
     procs = []
     try:
-        prev = col.snapshot()
         procs = [subprocess.Popen([os.path.join(workloads, "retpaths"),
                                    name, str(n)], stdout=subprocess.DEVNULL)
                  for name, n in LOAD]
-        reads = 0
+        checks = 0
         while True:
             done = all(p.poll() is not None for p in procs)
-            snap = col.snapshot()
-            reads += 1
-            assert shrunk(prev, snap) == []
-            assert negative(snap.delta(prev)) == []
-            prev = snap
+            check()
+            checks += 1
             if done:
                 break
         assert [p.returncode for p in procs] == [0] * len(procs)
-        assert reads > 3
-        # The load did produce the verdicts in question.
-        reasons = prev.totals.reasons()
-        for r in ("restart", "ptrace", "signal", "fork_child"):
-            assert reasons.get(r, 0) > 0, r
+        return checks
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPUs 0 and 1")
+def test_counts_never_go_down(workloads):
+    col = Collector(Options())
+    col.start()
+    try:
+        last = [col.snapshot()]
+
+        def check():
+            snap = col.snapshot()
+            assert shrunk(last[0], snap) == []
+            assert negative(snap.delta(last[0])) == []
+            last[0] = snap
+
+        assert under_load(workloads, check) > 3
+        # The load did produce the verdicts in question.
+        reasons = last[0].totals.reasons()
+        for r in ("restart", "ptrace", "signal", "fork_child"):
+            assert reasons.get(r, 0) > 0, r
+    finally:
         col.close()
 
 
@@ -120,16 +132,11 @@ def test_daemon_exports_never_go_down(workloads):
     import json
 
     p, url = start_daemon("-i", "0.1", "--expose-processes")
-    procs = []
     try:
         prev = counter_samples(parse_metrics(get(url + "/metrics")[2]
                                              .decode()))
-        procs = [subprocess.Popen([os.path.join(workloads, "retpaths"),
-                                   name, str(n)], stdout=subprocess.DEVNULL)
-                 for name, n in LOAD]
-        scrapes = 0
-        while True:
-            done = all(q.poll() is not None for q in procs)
+
+        def check():
             now = counter_samples(parse_metrics(get(url + "/metrics")[2]
                                                 .decode()))
             down = [(k, v, now[k]) for k, v in prev.items()
@@ -138,14 +145,7 @@ def test_daemon_exports_never_go_down(workloads):
             iv = json.loads(get(url + "/api/v1/interval")[2])
             assert negatives(iv) == []
             prev.update(now)
-            scrapes += 1
-            if done:
-                break
-        assert [q.returncode for q in procs] == [0] * len(procs)
-        assert scrapes > 3
+
+        assert under_load(workloads, check) > 3
     finally:
-        for q in procs:
-            if q.poll() is None:
-                q.kill()
-                q.wait()
         stop_daemon(p)

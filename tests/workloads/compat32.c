@@ -96,6 +96,8 @@ die(const char *fmt, ...)
 	_exit(1);
 }
 
+#include "procwait.h"
+
 static int report_ok(const char *name, long n)
 {
 	char buf[64];
@@ -198,40 +200,10 @@ static void __attribute__((noreturn)) reader(void)
 	}
 }
 
-static int read_small(const char *path, char *buf, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t len;
-
-	if (fd < 0)
-		return -1;
-	len = read(fd, buf, size - 1);
-	close(fd);
-	if (len < 0)
-		return -1;
-	buf[len] = '\0';
-	return (int)len;
-}
-
 /* Until the child sleeps in the pipe read of its readv. */
 static void wait_blocked_in_readv(pid_t pid)
 {
-	char path[64], buf[256];
-	struct timespec ts = { 0, 200000 };
-
-	for (int tries = 0; tries < 50000; tries++) {
-		snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
-		if (read_small(path, buf, sizeof(buf)) > 0 &&
-		    strstr(buf, "pipe_read")) {
-			snprintf(path, sizeof(path), "/proc/%d/syscall",
-				 (int)pid);
-			if (read_small(path, buf, sizeof(buf)) > 0 &&
-			    strncmp(buf, "145 ", 4) == 0)
-				return;
-		}
-		nanosleep(&ts, NULL);
-	}
-	die("child %d never blocked in readv", (int)pid);
+	wait_blocked_in_pipe_read(pid, NR32_READV);
 }
 
 /* mode 0: SIGSTOP/SIGCONT; 1: handler, SA_RESTART; 2: handler. */

@@ -115,6 +115,8 @@ die(const char *fmt, ...)
 }
 
 /* The single line of output on success, written with one write(2). */
+#include "procwait.h"
+
 static int report_ok(const char *name, long n, const char *extra)
 {
 	char buf[128];
@@ -523,7 +525,6 @@ raise_usr1(struct after_raise *o)
 	o->ss = ss & 0xffff;
 }
 
-static int read_small(const char *path, char *buf, size_t size);
 
 /* 5-level paging in use: the kernel clears the la57 flag otherwise. */
 static int la57(void)
@@ -628,46 +629,10 @@ static int run_sigframe(const char *name, enum edit e, long n)
 /* ------------------------------------------------------------------ */
 
 /* Read a small /proc file into buf (NUL-terminated); returns length or -1. */
-static int read_small(const char *path, char *buf, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t len;
-
-	if (fd < 0)
-		return -1;
-	len = read(fd, buf, size - 1);
-	close(fd);
-	if (len < 0)
-		return -1;
-	buf[len] = '\0';
-	return (int)len;
-}
-
-/*
- * Wait until the child is asleep inside the pipe read: /proc/PID/wchan
- * names the pipe read function (pipe_read, anon_pipe_read on 6.18) and
- * /proc/PID/syscall shows syscall 0.  A task that is merely runnable
- * shows wchan "0", so this does not accept a child that is still on its
- * way into (or back out of) read.
- */
+/* The read of a child blocked on the pipe (syscall 0). */
 static void wait_blocked_in_read(pid_t pid)
 {
-	char path[64], buf[256];
-	struct timespec ts = { 0, 200000 };	/* 0.2 ms */
-
-	for (int tries = 0; tries < 50000; tries++) {	/* ~10 s */
-		snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
-		if (read_small(path, buf, sizeof(buf)) > 0 &&
-		    strstr(buf, "pipe_read")) {
-			snprintf(path, sizeof(path), "/proc/%d/syscall",
-				 (int)pid);
-			if (read_small(path, buf, sizeof(buf)) > 0 &&
-			    strncmp(buf, "0 ", 2) == 0)
-				return;
-		}
-		nanosleep(&ts, NULL);
-	}
-	die("child %d never blocked in read", (int)pid);
+	wait_blocked_in_pipe_read(pid, __NR_read);
 }
 
 static int run_restart(long n)
@@ -775,77 +740,6 @@ static long peek_user(pid_t pid, size_t off)
 	return v;
 }
 
-static int run_ptrace(long n)
-{
-	long modified = 0;
-	int st;
-	pid_t pid = raw_fork();
-
-	if (pid == 0) {
-		/* Tracee: only raw syscalls from here on. */
-		if (sys0(__NR_ptrace) != 0)	/* PTRACE_TRACEME == 0 */
-			raw_exit(3);
-		sys2(__NR_kill, sys0(__NR_getpid), SIGSTOP);
-		for (long i = 0; i < n; i++)
-			sys0(__NR_getppid);
-		raw_exit(0);
-	}
-
-	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st) ||
-	    WSTOPSIG(st) != SIGSTOP)
-		die("tracee did not stop (status 0x%x)", st);
-	if (ptrace(PTRACE_SETOPTIONS, pid, NULL,
-		   (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)))
-		die("PTRACE_SETOPTIONS: %s", strerror(errno));
-
-	/* The initial SIGSTOP is suppressed (signal 0). */
-	int inject = 0;
-
-	for (;;) {
-		if (ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)inject))
-			die("PTRACE_SYSCALL: %s", strerror(errno));
-		inject = 0;
-		if (waitpid(pid, &st, 0) != pid)
-			die("waitpid(tracee): %s", strerror(errno));
-		if (WIFEXITED(st)) {
-			if (WEXITSTATUS(st) != 0)
-				die("tracee exit status %d", WEXITSTATUS(st));
-			break;
-		}
-		if (WIFSIGNALED(st))
-			die("tracee killed by signal %d", WTERMSIG(st));
-		if (!WIFSTOPPED(st))
-			die("odd wait status 0x%x", st);
-		if (WSTOPSIG(st) != (SIGTRAP | 0x80)) {
-			inject = WSTOPSIG(st);	/* pass signals through */
-			continue;
-		}
-
-		struct __ptrace_syscall_info info;
-
-		memset(&info, 0, sizeof(info));
-		if (ptrace(PTRACE_GET_SYSCALL_INFO, pid,
-			   (void *)sizeof(info), &info) <= 0)
-			die("PTRACE_GET_SYSCALL_INFO: %s", strerror(errno));
-		if (info.op != PTRACE_SYSCALL_INFO_EXIT)
-			continue;
-		if (peek_user(pid, offsetof(struct user, regs.orig_rax)) !=
-		    __NR_getppid)
-			continue;
-		/* Break RCX == RIP for this return only. */
-		long rip = peek_user(pid, offsetof(struct user, regs.rip));
-
-		if (ptrace(PTRACE_POKEUSER, pid,
-			   (void *)offsetof(struct user, regs.rcx),
-			   (void *)(rip + 1)))
-			die("PTRACE_POKEUSER(rcx): %s", strerror(errno));
-		modified++;
-	}
-	if (modified != n)
-		die("modified %ld getppid returns, expected %ld", modified, n);
-	return report_ok("ptrace", n, NULL);
-}
-
 /* ------------------------------------------------------------------ */
 /* Tracer edits at each stop kind, with and without a detach after     */
 /* ------------------------------------------------------------------ */
@@ -948,8 +842,11 @@ static void break_rcx(pid_t pid)
  * ptrace_origax: the tracer also sets orig_rax to -1, as gdb does to
  * keep the kernel from restarting a call it redirects.
  */
-static int run_ptrace_exit_edit(const char *name, long n, int detach)
+enum exit_edit { EDIT_RCX, EDIT_DETACH, EDIT_ORIGAX };
+
+static int run_ptrace_exit_edit(const char *name, long n, enum exit_edit how)
 {
+	int detach = how == EDIT_DETACH;
 	long edited = 0;
 	int st, sig;
 	struct __ptrace_syscall_info info;
@@ -975,7 +872,8 @@ static int run_ptrace_exit_edit(const char *name, long n, int detach)
 				reap_ok(pid, "detached tracee");
 				break;
 			}
-			poke_user(pid, UREG(orig_rax), -1);
+			if (how == EDIT_ORIGAX)
+				poke_user(pid, UREG(orig_rax), -1);
 		}
 	}
 	if (edited != n)
@@ -1588,11 +1486,11 @@ int main(int argc, char **argv)
 		return exec_step(argv[0], n,
 				 argc > 3 ? parse_n(argv[3]) + 1 : n + 1);
 	if (!strcmp(argv[1], "ptrace"))
-		return run_ptrace(n);
+		return run_ptrace_exit_edit("ptrace", n, EDIT_RCX);
 	if (!strcmp(argv[1], "ptrace_detach"))
-		return run_ptrace_exit_edit("ptrace_detach", n, 1);
+		return run_ptrace_exit_edit("ptrace_detach", n, EDIT_DETACH);
 	if (!strcmp(argv[1], "ptrace_origax"))
-		return run_ptrace_exit_edit("ptrace_origax", n, 0);
+		return run_ptrace_exit_edit("ptrace_origax", n, EDIT_ORIGAX);
 	if (!strcmp(argv[1], "ptrace_sigstop"))
 		return run_ptrace_sigstop(n);
 	if (!strcmp(argv[1], "ptrace_eintr"))
