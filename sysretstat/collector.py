@@ -37,7 +37,7 @@ def bpf_stats_sysctl():
 
 class _Thread:
     __slots__ = ("tid", "start", "pkey", "comm", "n", "dead", "counts",
-                 "extra", "row")
+                 "extra", "row", "shown")
 
     def __init__(self, tid, start, pkey, comm):
         self.tid, self.start, self.pkey, self.comm = tid, start, pkey, comm
@@ -46,11 +46,13 @@ class _Thread:
         self.counts = None   # the Counts last handed out, until n changes
         self.extra = None    # deltas still in a CPU's cache, this read
         self.row = None      # the Row last handed out (False: no row)
+        self.shown = None    # the counts last handed out (see _floor)
 
 
 class _Proc:
     __slots__ = ("pid", "start", "comm", "n", "hist", "dead", "threads",
-                 "counts", "extra_n", "extra_hist", "row")
+                 "counts", "extra_n", "extra_hist", "row", "shown",
+                 "shown_hist")
 
     def __init__(self, pid, start, comm):
         self.pid, self.start, self.comm = pid, start, comm
@@ -62,6 +64,8 @@ class _Proc:
         self.extra_n = None      # sums of its threads' cached deltas
         self.extra_hist = None
         self.row = None
+        self.shown = None
+        self.shown_hist = None
 
 
 class Collector:
@@ -345,8 +349,9 @@ class Collector:
     @staticmethod
     def _thread_row(key, t):
         if t.counts is None:
-            t.counts = Counts(t.n if t.extra is None else
-                              [a + b for a, b in zip(t.n, t.extra)])
+            t.shown = _floor(t.n if t.extra is None else
+                             [a + b for a, b in zip(t.n, t.extra)], t.shown)
+            t.counts = Counts(t.shown)
             t.row = None
         if t.row is None or (t.row and t.row.fields["comm"] != t.comm):
             t.row = Row(key, {"pid": t.pkey[0], "tid": t.tid,
@@ -368,13 +373,22 @@ class Collector:
     def _proc_counts(p, latency):
         n = p.n if p.extra_n is None else [a + b for a, b in
                                            zip(p.n, p.extra_n)]
+        p.shown = n = _floor(n, p.shown)
         if not latency:
             return Counts(n)
         hist = p.hist
         if p.extra_hist is not None:
             hist = [(h.copy() if h is not None else Hist()).add(x)
                     for h, x in zip(hist or [None, None], p.extra_hist)]
-        return Counts(n, hist if hist else [Hist(), Hist()])
+        hist = hist or [Hist(), Hist()]
+        if p.shown_hist is not None:
+            # A read that missed a cache's flush (see _floor) has fewer
+            # samples: the path keeps what was shown.
+            hist = [new if new.sum_ns >= old.sum_ns and
+                    new.count >= old.count else old
+                    for new, old in zip(hist, p.shown_hist)]
+        p.shown_hist = hist
+        return Counts(n, hist)
 
     def _meta(self, elapsed, lost):
         o = self.options
@@ -398,6 +412,16 @@ class Collector:
                       "la57": bool(g["la57"])},
             "lost": lost,
         }
+
+
+def _floor(n, shown):
+    """n, but never below what was shown before.  A thread's returns only
+    grow; a live read can still miss the deltas a CPU's cache wrote back
+    to storage between the task dump and the read of the caches (they
+    come with the next read), and a row must not go down meanwhile."""
+    if shown is None or all(a >= b for a, b in zip(n, shown)):
+        return n
+    return [max(a, b) for a, b in zip(n, shown)]
 
 
 def _add(dst, src):
