@@ -800,7 +800,8 @@ static __always_inline void flush(struct run_cache *c, struct task_struct *task)
 	c->h.owner = 0;
 }
 
-/* Add (delta = 1) or remove (-1) one latency sample on path `path`. */
+/* Add one latency sample on path `path` (delta is always 1 now that
+ * returns are counted once final; kept as the atomics' operand). */
 static __always_inline void hist_add(struct live *l, struct task_struct *task,
 				     struct sr_slot *sl, int path,
 				     __u32 bucket, __s64 lat, __s64 delta,

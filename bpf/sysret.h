@@ -76,7 +76,7 @@ enum sr_abi {
 #define SR_NR_LAT 2
 
 struct sr_counts {
-	/* Signed: a correction may land on another CPU's slot. */
+	/* Signed for user space's deltas; the kernel only adds. */
 	__s64 n[SR_NR_OUTCOMES];
 };
 
