@@ -801,11 +801,9 @@ static pid_t start_tracee(void (*body)(long), long n)
 	return pid;
 }
 
-/* Resume with `req`, wait for the next stop; 0 once the tracee exited. */
-static int step_tracee(pid_t pid, int req, int sig, int *st)
+/* Wait for the tracee's next stop; 0 once it exited (with status 0). */
+static int wait_tracee(pid_t pid, int *st)
 {
-	if (ptrace(req, pid, NULL, (void *)(long)sig))
-		die("ptrace(%d): %s", req, strerror(errno));
 	if (waitpid(pid, st, 0) != pid)
 		die("waitpid(tracee): %s", strerror(errno));
 	if (WIFEXITED(*st)) {
@@ -815,7 +813,17 @@ static int step_tracee(pid_t pid, int req, int sig, int *st)
 	}
 	if (WIFSIGNALED(*st))
 		die("tracee killed by signal %d", WTERMSIG(*st));
+	if (!WIFSTOPPED(*st))
+		die("odd wait status 0x%x", *st);
 	return 1;
+}
+
+/* Resume with `req`, wait for the next stop; 0 once the tracee exited. */
+static int step_tracee(pid_t pid, int req, int sig, int *st)
+{
+	if (ptrace(req, pid, NULL, (void *)(long)sig))
+		die("ptrace(%d): %s", req, strerror(errno));
+	return wait_tracee(pid, st);
 }
 
 static int syscall_stop(pid_t pid, int st, struct __ptrace_syscall_info *info)
@@ -934,15 +942,8 @@ static int run_ptrace_eintr(long n)
 				die("kill(SIGWINCH): %s", strerror(errno));
 			kick = 0;
 		}
-		if (waitpid(pid, &st, 0) != pid)
-			die("waitpid(tracee): %s", strerror(errno));
-		if (WIFEXITED(st)) {
-			if (WEXITSTATUS(st) != 0)
-				die("tracee exit status %d", WEXITSTATUS(st));
+		if (!wait_tracee(pid, &st))
 			break;
-		}
-		if (!WIFSTOPPED(st))
-			die("odd wait status 0x%x", st);
 		if (!syscall_stop(pid, st, &info))
 			continue;	/* SIGWINCH: suppressed */
 		if (info.op == PTRACE_SYSCALL_INFO_ENTRY &&
@@ -996,16 +997,7 @@ static int run_ptrace_groupstop(long n)
 	if (kill(pid, SIGCONT))
 		die("kill(SIGCONT): %s", strerror(errno));
 	sig = 0;
-	for (;;) {
-		if (waitpid(pid, &st, 0) != pid)
-			die("waitpid(tracee): %s", strerror(errno));
-		if (WIFEXITED(st)) {
-			if (WEXITSTATUS(st) != 0)
-				die("tracee exit status %d", WEXITSTATUS(st));
-			break;
-		}
-		if (!WIFSTOPPED(st))
-			die("odd wait status 0x%x", st);
+	while (wait_tracee(pid, &st)) {
 		if ((st >> 16) == PTRACE_EVENT_STOP) {
 			/* A group stop (or the SEIZE's first stop). */
 			if (WSTOPSIG(st) == SIGSTOP && edited < n &&
