@@ -46,9 +46,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sysretstat import bpf, objects  # noqa: E402
-from sysretstat.collector import Collector  # noqa: E402
-from sysretstat.tracer import Options  # noqa: E402
+from sysretstat.kernel import bpf
+from sysretstat import objects  # noqa: E402
+from sysretstat.source.collector import Collector  # noqa: E402
+from sysretstat.kernel.tracer import Options  # noqa: E402
 
 BPFTRACE_PROG = ('BEGIN { printf("ready\\n"); } '
                  'tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }')
@@ -311,8 +312,8 @@ def memory(mode_latency):
     code = r"""
 import os, sys, json
 sys.path.insert(0, %r)
-from sysretstat.collector import Collector
-from sysretstat.tracer import Options
+from sysretstat.source.collector import Collector
+from sysretstat.kernel.tracer import Options
 def rss():
     for l in open("/proc/self/status"):
         if l.startswith("VmRSS:"): return int(l.split()[1])

@@ -34,8 +34,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sysretstat import abi, recordfile  # noqa: E402
-from sysretstat.snapshot import Counts, Hist, Row, Snapshot  # noqa: E402
+from sysretstat.kernel import abi
+from sysretstat import recordfile  # noqa: E402
+from sysretstat.model.snapshot import Counts, Hist, Row, Snapshot  # noqa: E402
 
 VARIANTS = 8
 TARGET_CPU_S = 5.0

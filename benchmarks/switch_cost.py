@@ -65,8 +65,8 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("switch_cost: needs root (BPF)")
-    from sysretstat.collector import Collector
-    from sysretstat.tracer import Options
+    from sysretstat.source.collector import Collector
+    from sysretstat.kernel.tracer import Options
     with tempfile.TemporaryDirectory() as tmp:
         src, exe = os.path.join(tmp, "pingpong.c"), os.path.join(tmp, "pp")
         with open(src, "w") as f:

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from sysretstat.commands.cli import main
 
 sys.exit(main())

@@ -17,10 +17,11 @@ import random
 import socket
 import zlib
 
-from sysretstat import diff, recordfile
+from sysretstat.model import diff
+from sysretstat.record import file as recordfile
 from sysretstat.errors import SysretstatError
-from sysretstat.render_csv import render_csv
-from sysretstat.render_text import render_report
+from sysretstat.render.csv import render_csv
+from sysretstat.render.text import render_report
 
 # Values that break assumptions about types and ranges.
 NASTY = [None, True, -1, 0, 2 ** 31, 2 ** 64, 10 ** 400, -10 ** 30, 1e308,
@@ -145,7 +146,7 @@ def record_target(seed_data, rng, path):
     try:
         snap = read_and_render(path)
         doc = diff.compare(snap, snap)
-        from sysretstat.cmd_diff import render
+        from sysretstat.commands.diff import render
         doc["before"] = doc["after"] = diff.describe(path, snap, "s")
         render(doc, 15)
     except SysretstatError:
@@ -161,7 +162,7 @@ def report_doc_target(seed_doc, rng, path, other):
         else:
             f.write(json.dumps(doc).encode())
     try:
-        from sysretstat.cmd_diff import render
+        from sysretstat.commands.diff import render
         _, a, _ = diff.load(path)
         _, b, _ = diff.load(other)
         for x, y in ((a, b), (b, a)):
@@ -219,7 +220,8 @@ class WouldRun(BaseException):
 @contextlib.contextmanager
 def no_tracing():
     """Stop every command just before it loads BPF or binds a port."""
-    from sysretstat import cmd_daemon, cmd_record, cmd_top
+    from sysretstat.commands import (daemon as cmd_daemon, record as
+                                     cmd_record, top as cmd_top)
 
     def refuse(*a, **k):
         raise WouldRun()
@@ -239,7 +241,7 @@ def cli_target(args, files):
     """Run the CLI in-process; only exit 0/1/2, at most one error line,
     and no "internal error" are acceptable."""
     import sys
-    from sysretstat.cli import main
+    from sysretstat.commands.cli import main
     args = [files.get(a, a) for a in args]
     out, err = io.StringIO(), io.StringIO()
     old = sys.stdout, sys.stderr

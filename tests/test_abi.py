@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from sysretstat import abi, bpf, objects
+from sysretstat.kernel import abi, bpf, objects
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from sysretstat import bench
+from sysretstat.penalty import measure as bench
 from sysretstat.errors import UsageError
 
 # What the helper claims for each variant: (syscall nr, path, reason).

@@ -8,9 +8,10 @@ import os
 
 import pytest
 
-from sysretstat import collector, prometheus
-from sysretstat.collector import Collector
-from sysretstat.tracer import Options
+from sysretstat.source import collector
+from sysretstat.render import prometheus
+from sysretstat.source.collector import Collector
+from sysretstat.kernel.tracer import Options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

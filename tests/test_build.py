@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from sysretstat import _libbpf
+from sysretstat.kernel import libbpf as _libbpf
 from sysretstat.errors import KernelFeatureMissing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

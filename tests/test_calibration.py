@@ -6,8 +6,9 @@ import stat
 
 import pytest
 
-from sysretstat import calibration, hostinfo
-from sysretstat.calibration import Calibration
+from sysretstat.penalty import calibration
+from sysretstat.kernel import hostinfo
+from sysretstat.penalty.calibration import Calibration
 
 
 def result(ns=80.0, reasons=None, fred=False, kernel=None, cpu=None):

@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from sysretstat import hostinfo
-from sysretstat.snapshot import Snapshot, check_invariants
+from sysretstat.kernel import hostinfo
+from sysretstat.model.snapshot import Snapshot, check_invariants
 
 pytestmark = pytest.mark.bpf
 N = 40

@@ -85,8 +85,8 @@ def test_help_needs_no_privilege_or_libbpf(run_cli):
 
 def test_import_touches_nothing():
     # Importing the package must not load libbpf or read /sys.
-    code = ("import sys, sysretstat, sysretstat.cli, sysretstat.snapshot;"
-            "import sysretstat._libbpf as l; assert l._lib is None")
+    code = ("import sys, sysretstat, sysretstat.commands.cli, sysretstat.model.snapshot;"
+            "import sysretstat.kernel.libbpf as l; assert l._lib is None")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from sysretstat.collector import Collector
-from sysretstat.launch import GatedCommand
-from sysretstat.snapshot import check_invariants
-from sysretstat.tracer import Options
+from sysretstat.source.collector import Collector
+from sysretstat.source.launch import GatedCommand
+from sysretstat.model.snapshot import check_invariants
+from sysretstat.kernel.tracer import Options
 
 pytestmark = pytest.mark.bpf
 N = 30

@@ -23,10 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sysretstat import daemon
+from sysretstat.serve import server as daemon
 from sysretstat.errors import UsageError
-from sysretstat.remote import RemoteSource
-from sysretstat.snapshot import SCHEMA, Snapshot, check_invariants
+from sysretstat.source.remote import RemoteSource
+from sysretstat.model.snapshot import SCHEMA, Snapshot, check_invariants
 
 from test_prometheus import counts, parse_metrics, snapshot, value
 

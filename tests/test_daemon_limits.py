@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from sysretstat import daemon, prometheus
+from sysretstat.serve import server as daemon
+from sysretstat.render import prometheus
 from test_daemon import get, raw
 from test_prometheus import counts, parse_metrics, snapshot
 

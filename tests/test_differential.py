@@ -170,7 +170,7 @@ def negatives(x, path=""):
 
 def compare(doc, exp, prefix):
     """Everything that disagrees, as a list of lines (empty: exact)."""
-    from sysretstat.snapshot import Snapshot, check_invariants
+    from sysretstat.model.snapshot import Snapshot, check_invariants
 
     bad = []
     bad += ["invariant: %s" % m for m in

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from sysretstat import __version__
-from sysretstat.cli import COMMANDS
+from sysretstat.commands.cli import COMMANDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = sorted(glob.glob(os.path.join(ROOT, "man", "*.8")))

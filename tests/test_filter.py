@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from sysretstat.collector import Collector
-from sysretstat.launch import GatedCommand
-from sysretstat.tracer import Options
+from sysretstat.source.collector import Collector
+from sysretstat.source.launch import GatedCommand
+from sysretstat.kernel.tracer import Options
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 

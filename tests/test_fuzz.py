@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fuzzing as fz
-from sysretstat import daemon
+from sysretstat.serve import server as daemon
 
 CASES = int(os.environ.get("SYSRETSTAT_FUZZ_CASES", "300"))
 FUZZ = settings(max_examples=CASES, deadline=None, derandomize=True,

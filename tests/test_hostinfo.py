@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from sysretstat import hostinfo, kernelbtf
+from sysretstat.kernel import hostinfo, btf as kernelbtf
 from sysretstat.errors import KernelFeatureMissing
 
 
@@ -103,7 +103,7 @@ def test_btf_must_be_a_regular_file(monkeypatch):
 
 
 def test_readme_kernel_table_is_the_tested_table():
-    from sysretstat import kernels
+    from sysretstat.kernel import tested as kernels
     with open(os.path.join(os.path.dirname(os.path.dirname(
             os.path.abspath(__file__))), "README.md")) as f:
         assert kernels.markdown() in f.read()
@@ -115,5 +115,5 @@ def test_readme_kernel_table_is_the_tested_table():
     ("5.15.0-91-generic", "untested series (tested: 6.1, 6.18; the programs "
                           "need 5.17 or newer)")])
 def test_doctor_kernel_row(release, part):
-    from sysretstat import kernels
+    from sysretstat.kernel import tested as kernels
     assert part in kernels.describe(release)

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from sysretstat.collector import Collector
-from sysretstat.tracer import Options
+from sysretstat.source.collector import Collector
+from sysretstat.kernel.tracer import Options
 
 pytestmark = pytest.mark.bpf
 

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from sysretstat import abi, prometheus
-from sysretstat.snapshot import Counts, Hist, Row, Snapshot
+from sysretstat.kernel import abi
+from sysretstat.render import prometheus
+from sysretstat.model.snapshot import Counts, Hist, Row, Snapshot
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -193,7 +194,7 @@ def test_penalty_gauges_from_a_calibration():
 
 
 def test_load_penalty_tolerates_a_missing_module(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sysretstat.calibration", None)
+    monkeypatch.setitem(sys.modules, "sysretstat.penalty.calibration", None)
     assert prometheus.load_penalty() is None
 
 

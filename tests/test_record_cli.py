@@ -14,8 +14,8 @@ import time
 import pytest
 
 from conftest import ROOT
-from sysretstat import recordfile
-from sysretstat.tracer import cgroup2_mount
+from sysretstat.record import file as recordfile
+from sysretstat.kernel.tracer import cgroup2_mount
 
 ENV = dict(os.environ, PYTHONPATH=ROOT)
 

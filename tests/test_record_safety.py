@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from sysretstat import recordfile
+from sysretstat.record import file as recordfile
 from sysretstat.errors import RecordFileError
 from test_recordfile import META, make_delta
 
@@ -152,9 +152,9 @@ def test_unwritable_directory_as_another_user(open_tmp):
     f = prepare(d)
     # The CLI in a forked child that is no longer root (the interpreter
     # itself may live where that user cannot read).
-    from sysretstat.cli import main
+    from sysretstat.commands.cli import main
     import logging  # noqa: F401  (the child cannot read the stdlib)
-    import sysretstat.cmd_record  # noqa: F401
+    import sysretstat.commands.record  # noqa: F401
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from sysretstat import abi, recordfile
+from sysretstat.kernel import abi
+from sysretstat.record import file as recordfile
 from sysretstat.errors import RecordFileError
-from sysretstat.snapshot import TABLES, Counts, Hist, Row, Snapshot
+from sysretstat.model.snapshot import TABLES, Counts, Hist, Row, Snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNAL = abi.OUTCOMES.index("signal")

@@ -9,9 +9,10 @@ import threading
 
 import pytest
 
-from sysretstat import daemon, remote
+from sysretstat.serve import server as daemon
+from sysretstat.source import remote
 from sysretstat.errors import SysretstatError, UsageError
-from sysretstat.snapshot import Row
+from sysretstat.model.snapshot import Row
 
 from test_prometheus import counts, snapshot
 

@@ -8,10 +8,12 @@ import random
 
 import pytest
 
-from sysretstat import abi, recordfile, render_json
-from sysretstat.render_hist import fmt_ns, power_rows, render_hist
-from sysretstat.render_text import VIEWS
-from sysretstat.snapshot import TABLES, Counts, Hist, Snapshot
+from sysretstat.kernel import abi
+from sysretstat.record import file as recordfile
+from sysretstat.render import json as render_json
+from sysretstat.render.hist import fmt_ns, power_rows, render_hist
+from sysretstat.render.text import VIEWS
+from sysretstat.model.snapshot import TABLES, Counts, Hist, Snapshot
 from test_recordfile import make_delta, synth, write_recording
 
 FORMATS = ("text", "json", "csv", "markdown")
@@ -200,7 +202,7 @@ def test_real_recording_all_formats(tmp_path, run_cli, workloads):
 
 def test_time_lost_uses_this_machines_calibration(rec_file, run_cli,
                                                  tmp_path):
-    from sysretstat import calibration
+    from sysretstat.penalty import calibration
     path, expect = rec_file
     meta = json.loads(run_cli("report", path, "--json").stdout)["meta"]
     env = {calibration.ENV: str(tmp_path / "cal.json")}

@@ -6,9 +6,9 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sysretstat import abi
-from sysretstat.snapshot import (Counts, Hist, Row, Snapshot, SCHEMA,
-                                 check_invariants)
+from sysretstat.kernel import abi
+from sysretstat.model.snapshot import (Counts, Hist, Row, Snapshot, SCHEMA,
+                                       check_invariants)
 
 
 @settings(max_examples=60, deadline=None)

@@ -12,11 +12,11 @@ import sys
 import pytest
 
 from conftest import ROOT
-from sysretstat import top_batch, top_view
-from sysretstat.cmd_diff import render as diff_render
-from sysretstat.render_csv import render_csv
-from sysretstat.render_text import render_report
-from sysretstat.textsafe import safe
+from sysretstat.top import batch as top_batch, view as top_view
+from sysretstat.commands.diff import render as diff_render
+from sysretstat.render.csv import render_csv
+from sysretstat.render.text import render_report
+from sysretstat.render.safe import safe
 from test_recordfile import META, make_delta
 
 EVIL = "\x1b]0;PWN\x07\x1b[2J"      # 11 bytes: fits a comm
@@ -78,7 +78,7 @@ def test_top_batch_and_screen():
 
 
 def test_diff_text_and_markdown():
-    from sysretstat import diff
+    from sysretstat.model import diff
     doc = diff.compare(evil_snapshot(1), evil_snapshot(2))
     doc["before"] = diff.describe("a" + EVIL, evil_snapshot(1), "s")
     doc["after"] = diff.describe("b", evil_snapshot(2), "s")
@@ -89,7 +89,7 @@ def test_diff_text_and_markdown():
 
 def test_doctor_text(monkeypatch):
     from click.testing import CliRunner
-    from sysretstat import cmd_doctor
+    from sysretstat.commands import doctor as cmd_doctor
     monkeypatch.setattr(cmd_doctor, "host_facts",
                         lambda: {"hostname": EVIL})
     monkeypatch.setattr(cmd_doctor, "run_checks", lambda: [

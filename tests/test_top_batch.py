@@ -7,9 +7,8 @@ import subprocess
 
 import pytest
 
-from sysretstat import top_batch
-from sysretstat import top_view as tv
-from sysretstat.snapshot import SCHEMA, Snapshot, check_invariants
+from sysretstat.top import batch as top_batch, view as tv
+from sysretstat.model.snapshot import SCHEMA, Snapshot, check_invariants
 
 from test_top_view import Penalty, snap
 

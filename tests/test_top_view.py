@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from sysretstat import abi
-from sysretstat import top_view as tv
-from sysretstat.cmd_top import interval_delta
-from sysretstat.snapshot import Counts, Hist, Row, Snapshot
+from sysretstat.kernel import abi
+from sysretstat.top import view as tv
+from sysretstat.commands.top import interval_delta
+from sysretstat.model.snapshot import Counts, Hist, Row, Snapshot
 
 SIG = abi.OUTCOMES.index("signal")
 RCX = abi.OUTCOMES.index("rcx_ne_rip")

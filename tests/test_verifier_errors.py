@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from sysretstat import bpf, objects
+from sysretstat.kernel import bpf, objects
 from sysretstat.errors import PermissionDenied, VerifierRejected
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,10 +12,9 @@ import termios
 
 import pytest
 
-from sysretstat import textwidth
-from sysretstat import top_batch
-from sysretstat import top_view as tv
-from sysretstat.reasons import EXPLAIN
+from sysretstat.render import width as textwidth
+from sysretstat.top import batch as top_batch, view as tv
+from sysretstat.model.reasons import EXPLAIN
 from test_recordfile import synth
 from test_top_view import Penalty, snap
 

@@ -1,0 +1,306 @@
+"""`sysretstat top`: live SYSRET/IRET rates, reasons and latency.
+
+Data comes from a *source*: an object with snapshot() (a cumulative
+Snapshot) and close().  A local Collector is one; with --connect, a
+RemoteSource (sysretstat/remote.py) merges running daemons.  Each tick
+takes a snapshot and shows its difference from the previous one, so
+every figure is a rate over the last interval.
+"""
+
+import signal
+import sys
+import time
+
+import click
+
+from sysretstat.top import batch as top_batch, view as top_view
+from sysretstat.model.quietgc import FrameGC
+from sysretstat.render.width import output_width
+from sysretstat.commands.common import (StopFlag, check_interval,
+                                        interval_option, latency_option,
+                                        pid_option)
+from sysretstat.errors import SysretstatError, UsageError
+
+
+@click.command("top")
+@pid_option
+@interval_option(1.0)
+@click.option("-b", "--batch", is_flag=True,
+              help="Print a table every interval instead of the "
+                   "full-screen view (the default when stdout is not a "
+                   "terminal); it fits $COLUMNS or the terminal's "
+                   "width as the screen does.")
+@click.option("-n", "--iterations", type=click.IntRange(min=1),
+              metavar="N", help="Stop after N intervals.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Batch: one JSON document per interval (report schema, "
+                   "interval deltas), one per line.")
+@click.option("--by", type=click.Choice(top_view.VIEWS + ("host",)),
+              default=None, help="Table shown first (default: process; "
+                                 "host with --per-host).")
+@click.option("--sort", type=click.Choice(top_view.SORT_KEYS),
+              default="iret", show_default=True,
+              help="Sort column (descending; id, name and reason "
+                   "ascending).")
+@click.option("--top", "top_n", type=click.IntRange(min=1), metavar="N",
+              help="Batch: at most N rows per table (JSON: per table).")
+@latency_option
+@click.option("--bpf-stats/--no-bpf-stats", default=True, show_default=True,
+              help="Show the tool's own BPF run time.  Enables the "
+                   "kernel's BPF run-time statistics while top runs, which "
+                   "adds two clock reads to every BPF program run on the "
+                   "host.")
+@click.option("--connect", "urls", multiple=True, metavar="URL",
+              help="Show running `sysretstat daemon`s (repeatable; their "
+                   "counts are merged) instead of tracing locally.  The "
+                   "process and thread views need daemons run with "
+                   "--expose-processes.")
+@click.option("--per-host", is_flag=True,
+              help="With --connect: add a table of hosts (view 5).")
+@click.option("--frame-log", type=click.Path(dir_okay=False), hidden=True,
+              help="Append each frame's CPU seconds and row count "
+                   "(benchmarks/top_frame.py).")
+def command(pids, interval, batch, iterations, as_json, by, sort, top_n,
+            no_latency, bpf_stats, urls, per_host, frame_log):
+    """Live view of syscall returns: how many fall back to IRET, why,
+    who causes them, and what each path's latency looks like.
+
+    Keys in the full-screen view: Tab or 1-4 switch the table (process,
+    thread, syscall, cpu), s/S choose the sort column, r reverses it,
+    / filters by name or id, p pauses, arrows or j/k select, Enter opens
+    the detail pane, h shows help, q quits.
+    """
+    check_interval(interval)
+    if per_host and not urls:
+        raise UsageError("--per-host needs --connect URL")
+    if urls and pids:
+        raise UsageError("-p cannot be combined with --connect (filter "
+                         "on the daemon)")
+    if by == "host" and not per_host:
+        raise UsageError("--by host needs --per-host")
+    views = top_view.VIEWS + (("host",) if per_host else ())
+    state = top_view.ViewState(view=by or ("host" if per_host
+                                           else "process"),
+                               sort=sort, views=views, interval=interval)
+    interactive = not (batch or as_json) and sys.stdout.isatty() and \
+        sys.stdin.isatty()
+    # A calibration measures this machine: daemons run on others.
+    calibration, cal_note = load_calibration() if not urls else (None, None)
+    source = open_source(pids, not no_latency, bpf_stats, urls)
+    try:
+        feed = Feed(source, per_host)
+        if interactive:
+            if cal_note:
+                state.message = cal_note
+            return run_interactive(feed, state, interval, iterations,
+                                   calibration, frame_log)
+        if cal_note:
+            sys.stderr.write("sysretstat: warning: %s\n" % cal_note)
+        return run_batch(feed, state, interval, iterations, as_json,
+                         calibration, top_n)
+    finally:
+        source.close()
+
+
+def load_calibration():
+    """(calibration or None, a note for the user or None).
+
+    The calibration comes from `sysretstat bench`; without one the cost
+    column is left out.
+    """
+    try:
+        from sysretstat.penalty import calibration
+    except ImportError:
+        return None, None
+    try:
+        return calibration.load(), None
+    except (SysretstatError, OSError, ValueError) as e:
+        return None, "calibration ignored: %s" % e
+
+
+def open_source(pids, latency, bpf_stats, urls):
+    if urls:
+        from sysretstat.source.remote import RemoteSource
+        return RemoteSource(list(urls))
+    from sysretstat.source.collector import Collector
+    from sysretstat.kernel.tracer import Options
+    col = Collector(Options(pids=tuple(pids), latency=latency,
+                            bpf_stats=bpf_stats))
+    try:
+        col.start()
+    except BaseException:
+        col.close()
+        raise
+    return col
+
+
+class Feed:
+    """Successive snapshots of a source, as intervals.
+
+    tick() takes a snapshot; delta is the interval since the previous
+    one, cumulative the snapshot itself, hosts (with --per-host) each
+    host's interval.
+    """
+
+    def __init__(self, source, per_host=False):
+        self.source = source
+        self.per_host = per_host
+        self.delta = self.cumulative = self.hosts = None
+        self._prev = self._read()
+
+    def _read(self):
+        if not self.per_host:
+            return self.source.snapshot(), None
+        from sysretstat.source.remote import merge
+        by_host = self.source.snapshots()
+        return merge(by_host), by_host
+
+    def tick(self):
+        (snap, hosts), (prev, prev_hosts) = self._read(), self._prev
+        self.delta = interval_delta(snap, prev)
+        self.cumulative = snap
+        if hosts is not None:
+            self.hosts = {h: interval_delta(s, (prev_hosts or {}).get(h))
+                          for h, s in hosts.items()}
+        self._prev = (snap, hosts)
+        return self.delta
+
+
+def interval_delta(snap, prev):
+    """snap.delta(prev), with meta.bpf as the interval's cost."""
+    # Lazy: a frame shows one table, and the others are computed only if
+    # the user switches to them (or --json prints them).
+    d = snap.delta(prev, lazy=True)
+    if prev is None:
+        return d
+    # meta.bpf holds run time since the programs were loaded; the
+    # interval's cost is the difference.
+    new, old = snap.meta.get("bpf"), prev.meta.get("bpf")
+    if new and old:
+        d.meta["bpf"] = dict(new, **{
+            k: max(0, new.get(k, 0) - old.get(k, 0))
+            for k in ("run_time_ns", "run_count")})
+    return d
+
+
+class Ticker:
+    """Interval deadlines that do not drift, and skip missed ones."""
+
+    def __init__(self, interval):
+        self.interval = interval
+        self.next = time.monotonic() + interval
+
+    def remaining(self):
+        return self.next - time.monotonic()
+
+    def advance(self):
+        self.next += self.interval
+        now = time.monotonic()
+        if self.next <= now:
+            self.next = now + self.interval
+
+
+def run_batch(feed, state, interval, iterations, as_json, calibration,
+              top_n):
+    stop = StopFlag((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    ticker = Ticker(interval)
+    gcf = FrameGC()
+    n = 0
+    try:
+        while not stop.is_set():
+            if stop.wait(max(0.0, ticker.remaining())):
+                break
+            with gcf.frame():
+                delta = feed.tick()
+                ticker.advance()
+                if as_json:
+                    out = top_batch.json_lines(delta, top_n, feed.hosts)
+                else:
+                    out = top_batch.text_frame(delta, state, calibration,
+                                               feed.hosts, top_n or 20,
+                                               width=output_width())
+            sys.stdout.write(out)
+            sys.stdout.flush()
+            n += 1
+            if iterations and n >= iterations:
+                break
+    finally:
+        stop.restore()
+    return 0
+
+
+def run_interactive(feed, state, interval, iterations, calibration,
+                    frame_log):
+    from sysretstat.top.painter import Painter, session, use_colour
+
+    stop = StopFlag((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    log = open(frame_log, "a") if frame_log else None
+    try:
+        session(_loop, feed, state, interval, iterations,
+                       calibration, stop, log, Painter, use_colour())
+    finally:
+        stop.restore()
+        if log is not None:
+            log.close()
+    return 0
+
+
+def _loop(scr, feed, state, interval, iterations, calibration, stop, log,
+          painter_cls, colour):
+    painter = painter_cls(scr, colour)
+    state.ascii = _ascii_only()
+    shown = [None, None, None]      # delta, cumulative, hosts on screen
+    ticker = Ticker(interval)
+    gcf = FrameGC()
+    frames = 0
+
+    def draw():
+        w, h = painter.size()
+        painter.paint(top_view.render(shown[0], state, w, h,
+                                      cumulative=shown[1],
+                                      calibration=calibration,
+                                      hosts=shown[2], now=time.time()))
+
+    draw()
+    while not stop.is_set():
+        wait = ticker.remaining()
+        if wait <= 0:
+            with gcf.frame():
+                cpu0 = time.process_time()
+                feed.tick()
+                cpu1 = time.process_time()
+                ticker.advance()
+                frames += 1
+                if not state.paused:
+                    shown[:] = [feed.delta, feed.cumulative, feed.hosts]
+                draw()
+            if log is not None:
+                # CPU seconds: data (read, snapshot, delta), view (render,
+                # paint); active and known processes.
+                log.write("%.6f %.6f %d %d\n" % (
+                    cpu1 - cpu0, time.process_time() - cpu1,
+                    len(feed.delta.processes), len(
+                        feed.cumulative.processes)))
+                log.flush()
+            if iterations and frames >= iterations:
+                break
+            continue
+        key = painter.key(min(wait, 0.25) * 1000)
+        if key is None:
+            if painter.resized():
+                draw()
+            continue
+        if key != "resize":
+            rows = top_view.build_rows(shown[0], state, calibration,
+                                       shown[2]) if shown[0] else []
+            _, h = painter.size()
+            if top_view.handle_key(state, key, rows,
+                                   page=max(1, h - 8)) == "quit":
+                break
+        draw()
+    return 0
+
+
+def _ascii_only():
+    enc = (getattr(sys.stdout, "encoding", None) or "").lower()
+    return "utf" not in enc

@@ -1,0 +1,438 @@
+"""The kernel side of a collection: configure, load, attach, read.
+
+`Tracer` owns one BPF object and its links; `read()` returns a `RawRead`
+of plain Python values, which `collector.py` turns into snapshots.  This
+is the only module that reads BPF maps.
+"""
+
+import ctypes
+import errno
+import os
+import struct
+from dataclasses import dataclass, field
+
+from sysretstat.kernel import abi, bpf, hostinfo, btf as kernelbtf, objects
+from sysretstat.errors import (KernelFeatureMissing, PermissionDenied,
+                               UsageError)
+
+# Programs by role; optional ones are skipped where the kernel lacks
+# their tracepoint.
+CORE_PROGS = ("sr_sys_exit", "sr_fork", "sr_exit", "sr_signal_deliver",
+              "sr_switch", "sr_exec")
+OPTIONAL_PROGS = {"sr_rseq_ip_fixup": "rseq_ip_fixup",
+                  "sr_page_fault_user": "page_fault_user",
+                  "sr_signal_generate": "signal_generate"}
+# What is lost where an optional program's tracepoint is missing.
+OPTIONAL_LOSS = {
+    "sr_rseq_ip_fixup": "rseq aborts after a syscall not seen",
+    "sr_page_fault_user": "a signal from a fault at the first instruction "
+                          "after rt_sigreturn is charged to the sigreturn",
+    "sr_signal_generate": "a signal from an exception (#UD, #GP, #DE) at "
+                          "the first instruction after rt_sigreturn is "
+                          "charged to the sigreturn",
+}
+TRACEPOINTS = {"sr_sys_enter": "sys_enter", "sr_sys_exit": "sys_exit",
+               "sr_switch": "sched_switch", "sr_fork": "sched_process_fork",
+               "sr_exit": "sched_process_exit",
+               "sr_exit_gd": "sched_process_exit",
+               "sr_exec": "sched_process_exec",
+               "sr_signal_deliver": "signal_deliver",
+               "sr_rseq_ip_fixup": "rseq_ip_fixup",
+               "sr_page_fault_user": "page_fault_user",
+               "sr_signal_generate": "signal_generate"}
+
+# The one test of a tracepoint's presence (kept here for callers).
+tracepoint_exists = kernelbtf.tracepoint_exists
+
+
+@dataclass(frozen=True)
+class Options:
+    pids: tuple = ()            # tgids to trace (with their threads)
+    follow_forks: bool = False  # a command is traced with its descendants
+    filter: bool = False        # trace only selected processes
+    latency: bool = True        # attach sys_enter, keep histograms
+    assume: dict = field(default_factory=dict)  # guard overrides (tests)
+    sc_hists: int = 512         # per-CPU syscall histogram entries
+    exclude_self: bool = True
+    comm: str = ""              # only tasks of this name
+    cgroup: str = ""            # only tasks in this cgroup v2 subtree
+    bpf_stats: bool = False     # enable kernel BPF run-time statistics
+
+
+@dataclass
+class RawRead:
+    """One read of every map, as plain values (see collector.py)."""
+    slots: list          # per CPU: {slot: counts list}
+    slot_hists: list     # per CPU: {slot: [fast, iret]} (Hist.from_kernel)
+    # Tuples, not dicts: a dump can hold tens of thousands.
+    threads: list        # (tid, tgid, start_ns, leader_start_ns, comm, n)
+    procs: list          # (tgid, start_ns, comm, [fast, iret])
+    exited_threads: list
+    exited_procs: list
+    lost: dict
+    live: list = field(default_factory=list)   # per-CPU cache deltas
+
+
+def cgroup2_mount():
+    """Where the cgroup v2 hierarchy is mounted, or None."""
+    text = hostinfo._read("/proc/self/mounts") or ""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) > 2 and parts[2] == "cgroup2":
+            return parts[1]
+    return None
+
+
+def cgroup_target(path):
+    """(id, level) of a cgroup v2 directory, for the in-kernel filter.
+
+    `path` is absolute, or relative to the cgroup2 mount.  The id of a
+    cgroup v2 directory is its inode number; its level is its depth.
+    """
+    root = cgroup2_mount()
+    if root is None:
+        raise KernelFeatureMissing("no cgroup v2 hierarchy is mounted")
+    full = path if path.startswith(root) else os.path.join(
+        root, path.lstrip("/"))
+    full = os.path.normpath(full)
+    if not os.path.isdir(full) or not (full + "/").startswith(root.rstrip("/") + "/"):
+        raise UsageError("not a cgroup v2 directory: %s" % path)
+    rel = os.path.relpath(full, root)
+    level = 0 if rel == "." else len(rel.split(os.sep))
+    return os.stat(full).st_ino, level
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+class Tracer:
+    def __init__(self, options=None):
+        self.options = options or Options()
+        self.guard = hostinfo.guard_model(self.options.assume)
+        self.obj = None
+        self._iter = None
+        self.ncpus = 0
+        self.attached = []
+        self.ran = []
+        self._links = []
+        self.skipped = []
+        self.exit_prog = "sr_exit"
+
+    # Lifecycle -------------------------------------------------------
+    def open(self):
+        opts = self.options
+        for pid in opts.pids:
+            if pid <= 0 or not _pid_alive(pid):
+                raise UsageError("no such process: %d" % pid)
+        if not hostinfo.has_btf():
+            raise KernelFeatureMissing(
+                "kernel BTF missing (%s): sysretstat needs a kernel built "
+                "with CONFIG_DEBUG_INFO_BTF=y, or SYSRETSTAT_BTF=FILE"
+                % hostinfo.btf_path())
+        if not hostinfo.can_trace():
+            raise PermissionDenied(
+                "tracing needs root, or CAP_BPF and CAP_PERFMON")
+        bpf._libbpf.check_version()
+        self.ncpus = bpf.possible_cpus()
+        obj = bpf.BpfObject.open(
+            objects.object_bytes("sysret"),
+            btf_path=hostinfo.btf_path() if hostinfo.btf_is_custom()
+            else None)
+        try:
+            g = self.guard
+            cfg = abi.Config(
+                task_size_max=g["task_size_max"],
+                self_tgid=os.getpid() if opts.exclude_self else 0,
+                sc_hists=opts.sc_hists,
+                fred=int(bool(g["fred"])), xen_pv=int(bool(g["xen_pv"])),
+                pre_6_7=int(bool(g["pre_6_7"])), la57=int(bool(g["la57"])),
+                latency=int(opts.latency),
+                filter=int(bool(opts.pids) or opts.filter),
+                follow_forks=int(opts.follow_forks))
+            if opts.comm:
+                name = opts.comm.encode()
+                if len(name) > abi.COMM_LEN - 1:
+                    raise UsageError("command name longer than %d bytes "
+                                     "(the kernel keeps %d): %s"
+                                     % (abi.COMM_LEN - 1, abi.COMM_LEN - 1,
+                                        opts.comm))
+                cfg.comm = name
+            if opts.cgroup:
+                cfg.cgroup_id, cfg.cgroup_level = cgroup_target(opts.cgroup)
+            obj.set_rodata(".rodata.cfg", bytes(cfg))
+            obj.set_max_entries("sc_hist", max(1, opts.sc_hists))
+            # Counts only: no sys_enter program at all, the cheapest mode.
+            obj.set_autoload("sr_sys_enter", opts.latency)
+            for prog, tp in OPTIONAL_PROGS.items():
+                if not tracepoint_exists(tp):
+                    obj.set_autoload(prog, False)
+                    self.skipped.append(prog)
+            # The exit program that takes the tracepoint's own group_dead
+            # where it has one (6.16+); the other reads signal->live.
+            gd = kernelbtf.tracepoint_args("sched_process_exit") == 2
+            obj.set_autoload("sr_exit", not gd)
+            obj.set_autoload("sr_exit_gd", gd)
+            self.exit_prog = "sr_exit_gd" if gd else "sr_exit"
+            for prog in CORE_PROGS:
+                if not tracepoint_exists(TRACEPOINTS[prog]):
+                    raise KernelFeatureMissing(
+                        "tracepoint %s not found in kernel BTF"
+                        % TRACEPOINTS[prog])
+            obj.load()
+            for pid in opts.pids:
+                self._select(obj, pid, follow=False)
+        except BaseException:
+            obj.close()
+            raise
+        self.obj = obj
+        return self
+
+    @staticmethod
+    def _select(obj, pid, follow):
+        # 1: this process; 2: it and every process it forks, later on.
+        obj.map("filter_tgids").update(struct.pack("<I", pid),
+                                       b"\x02" if follow else b"\x01")
+
+    def add_pid(self, pid, follow=False):
+        """Trace another process (before or after attach)."""
+        self._select(self.obj, pid, follow)
+
+    def attach(self):
+        progs = (["sr_sys_enter"] if self.options.latency else []) + \
+            [self.exit_prog if p == "sr_exit" else p for p in CORE_PROGS] + \
+            [p for p in OPTIONAL_PROGS if p not in self.skipped]
+        # sched_switch first: it flushes the per-CPU caches the other
+        # programs claim, and a thread that claimed one and was switched
+        # out before it was attached would own that cache for good.
+        # sys_exit last: by the time returns are counted, every
+        # correction that can follow them is in place.  detach() goes
+        # in the reverse order.
+        progs.remove("sr_switch")
+        progs.remove("sr_sys_exit")
+        progs = ["sr_switch"] + progs + ["sr_sys_exit"]
+        for p in progs:
+            self._links.append(self.obj.attach(p))
+            self.attached.append(p)
+        # Programs stay loaded after detach(): their statistics too.
+        self.ran = list(progs)
+        self._iter = self.obj.iter_link("sr_dump")
+        return self
+
+    def detach(self):
+        """Stop counting; maps stay readable until close()."""
+        if self.obj is not None:
+            # The iterator link only reads: it stays for the final read.
+            for link in reversed(self._links):
+                self.obj.detach(link)
+            self._links = []
+            self.attached = []
+
+    def close(self):
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+            self._iter = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # Reading ---------------------------------------------------------
+    def read(self):
+        obj = self.obj
+        ncpu = self.ncpus
+        # Drains and the dump first, the counters last: a return counted
+        # in between shows as unattributed rather than as a negative.
+        exited_t = [_thread_rec(v) for _, v in
+                    obj.map("exited_threads").drain()]
+        exited_p = [_proc_rec(v) for _, v in obj.map("exited_procs").drain()]
+        threads, procs = _parse_dump(obj.read_iter(self._iter))
+        # After the dump: a flush in between can only delay deltas to the
+        # next read, never count them twice.
+        live = self._read_live(ncpu)
+        slots, hists = self._read_slots(ncpu)
+        lost = self._read_lost()
+        return RawRead(slots, hists, threads, procs, exited_t, exited_p, lost,
+                       live)
+
+    def _read_live(self, ncpu):
+        """What each CPU's cache holds for its running thread, not yet
+        flushed to task storage: count and latency deltas."""
+        m = self.obj.map("run_cache")
+        stride = (m.value_size + 7) & ~7
+        raw = m.lookup(b"\0\0\0\0", stride * ncpu)
+        out = []
+        hs = ctypes.sizeof(abi.Hist)
+        ph_off = abi.LiveHead.ph.offset
+        for c in range(ncpu):
+            base = c * stride
+            h = abi.LiveHead.from_buffer_copy(
+                raw[base:base + ctypes.sizeof(abi.LiveHead)])
+            if not h.owner:
+                continue
+            n = list(struct.unpack_from("<%dq" % abi.NR_OUTCOMES, raw,
+                                        base + abi.Live.counts.offset))
+            hist = [_run(raw, base + ph_off + p * hs)
+                    for p in range(abi.NR_LAT)]
+            out.append({"tid": h.tid, "tgid": h.tgid, "start_ns": h.start_ns,
+                        "leader_start_ns": h.leader_start_ns,
+                        "comm": _comm(h.comm), "n": n, "hist": hist})
+        return out
+
+    def _read_slots(self, ncpu):
+        """Per CPU: {slot: counts} and {slot: histogram runs}.
+
+        Only the slots slots_seen marks (and the allocator entry) are
+        read: a host uses a few dozen of the 2,048, and each is read for
+        every CPU.
+        """
+        m = self.obj.map("syscalls")
+        stride = (ctypes.sizeof(abi.Counts) + 8 + 7) & ~7
+        fmt = struct.Struct("<%dqII" % abi.NR_OUTCOMES)
+        per_cpu = [dict() for _ in range(ncpu)]
+        hidx = [dict() for _ in range(ncpu)]
+        used = 0
+        zero = bytes(stride)
+        for slot in self._seen_slots() + [abi.NR_SLOTS]:
+            v = m.lookup(struct.pack("<I", slot), stride * ncpu)
+            for c in range(ncpu):
+                # Most slots are empty on most CPUs: compare bytes first.
+                if v[c * stride:(c + 1) * stride] == zero:
+                    continue
+                vals = fmt.unpack_from(v, c * stride)
+                if slot == abi.NR_SLOTS:
+                    used = max(used, vals[abi.NR_OUTCOMES])
+                    continue
+                if any(vals[:abi.NR_OUTCOMES]):
+                    per_cpu[c][slot] = list(vals[:abi.NR_OUTCOMES])
+                if vals[abi.NR_OUTCOMES]:
+                    hidx[c][vals[abi.NR_OUTCOMES] - 1] = slot
+        hists = [dict() for _ in range(ncpu)]
+        if used and self.options.latency:
+            hm = self.obj.map("sc_hist")
+            hs = ctypes.sizeof(abi.ScHistPair)
+            one = ctypes.sizeof(abi.Hist)
+            for k, v in hm.items(value_len=hs * ncpu,
+                                 limit=min(used, hm.max_entries)):
+                idx = struct.unpack("<I", k)[0]
+                for c in range(ncpu):
+                    slot = hidx[c].get(idx)
+                    if slot is None:
+                        continue
+                    hists[c][slot] = [_run(v, c * hs + p * one)
+                                      for p in range(abi.NR_LAT)]
+        return per_cpu, hists
+
+    def _seen_slots(self):
+        return abi.set_bits(self.obj.map("slots_seen").lookup(b"\0\0\0\0"))
+
+    def _read_lost(self):
+        m = self.obj.map(".bss")
+        raw = m.lookup(b"\0\0\0\0")
+        lost = abi.Lost.from_buffer_copy(raw[:ctypes.sizeof(abi.Lost)])
+        out = {name: getattr(lost, name) for name, _ in abi.Lost._fields_}
+        misses = 0
+        for p in self.ran:
+            misses += bpf.prog_run_stats(self.obj.prog_fd(p))[2]
+        out["recursion"] = misses
+        return out
+
+    def run_stats(self):
+        """{program: (run_time_ns, run_cnt)} (zero unless stats enabled)."""
+        out = {}
+        for p in self.attached:
+            t, n, _ = bpf.prog_run_stats(self.obj.prog_fd(p))
+            out[p] = (t, n)
+        return out
+
+
+# struct sr_thread_rec: kind, tid, tgid, pad, start_ns, leader_start_ns,
+# comm, counts; kind and pad skipped.
+_THREAD = struct.Struct("<4xii4xQQ%ds%dq" % (abi.COMM_LEN, abi.NR_OUTCOMES))
+_KIND = struct.Struct("<I")
+# struct sr_proc_dump header: kind, tgid, start_ns, comm, sum_ns[2],
+# nz[2] (bitmaps, kept as bytes), n[2], pad.
+_NZ_LEN = 8 * abi.HIST_WORDS
+_PDUMP = struct.Struct("<IiQ%ds2q%ds%ds2HI" % (abi.COMM_LEN, _NZ_LEN,
+                                              _NZ_LEN))
+assert _THREAD.size == ctypes.sizeof(abi.ThreadRec)
+assert _PDUMP.size == ctypes.sizeof(abi.ProcDump)
+
+# Names repeat across records and reads: decode each once.
+_comms = {}
+
+
+def _comm(b):
+    s = _comms.get(b)
+    if s is None:
+        if len(_comms) > 65536:
+            _comms.clear()
+        s = _comms[b] = b.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return s
+
+
+def _thread_rec(raw, off=0):
+    v = _THREAD.unpack_from(raw, off)
+    return v[0], v[1], v[2], v[3], _comm(v[4]), list(v[5:])
+
+
+_HIST_LEN = 8 * abi.HIST_BUCKETS
+
+
+def _run(buf, off):
+    """The struct sr_hist at buf[off:] as (lo, bytes of int64 counts,
+    sum_ns): its buckets from the first to the last non-zero one, found
+    at C speed (histograms are mostly empty).  See Hist.from_kernel."""
+    sum_ns = struct.unpack_from("<q", buf, off)[0]
+    body = bytes(buf[off + 8:off + 8 + _HIST_LEN])
+    left = body.lstrip(b"\0")
+    if not left:
+        return 0, b"", sum_ns
+    lo = (len(body) - len(left)) // 8
+    hi = -(-len(body.rstrip(b"\0")) // 8)
+    return lo, body[lo * 8:hi * 8], sum_ns
+
+
+def _proc_rec(raw):
+    """An exit record (dense histograms), with each as a run."""
+    r = abi.ProcRec.from_buffer_copy(raw[:ctypes.sizeof(abi.ProcRec)])
+    hs = ctypes.sizeof(abi.Hist)
+    base = abi.ProcRec.hist.offset
+    return (r.tgid, r.start_ns, _comm(r.comm),
+            [_run(raw, base + p * hs) for p in range(abi.NR_LAT)])
+
+
+_TSIZE = _THREAD.size
+
+
+def _parse_dump(data):
+    threads, procs = [], []
+    off, n = 0, len(data)
+    while off + 4 <= n:
+        kind = _KIND.unpack_from(data, off)[0]
+        if kind == abi.REC_THREAD and off + _TSIZE <= n:
+            threads.append(_thread_rec(data, off))
+            off += _TSIZE
+        elif kind == abi.REC_PROC and off + _PDUMP.size <= n:
+            (_, tgid, start, comm, s0, s1, nz0, nz1, n0, n1,
+             _) = _PDUMP.unpack_from(data, off)
+            b = off + _PDUMP.size
+            end = b + 8 * (n0 + n1)
+            if end > n:
+                break
+            mid = b + 8 * n0
+            procs.append((tgid, start, _comm(comm),
+                          [(nz0, data[b:mid], s0), (nz1, data[mid:end], s1)]))
+            off = end
+        else:
+            raise OSError(errno.EIO, "malformed task dump at offset %d" % off)
+    return threads, procs

@@ -1,0 +1,293 @@
+"""Text and Markdown rendering of a snapshot (and a recording's series).
+
+Views: summary, reasons (with what typically causes each), latency
+histograms, the time series, and the four tables.  Markdown is the
+same content with "##" headings, GitHub tables and fenced bars.
+`fmt_ns` and `render_table` are used by other commands too.
+"""
+
+from sysretstat.model.reasons import EXPLAIN
+from sysretstat.render.hist import bar, fmt_ns, render_hist
+from sysretstat.model.snapshot import BY_TO_TABLE
+from sysretstat.render.width import fit_lines, fit_table, text_width
+from sysretstat.render.safe import safe
+
+TABLE_TITLES = {"processes": "By process", "threads": "By thread",
+                "syscalls": "By syscall", "cpus": "By CPU"}
+BY = BY_TO_TABLE
+# Every view of `report --by`, in the order of a full report.
+VIEWS = ("reason", "latency", "interval", "process", "syscall", "thread",
+         "cpu")
+SERIES_ROWS = 40
+
+__all__ = ["fmt_ns", "render_table", "render_report", "summary",
+           "reasons_table", "table_rows", "table_headers"]
+
+
+def summary(snap, cal=None):
+    t = snap.totals
+    m = snap.meta
+    g = m.get("guard", {})
+    mode = "FRED (every return is ERETU)" if g.get("fred") else (
+        "Xen PV (every return is IRET)" if g.get("xen_pv") else
+        "%s-level paging, TASK_SIZE_MAX %#x"
+        % ("5" if g.get("la57") else "4", g.get("task_size_max", 0)))
+    f = m.get("filters") or {}
+    scope = []
+    if m.get("command"):
+        scope.append("command: %s" % safe(m["command"]))
+    if f.get("pids") and not f.get("command_tree"):
+        scope.append("pids %s" % ",".join(str(p) for p in f["pids"]))
+    if f.get("comm"):
+        scope.append("comm %s" % safe(f["comm"]))
+    if f.get("cgroup"):
+        scope.append("cgroup %s" % safe(f["cgroup"]))
+    rec = m.get("recording") or {}
+    when = m.get("started_at") or "?"
+    lines = [
+        "host %s  kernel %s  %s" % (safe(m.get("hostname", "?")),
+                                    safe(m.get("kernel", "?")),
+                                    safe(m.get("cpu_model", "?"))),
+        "guard: %s" % mode,
+        "started %s  duration %.1fs%s%s" % (
+            safe(when), m.get("duration_s") or 0,
+            "  %d interval%s of %gs" % (rec["intervals"], "s" * (
+                rec["intervals"] != 1), m["interval_s"])
+            if rec.get("intervals") and m.get("interval_s") else "",
+            "  (cut short)" if rec and not rec.get("complete", True) else ""),
+        "scope: %s" % ("; ".join(scope) if scope else "system-wide"),
+        "returns %d  sysret %d  iret %d (%.2f%%)%s" % (
+            t.returns, t.sysret, t.iret, 100 * t.iret_share,
+            "  eretu %d" % t.eretu if t.eretu else ""),
+    ]
+    if t.iret:
+        lines.append(time_lost_line(t, cal))
+    return "\n".join(lines) + "\n"
+
+
+def time_lost_line(counts, cal):
+    """Estimated time lost to IRET: count x the penalty `sysretstat
+    bench` measured on this CPU and kernel."""
+    if cal is None:
+        return "time lost to IRET: run 'sysretstat bench' on this machine " \
+               "to estimate it"
+    from sysretstat.penalty.calibration import fmt_time
+    return "time lost to IRET: ~%s at %s" % (
+        fmt_time(cal.time_lost_s(counts.reasons())), cal.describe())
+
+
+def reasons_data(counts):
+    iret = counts.iret
+    return [[name, n, 100.0 * n / iret if iret else 0.0,
+             EXPLAIN.get(name, "")] for name, n in counts.reasons().items()]
+
+
+def reasons_table(counts, tablefmt="simple", cal=None, width=None):
+    """The reasons; at `width`, "typical cause" is wrapped or dropped
+    first, then the estimated time lost."""
+    rows = reasons_data(counts)
+    if not rows:
+        return "no IRET returns\n"
+    if cal is None:
+        rows = [[name, n, "%.1f%%" % share, why]
+                for name, n, share, why in rows]
+        return fit_table(rows, ["reason", "returns", "share",
+                                "typical cause"], width, wrap=3,
+                         tablefmt=tablefmt, disable_numparse=True,
+                         colalign=("left", "right", "right", "left")) + "\n"
+    from sysretstat.penalty.calibration import fmt_time
+    rows = [[name, n, "%.1f%%" % share,
+             fmt_time(n * (cal.penalty_ns(name) or 0) / 1e9), why]
+            for name, n, share, why in rows]
+    return fit_table(rows, ["reason", "returns", "share", "est. lost",
+                            "typical cause"], width, wrap=4, drop=(3,),
+                     tablefmt=tablefmt, disable_numparse=True,
+                     colalign=("left", "right", "right", "right",
+                               "left")) + "\n"
+
+
+def _ident(table, f):
+    if table == "processes":
+        return [f["pid"], safe(f.get("comm", ""))]
+    if table == "threads":
+        return [f["pid"], f["tid"], safe(f.get("comm", ""))]
+    if table == "syscalls":
+        return [safe(f["abi"]), f["nr"], safe(f.get("name", ""))]
+    return [f["cpu"]]
+
+
+IDENT_HEADERS = {"processes": ["pid", "comm"],
+                 "threads": ["pid", "tid", "comm"],
+                 "syscalls": ["abi", "nr", "syscall"], "cpus": ["cpu"]}
+
+
+def table_rows(snap, table, top, sort="returns"):
+    rows = []
+    for r in snap.sorted_rows(table, sort)[:top]:
+        c = r.counts
+        lat = c.lat
+        row = _ident(table, r.fields) + [
+            c.returns, c.sysret + c.eretu, c.iret,
+            "%.1f%%" % (100 * c.iret_share), c.top_reason() or "-"]
+        if lat is not None:
+            row += [fmt_ns(lat[0].percentile(.5)),
+                    fmt_ns(lat[0].percentile(.99)),
+                    fmt_ns(lat[1].percentile(.5)),
+                    fmt_ns(lat[1].percentile(.99))]
+        rows.append(row)
+    return rows
+
+
+def table_headers(table, with_latency, fast="sysret"):
+    h = IDENT_HEADERS[table] + [
+        "returns", fast, "iret", "iret%", "top reason"]
+    if with_latency:
+        h += ["%s p50" % fast, "%s p99" % fast, "iret p50", "iret p99"]
+    return h
+
+
+def drop_order(table, with_latency):
+    """Columns of table_headers() to drop at a narrow width, first to
+    last, as top drops them: latency p50s, p99s, the thread's pid, the
+    fast-path count, the top reason."""
+    n = len(IDENT_HEADERS[table])
+    order = [n + 5, n + 7, n + 6, n + 8] if with_latency else []
+    if table == "threads":
+        order.append(0)
+    return order + [n + 1, n + 4]
+
+
+def render_table(snap, table, top, sort="returns", tablefmt="simple",
+                 title=True, width=None):
+    rows = table_rows(snap, table, top, sort)
+    with_lat = any(r.counts.lat is not None
+                   for r in snap.table(table).values())
+    n = len(snap.table(table))
+    out = ("%s (top %d of %d)\n" % (TABLE_TITLES[table], min(top, n), n)
+           if title else "")
+    if not rows:
+        return out + "  (none)\n"
+    return out + fit_table(rows, table_headers(table, with_lat,
+                                               snap.fast_path), width,
+                           drop=drop_order(table, with_lat),
+                           tablefmt=tablefmt) + "\n"
+
+
+def latency_text(snap, width=None):
+    lat = snap.totals.lat
+    if lat is None:
+        return "no latency (recorded with --no-latency)\n"
+    hists = ((snap.fast_path, lat[0]), ("iret", lat[1]))
+    text = "\n".join(render_hist(name, h) for name, h in hists)
+    if width is not None and text_width(text) > width:
+        # The bars (40 wide) shrink first, to 10; then the stats wrap.
+        rows = "\n".join(render_hist(name, h).split("\n", 1)[-1]
+                         for name, h in hists)
+        bars = min(40, max(10, 40 - (text_width(rows) - width)))
+        text = "\n".join(fit_lines(render_hist(name, h, width=bars), width)
+                         for name, h in hists)
+    return text
+
+
+def series_rows(series, max_rows=SERIES_ROWS):
+    """[start, dur, returns/s, iret/s, iret%, top reason] per row."""
+    out = []
+    for start, dur, c in series.rows(max_rows):
+        rate = (lambda v: v / dur if dur > 0 else 0.0)
+        out.append([start, dur, rate(c.returns), rate(c.iret),
+                    100.0 * c.iret_share, c.top_reason() or "-"])
+    return out
+
+
+def series_text(series, tablefmt="simple", max_rows=SERIES_ROWS,
+                width=None):
+    """One row per interval, narrowed to `width` (below)."""
+    if series is None or not len(series):
+        return "no intervals\n"
+    rows = series_rows(series, max_rows)
+    peak = max(r[3] for r in rows)
+    per = -(-len(series) // max_rows) if len(series) > max_rows else 1
+    step = series.step * per
+    note = ("" if step == 1 else
+            "(each row sums %d intervals)\n" % step)
+    heads = ["t (s)", "dur (s)", "returns/s", "IRET/s", "IRET%",
+             "top reason", "IRET rate"]
+
+    def table(bar_width, drop=()):
+        body = [["%.1f" % r[0], "%.2f" % r[1], "%.0f" % r[2], "%.0f" % r[3],
+                 "%.2f%%" % r[4], r[5], bar(r[3], peak, bar_width)]
+                for r in rows]
+        return fit_table(body, heads, width, drop=drop,
+                         tablefmt=tablefmt, disable_numparse=True,
+                         colalign=("right",) * 6 + ("left",))
+    out = table(30)
+    if width is not None and text_width(out) > width:
+        # Too wide: the duration goes, then the bars shrink to fit (down
+        # to 10), then they go, then the top reason.
+        short = table(30, drop=(1,))
+        bars = 30 - (text_width(short) - width)
+        out = table(bars, drop=(1,)) if bars >= 10 else \
+            table(30, drop=(1, 6, 5))
+    return note + out + "\n"
+
+
+def _lost_line(snap):
+    lost = {k: v for k, v in snap.meta.get("lost", {}).items() if v}
+    if not lost:
+        return ""
+    return "lost: " + ", ".join("%s %s" % (safe(k), safe(v))
+                                for k, v in sorted(lost.items())) \
+        + "\n"
+
+
+def render_report(snap, by=None, top=20, series=None, sort="returns",
+                  markdown=False, cal=None, width=None):
+    """The whole report (by=None) or one view: a table name or word of
+    VIEWS.  `series` is a recordfile.Series (or None: no time view).
+    `width`: the columns text fits (None: no limit; Markdown has none)."""
+    fmt = "github" if markdown else "simple"
+    if markdown:
+        width = None
+
+    def section(title, body, fence=False):
+        if markdown:
+            if fence:
+                body = "```\n" + body + "```\n"
+            return "\n## %s\n\n%s" % (title, body)
+        return "\n%s\n%s" % (title, body)
+
+    views = [by] if by else [
+        v for v in VIEWS if v != "interval" or (series and len(series) > 1)]
+    if markdown:
+        parts = ["# sysretstat report\n\n```\n" + summary(snap, cal) +
+                 "```\n"]
+    else:
+        parts = [fit_lines(summary(snap, cal), width)]
+    for v in views:
+        v = {"processes": "process", "threads": "thread",
+             "syscalls": "syscall", "cpus": "cpu"}.get(v, v)
+        if v == "reason":
+            parts.append(section("IRET reasons",
+                                 reasons_table(snap.totals, fmt, cal,
+                                               width)))
+        elif v == "latency":
+            parts.append(section("Latency by return path (sys_enter to "
+                                 "sys_exit)", latency_text(snap, width),
+                                 True))
+        elif v == "interval":
+            parts.append(section("Over time", series_text(
+                series, fmt, width=width)))
+        else:
+            t = BY[v]
+            if markdown:
+                n = len(snap.table(t))
+                parts.append(section("%s (top %d of %d)" % (
+                    TABLE_TITLES[t], min(top, n), n),
+                    render_table(snap, t, top, sort, fmt, title=False)))
+            else:
+                parts.append("\n" + render_table(snap, t, top, sort, fmt,
+                                                  width=width))
+    lost = fit_lines(_lost_line(snap), width)
+    if lost:
+        parts.append(("\n" + lost) if not markdown else "\n" + lost)
+    return "".join(parts)

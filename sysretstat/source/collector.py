@@ -1,0 +1,430 @@
+"""Turn successive kernel reads into cumulative Snapshots.
+
+Rows of successive snapshots share what did not change: the collector
+never mutates a count list or histogram it has handed out, it replaces
+it, so a snapshot costs little for idle processes and Snapshot.delta()
+can skip shared rows by identity.
+
+The kernel keeps counts per thread (live until the thread exits, then
+drained once); the collector remembers them, sums threads into
+processes, and bounds what it remembers: beyond `max_threads` /
+`max_processes`, the oldest exited entries are folded away and their
+returns reported in meta.lost (evicted_*, unattributed_*).
+"""
+
+import datetime
+import os
+import time
+from collections import OrderedDict
+
+from sysretstat import __version__
+from sysretstat.kernel import abi, bpf, hostinfo
+from sysretstat.model.snapshot import Counts, Hist, Row, Snapshot
+from sysretstat.model.syscalls import syscall_name
+from sysretstat.kernel.tracer import Options, Tracer
+
+# 1 while the kernel's BPF run-time stats are on host-wide (sysctl).
+BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+
+
+def bpf_stats_sysctl():
+    """Whether sysctl kernel.bpf_stats_enabled is 1 (False if unreadable)."""
+    try:
+        with open(BPF_STATS_SYSCTL) as f:
+            return f.read().strip() == "1"
+    except (OSError, ValueError):
+        return False
+
+
+class _Thread:
+    __slots__ = ("tid", "start", "pkey", "comm", "n", "dead", "counts",
+                 "extra", "row", "shown")
+
+    def __init__(self, tid, start, pkey, comm):
+        self.tid, self.start, self.pkey, self.comm = tid, start, pkey, comm
+        self.n = [0] * abi.NR_OUTCOMES
+        self.dead = False
+        self.counts = None   # the Counts last handed out, until n changes
+        self.extra = None    # deltas still in a CPU's cache, this read
+        self.row = None      # the Row last handed out (False: no row)
+        self.shown = None    # the counts last handed out (see _floor)
+
+
+class _Proc:
+    __slots__ = ("pid", "start", "comm", "n", "hist", "dead", "threads",
+                 "counts", "extra_n", "extra_hist", "row", "shown",
+                 "shown_hist")
+
+    def __init__(self, pid, start, comm):
+        self.pid, self.start, self.comm = pid, start, comm
+        self.n = [0] * abi.NR_OUTCOMES
+        self.hist = None
+        self.dead = False
+        self.threads = 0   # live (not yet exited) threads remembered
+        self.counts = None
+        self.extra_n = None      # sums of its threads' cached deltas
+        self.extra_hist = None
+        self.row = None
+        self.shown = None
+        self.shown_hist = None
+
+
+class Collector:
+    """A running collection.  Use as a context manager.
+
+    snapshot() returns the cumulative Snapshot since start(); stop()
+    detaches first, so its snapshot is final and exact.
+    """
+
+    def __init__(self, options=None, command=None, max_threads=65536,
+                 max_processes=16384, clock=time.monotonic):
+        self.options = options or Options()
+        self.command = command
+        self.max_threads = max_threads
+        self.max_processes = max_processes
+        self.clock = clock
+        self.tracer = Tracer(self.options)
+        self.threads = OrderedDict()   # (tid, start) -> _Thread
+        self.procs = OrderedDict()     # (pid, start) -> _Proc
+        self.evicted = {"threads": 0, "processes": 0}
+        self.started_at = None
+        self.extra_pids = []
+        self._live_keys = []
+        # Rows of the last snapshot, updated for what each read touched
+        # (a dump holds only what changed), and the returns they hold.
+        self._rows = {"threads": {}, "processes": {}}
+        self._attributed = {"threads": 0, "processes": 0}
+        self._dirty = {"threads": set(), "processes": set()}
+        self._stats_fd = -1
+        self._t0 = None
+        self.final = None
+
+    # Lifecycle -------------------------------------------------------
+    def start(self):
+        self.tracer.open()
+        # Kernel BPF run-time stats, for the tool's own cost (meta.bpf),
+        # on while this fd is open.  Opt-in: they time every BPF program
+        # run on the host, which costs two clock reads per run.
+        if self.options.bpf_stats:
+            self._stats_fd = bpf.enable_run_stats()
+        self.tracer.attach()
+        self._t0 = self.clock()
+        self.started_at = datetime.datetime.now(datetime.timezone.utc)
+        return self
+
+    def add_pid(self, pid, follow=False):
+        """Trace a process too; with follow, every process it forks."""
+        self.tracer.add_pid(pid, follow)
+        self.extra_pids.append(pid)
+
+    def stop(self):
+        """Detach, take the final snapshot, free the kernel objects."""
+        if self.final is None and self.tracer.obj is not None:
+            self.tracer.detach()
+            self.final = self.snapshot()
+            self.tracer.close()
+        return self.final
+
+    def close(self):
+        self.tracer.close()
+        if getattr(self, "_stats_fd", -1) >= 0:
+            os.close(self._stats_fd)
+            self._stats_fd = -1
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # Snapshots -------------------------------------------------------
+    def snapshot(self):
+        if self.final is not None:
+            return self.final
+        raw = self.tracer.read()
+        now = self.clock()
+        self._apply(raw)
+        return self._build(raw, now - self._t0)
+
+    def _apply(self, raw):
+        for rec in raw.threads:
+            self._thread_update(rec, dead=False)
+        for rec in raw.exited_threads:
+            self._thread_update(rec, dead=True)
+        dirty = self._dirty["processes"]
+        for pid, start, comm, hist in raw.procs + raw.exited_procs:
+            dirty.add((pid, start))
+            p = self._proc(pid, start, comm)
+            p.comm = comm or p.comm
+            p.hist = [Hist.from_kernel(*h) for h in hist]
+            p.counts = None
+        for pid, start, _, _ in raw.exited_procs:
+            self.procs[(pid, start)].dead = True
+        self._apply_live(raw.live)
+        self._evict()
+
+    def _apply_live(self, live):
+        """Deltas a CPU's cache holds for the thread running there, on
+        top of what storage had: replaced, never accumulated, per read."""
+        for key in self._live_keys:
+            self._dirty["threads"].add(key)
+            t = self.threads.get(key)
+            if t is not None:
+                self._dirty["processes"].add(t.pkey)
+                t.extra = None
+                t.counts = None
+                p = self.procs.get(t.pkey)
+                if p is not None:
+                    p.extra_n = p.extra_hist = None
+                    p.counts = None
+        self._live_keys = []
+        for rec in live:
+            key = (rec["tid"], rec["start_ns"])
+            t = self.threads.get(key)
+            if t is None:
+                # Never flushed yet: known only from the cache.
+                self._thread_update((rec["tid"], rec["tgid"],
+                                     rec["start_ns"], rec["leader_start_ns"],
+                                     rec["comm"], [0] * abi.NR_OUTCOMES),
+                                    dead=False)
+                t = self.threads[key]
+            p = self.procs[t.pkey]
+            self._dirty["threads"].add(key)
+            self._dirty["processes"].add(t.pkey)
+            t.extra = rec["n"]
+            t.counts = None
+            p.extra_n = [a + b for a, b in zip(p.extra_n or
+                                               [0] * abi.NR_OUTCOMES,
+                                               rec["n"])]
+            hs = [Hist.from_kernel(*h) for h in rec["hist"]]
+            if p.extra_hist is None:
+                p.extra_hist = hs
+            else:
+                for a, b in zip(p.extra_hist, hs):
+                    a.add(b)
+            p.counts = None
+            self._live_keys.append(key)
+
+    def _proc(self, pid, start, comm):
+        key = (pid, start)
+        p = self.procs.get(key)
+        if p is None:
+            p = self.procs[key] = _Proc(pid, start, comm)
+        return p
+
+    def _thread_update(self, rec, dead):
+        tid, tgid, start, leader_start, comm, new = rec
+        key = (tid, start)
+        pkey = (tgid, leader_start)
+        self._dirty["threads"].add(key)
+        self._dirty["processes"].add(pkey)
+        p = self._proc(tgid, leader_start, comm)
+        t = self.threads.get(key)
+        if t is None:
+            t = self.threads[key] = _Thread(tid, start, pkey, comm)
+            p.threads += 1
+        if tid == tgid or not p.comm:
+            p.comm = comm
+        t.comm = comm
+        if new != t.n:
+            p.n = [a + b - c for a, b, c in zip(p.n, new, t.n)]
+            p.counts = None
+            t.n = new
+            t.counts = None
+        if dead and not t.dead:
+            t.dead = True
+            p.threads -= 1
+            # Gone when no thread it is known to have lives (the leader
+            # may exit before the others): it may then be evicted.
+            if p.threads <= 0:
+                p.dead = True
+        elif not dead:
+            p.dead = False
+
+    def _evict(self):
+        """Bound memory: drop the oldest exited threads and processes."""
+        if len(self.threads) > self.max_threads:
+            for key in list(self.threads):
+                if len(self.threads) <= self.max_threads:
+                    break
+                t = self.threads[key]
+                if t.dead:
+                    del self.threads[key]
+                    self._dirty["threads"].add(key)
+                    self.evicted["threads"] += 1
+        if len(self.procs) > self.max_processes:
+            for key in list(self.procs):
+                if len(self.procs) <= self.max_processes:
+                    break
+                p = self.procs[key]
+                if p.dead:
+                    del self.procs[key]
+                    self._dirty["processes"].add(key)
+                    self.evicted["processes"] += 1
+
+    def _build(self, raw, elapsed):
+        latency = self.options.latency
+        ncpu = len(raw.slots)
+        totals = Counts.zero(latency)
+        cpus, syscalls = {}, {}
+        for c in range(ncpu):
+            cc = Counts.zero(latency)
+            for slot, n in raw.slots[c].items():
+                _add(cc.n, n)
+                abi_name, nr = abi.slot_to_syscall(slot)
+                row = syscalls.get((abi_name, nr))
+                if row is None:
+                    row = syscalls[(abi_name, nr)] = Row(
+                        (abi_name, nr),
+                        {"nr": nr, "name": syscall_name(abi_name, nr),
+                         "abi": abi_name}, Counts.zero(latency))
+                _add(row.counts.n, n)
+            for slot, pair in raw.slot_hists[c].items():
+                hs = [Hist.from_kernel(*h) for h in pair]
+                for h, dst in zip(hs, cc.lat):
+                    dst.add(h)
+                abi_name, nr = abi.slot_to_syscall(slot)
+                row = syscalls.get((abi_name, nr))
+                if row is None:
+                    row = syscalls[(abi_name, nr)] = Row(
+                        (abi_name, nr),
+                        {"nr": nr, "name": syscall_name(abi_name, nr),
+                         "abi": abi_name}, Counts.zero(latency))
+                for h, dst in zip(hs, row.counts.lat):
+                    dst.add(h)
+            if any(cc.n) or (latency and any(h.count for h in cc.lat)):
+                cpus[c] = Row(c, {"cpu": c}, cc)
+            totals.add(cc)
+        for k in [k for k, r in syscalls.items() if r.counts.is_zero()]:
+            del syscalls[k]
+
+        threads = self._update_rows("threads", self.threads,
+                                    self._thread_row)
+        processes = self._update_rows(
+            "processes", self.procs,
+            lambda key, p: self._proc_row(key, p, latency))
+
+        lost = dict(raw.lost)
+        lost["evicted_threads"] = self.evicted["threads"]
+        lost["evicted_processes"] = self.evicted["processes"]
+        for t in ("threads", "processes"):
+            lost["unattributed_" + t] = totals.returns - self._attributed[t]
+        lost["unattributed_syscalls"] = 0
+        lost["unattributed_cpus"] = 0
+        meta = self._meta(elapsed, lost)
+        run_ns = run_cnt = 0
+        for t, n in self.tracer.run_stats().values():
+            run_ns += t
+            run_cnt += n
+        prev = getattr(self, "_bpf", None)
+        if self.tracer.attached:
+            self._bpf = {"run_time_ns": run_ns, "run_count": run_cnt}
+            # Stats are on while our fd is open, while the sysctl is 1,
+            # or while another process holds them on (the runs advance).
+            self._stats_on = (self._stats_fd >= 0 or bpf_stats_sysctl() or
+                              (prev is not None and
+                               run_cnt > prev["run_count"]))
+        meta["bpf"] = dict(getattr(self, "_bpf", None) or
+                           {"run_time_ns": 0, "run_count": 0},
+                           stats=bool(getattr(self, "_stats_on", False)))
+        return Snapshot(meta, totals, processes, threads, syscalls, cpus)
+
+    def _update_rows(self, table, known, make_row):
+        """The table's rows: last snapshot's, with those of the entries
+        touched since rebuilt (copied, so handed-out tables never
+        change).  Unchanged rows are the same objects, which
+        Snapshot.delta() skips by identity."""
+        rows = self._rows[table]
+        for key in self._dirty[table]:
+            old = rows.pop(key, None)
+            if old is not None:
+                self._attributed[table] -= old.counts.returns
+            entry = known.get(key)
+            row = make_row(key, entry) if entry is not None else None
+            if row:
+                rows[key] = row
+                self._attributed[table] += row.counts.returns
+        self._dirty[table] = set()
+        return dict(rows)
+
+    @staticmethod
+    def _thread_row(key, t):
+        if t.counts is None:
+            t.shown = _floor(t.n if t.extra is None else
+                             [a + b for a, b in zip(t.n, t.extra)], t.shown)
+            t.counts = Counts(t.shown)
+            t.row = None
+        if t.row is None or (t.row and t.row.fields["comm"] != t.comm):
+            t.row = Row(key, {"pid": t.pkey[0], "tid": t.tid,
+                              "comm": t.comm, "start_ns": t.start},
+                        t.counts) if any(t.counts.n) else False
+        return t.row
+
+    def _proc_row(self, key, p, latency):
+        if p.counts is None:
+            p.counts = self._proc_counts(p, latency)
+            p.row = None
+        if p.row is None or (p.row and p.row.fields["comm"] != p.comm):
+            p.row = Row(key, {"pid": p.pid, "comm": p.comm,
+                              "start_ns": p.start}, p.counts) \
+                if not p.counts.is_zero() else False
+        return p.row
+
+    @staticmethod
+    def _proc_counts(p, latency):
+        n = p.n if p.extra_n is None else [a + b for a, b in
+                                           zip(p.n, p.extra_n)]
+        p.shown = n = _floor(n, p.shown)
+        if not latency:
+            return Counts(n)
+        hist = p.hist
+        if p.extra_hist is not None:
+            hist = [(h.copy() if h is not None else Hist()).add(x)
+                    for h, x in zip(hist or [None, None], p.extra_hist)]
+        hist = hist or [Hist(), Hist()]
+        if p.shown_hist is not None:
+            # A read that missed a cache's flush (see _floor) has fewer
+            # samples: the path keeps what was shown.
+            hist = [new if new.sum_ns >= old.sum_ns and
+                    new.count >= old.count else old
+                    for new, old in zip(hist, p.shown_hist)]
+        p.shown_hist = hist
+        return Counts(n, hist)
+
+    def _meta(self, elapsed, lost):
+        o = self.options
+        g = dict(self.tracer.guard)
+        return {
+            "version": __version__,
+            "kernel": hostinfo.kernel_release(),
+            "cpu_model": hostinfo.cpu_model(),
+            "hostname": hostinfo.hostname(),
+            "started_at": self.started_at.isoformat(timespec="seconds")
+            if self.started_at else None,
+            "duration_s": round(elapsed, 6),
+            "interval_s": None,
+            "command": self.command,
+            "filters": {"pids": sorted(set(o.pids) | set(self.extra_pids)),
+                        "command_tree": self.command is not None,
+                        "comm": o.comm or None, "cgroup": o.cgroup or None,
+                        "latency": o.latency},
+            "guard": {"task_size_max": g["task_size_max"],
+                      "xen_pv": bool(g["xen_pv"]), "fred": bool(g["fred"]),
+                      "la57": bool(g["la57"])},
+            "lost": lost,
+        }
+
+
+def _floor(n, shown):
+    """n, but never below what was shown before.  A thread's returns only
+    grow; a live read can still miss the deltas a CPU's cache wrote back
+    to storage between the task dump and the read of the caches (they
+    come with the next read), and a row must not go down meanwhile."""
+    if shown is None or all(a >= b for a, b in zip(n, shown)):
+        return n
+    return [max(a, b) for a, b in zip(n, shown)]
+
+
+def _add(dst, src):
+    for i, v in enumerate(src):
+        dst[i] += v
