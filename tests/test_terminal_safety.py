@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ROOT
 from sysretstat.top import batch as top_batch, view as top_view
+from sysretstat.top import state as top_state
 from sysretstat.commands.diff import render as diff_render
 from sysretstat.render.csv import render_csv
 from sysretstat.render.text import render_report
@@ -70,7 +71,7 @@ def test_csv(view):
 def test_top_batch_and_screen():
     snap = evil_snapshot()
     for view in ("process", "thread"):
-        st = top_view.ViewState(view=view, interval=1.0)
+        st = top_state.ViewState(view=view, interval=1.0)
         out = top_batch.text_frame(snap, st)
         assert raw_controls(out) == [] and SHOWN in out, out
         text = top_view.screen_text(top_view.render(snap, st, 200, 40))

@@ -7,14 +7,15 @@ import subprocess
 
 import pytest
 
-from sysretstat.top import batch as top_batch, view as tv
+from sysretstat.top import state as ts
+from sysretstat.top import batch as top_batch
 from sysretstat.model.snapshot import SCHEMA, Snapshot, check_invariants
 
 from test_top_view import Penalty, snap
 
 
 def test_text_frame_summary_and_table():
-    out = top_batch.text_frame(snap(), tv.ViewState())
+    out = top_batch.text_frame(snap(), ts.ViewState())
     first, titles, *rows = out.rstrip("\n").split("\n")
     assert "box1" in first and "returns 775/s" in first
     assert "reasons: signal 93.3%, rcx_ne_rip 6.7%" in first
@@ -26,7 +27,7 @@ def test_text_frame_summary_and_table():
 
 
 def test_text_frame_top_and_cost():
-    out = top_batch.text_frame(snap(), tv.ViewState(), Penalty(), top=1)
+    out = top_batch.text_frame(snap(), ts.ViewState(), Penalty(), top=1)
     assert "COST/s" in out and "(2 more rows)" in out
     assert "IRET cost ~" in out
 

@@ -5,6 +5,8 @@ import random
 import pytest
 
 from sysretstat.kernel import abi
+from sysretstat.top import state as ts, rows as tr, detail as td
+from sysretstat.render import units
 from sysretstat.top import view as tv
 from sysretstat.commands.top import interval_delta
 from sysretstat.model.snapshot import Counts, Hist, Row, Snapshot
@@ -87,7 +89,7 @@ def data_rows(screen):
 
 
 def test_header_shows_host_guard_rates_reasons_and_cost():
-    out = text(snap(), tv.ViewState())
+    out = text(snap(), ts.ViewState())
     head = out.split("\n")[:5]
     assert "box1" in head[0] and "6.18.0-test" in head[0]
     assert "4-level paging" in head[0]
@@ -102,14 +104,14 @@ def test_header_shows_host_guard_rates_reasons_and_cost():
 
 
 def test_header_without_bpf_stats_and_on_fred():
-    out = text(snap(bpf=False, fred=True), tv.ViewState())
+    out = text(snap(bpf=False, fred=True), ts.ViewState())
     assert "not measured" in out
     assert "FRED" in out.split("\n")[0]
     assert "ERETU" in out and "ERp50" in out
 
 
 def test_table_columns_fit_80x24_and_rows_sorted_by_iret():
-    out = text(snap(), tv.ViewState())
+    out = text(snap(), ts.ViewState())
     titles = next(l for l in out.split("\n") if "REASON" in l)
     for col in ("PID", "COMM", "RET/s", "IRET/s", "IRET%", "REASON",
                 "SRp50", "SRp99", "IRp50", "IRp99"):
@@ -128,7 +130,7 @@ def test_table_columns_fit_80x24_and_rows_sorted_by_iret():
 
 @pytest.mark.parametrize("w,h", [(40, 10), (60, 15), (200, 50), (1, 1)])
 def test_any_size_gives_exact_lines(w, h):
-    st = tv.ViewState()
+    st = ts.ViewState()
     text(snap(), st, w, h)
     st.detail = True
     text(snap(), st, w, h)
@@ -137,94 +139,94 @@ def test_any_size_gives_exact_lines(w, h):
 
 
 def test_narrow_screen_drops_low_priority_columns_first():
-    out = text(snap(), tv.ViewState(), 50, 20)
+    out = text(snap(), ts.ViewState(), 50, 20)
     titles = next(l for l in out.split("\n") if "REASON" in l)
     assert "PID" in titles and "IRET/s" in titles and "REASON" in titles
     assert "SRp50" not in titles
 
 
 def test_sort_keys_and_reverse():
-    s, st = snap(), tv.ViewState()
-    rows = tv.build_rows(s, st)
-    tv.handle_key(st, "r", rows)
+    s, st = snap(), ts.ViewState()
+    rows = tr.build_rows(s, st)
+    ts.handle_key(st, "r", rows)
     assert [r[0] for r in data_rows(text(s, st))] == ["200", "300", "100"]
-    tv.handle_key(st, "S", rows)   # iret -> returns
+    ts.handle_key(st, "S", rows)   # iret -> returns
     assert st.sort == "returns" and not st.reverse
     assert [r[0] for r in data_rows(text(s, st))] == ["100", "200", "300"]
-    tv.handle_key(st, "S", rows)   # wraps to name, ascending
+    ts.handle_key(st, "S", rows)   # wraps to name, ascending
     out = text(s, st)
     assert st.sort == "name" and "sort name asc" in out
     assert [r[1] for r in data_rows(out)] == ["alpha", "beta", "gamma"]
-    for _ in range(len(tv.SORT_KEYS)):
-        tv.handle_key(st, "s", rows)
+    for _ in range(len(ts.SORT_KEYS)):
+        ts.handle_key(st, "s", rows)
         text(s, st)
     assert st.sort == "name"
 
 
 def test_filter_by_name_and_by_pid():
-    s, st = snap(), tv.ViewState()
+    s, st = snap(), ts.ViewState()
     for k in ["/", "G", "a", "m", "x", "backspace", "enter"]:
-        tv.handle_key(st, k, [])
+        ts.handle_key(st, k, [])
     out = text(s, st)
     assert [r[1] for r in data_rows(out)] == ["gamma"]
     assert "filter 'Gam'" in out and "1/3 rows" in out
     for k in ["/", "backspace", "backspace", "backspace", "2", "0", "0",
               "enter"]:
-        tv.handle_key(st, k, [])
+        ts.handle_key(st, k, [])
     assert [r[0] for r in data_rows(text(s, st))] == ["200"]
-    tv.handle_key(st, "esc", [])
+    ts.handle_key(st, "esc", [])
     assert len(data_rows(text(s, st))) == 3
 
 
 def test_filter_prompt_is_shown_while_typing():
-    st = tv.ViewState()
-    tv.handle_key(st, "/", [])
-    tv.handle_key(st, "q", [])      # typed, not quit
+    st = ts.ViewState()
+    ts.handle_key(st, "/", [])
+    ts.handle_key(st, "q", [])      # typed, not quit
     assert st.editing == "q"
     assert "filter (name or id): q_" in text(snap(), st)
 
 
 def test_views_switch_with_tab_and_digits():
-    s, st = snap(), tv.ViewState()
-    tv.handle_key(st, "3", [])
+    s, st = snap(), ts.ViewState()
+    ts.handle_key(st, "3", [])
     out = text(s, st)
     assert st.view == "syscall" and "[3 syscall]" in out
     names = [r[2] for r in data_rows(out)]
     assert names == ["tgkill", "rt_sigreturn"]
-    tv.handle_key(st, "tab", [])
+    ts.handle_key(st, "tab", [])
     assert st.view == "cpu"
-    tv.handle_key(st, "tab", [])
+    ts.handle_key(st, "tab", [])
     assert st.view == "process"
-    tv.handle_key(st, "btab", [])
+    ts.handle_key(st, "btab", [])
     assert st.view == "cpu"
-    tv.handle_key(st, "2", [])
+    ts.handle_key(st, "2", [])
     out = text(s, st)
     assert "TID" in out and "IRp50" not in out   # threads: no latency
 
 
 def test_selection_moves_and_follows_its_row():
-    s, st = snap(), tv.ViewState()
+    s, st = snap(), ts.ViewState()
     text(s, st)
-    rows = tv.build_rows(s, st)
-    tv.handle_key(st, "j", rows)
+    rows = tr.build_rows(s, st)
+    ts.handle_key(st, "j", rows)
     assert st.sel_key == (300, 3)
-    tv.handle_key(st, "r", rows)       # re-sorted: gamma still selected
+    ts.handle_key(st, "r", rows)       # re-sorted: gamma still selected
     text(s, st)
     assert st.sel == 1 and st.sel_key == (300, 3)
-    tv.handle_key(st, "G", tv.build_rows(s, st))
+    ts.handle_key(st, "G", tr.build_rows(s, st))
     assert st.sel == 2
-    tv.handle_key(st, "k", tv.build_rows(s, st))
-    tv.handle_key(st, "up", tv.build_rows(s, st))
-    tv.handle_key(st, "up", tv.build_rows(s, st))
+    ts.handle_key(st, "k", tr.build_rows(s, st))
+    ts.handle_key(st, "up", tr.build_rows(s, st))
+    ts.handle_key(st, "up", tr.build_rows(s, st))
     assert st.sel == 0
 
 
 def test_detail_pane_reasons_and_histograms():
-    s, st = snap(), tv.ViewState()
+    s, st = snap(), ts.ViewState()
     text(s, st)
-    rows = tv.build_rows(s, st)
-    tv.handle_key(st, "down", rows)
-    tv.handle_key(st, "enter", rows)
+    rows = tr.build_rows(s, st)
+    ts.handle_key(st, "down", rows)
+    ts.handle_key(st, "enter", rows)
     out = text(s, st, 80, 30)
     assert "process 300 gamma" in out
     lines = out.split("\n")
@@ -242,15 +244,15 @@ def test_detail_pane_reasons_and_histograms():
     assert 3000 * .875 <= ns(right[1]) <= 3000 * 1.125
     bars = [l for l in lines if "\u2588" in l]
     assert len(bars) >= 2
-    tv.handle_key(st, "esc", rows)
+    ts.handle_key(st, "esc", rows)
     assert not st.detail and "REASON" in text(s, st)
 
 
 def test_detail_pane_keeps_a_row_idle_this_interval():
-    s, st = snap(), tv.ViewState()
-    rows = tv.build_rows(s, st)
+    s, st = snap(), ts.ViewState()
+    rows = tr.build_rows(s, st)
     text(s, st)
-    tv.handle_key(st, "enter", rows)
+    ts.handle_key(st, "enter", rows)
     later = snap()
     del later.processes[(100, 1)]
     out = text(later, st, cumulative=s)
@@ -259,8 +261,8 @@ def test_detail_pane_keeps_a_row_idle_this_interval():
 
 def test_cost_column_only_with_calibration():
     s = snap()
-    assert "COST/s" not in text(s, tv.ViewState())
-    out = text(s, tv.ViewState(), 100, 24, calibration=Penalty())
+    assert "COST/s" not in text(s, ts.ViewState())
+    out = text(s, ts.ViewState(), 100, 24, calibration=Penalty())
     assert "COST/s" in out
     # alpha: 400 signal x 1000 ns over 2 s = 200 us/s; gamma: 20 x 1000
     # + 30 x 100 (mean penalty) = 23 us over 2 s.
@@ -270,28 +272,28 @@ def test_cost_column_only_with_calibration():
 
 
 def test_help_pause_and_quit():
-    s, st = snap(), tv.ViewState()
-    assert tv.handle_key(st, "h", []) is None
+    s, st = snap(), ts.ViewState()
+    assert ts.handle_key(st, "h", []) is None
     out = text(s, st)
     assert "keys" in out and "reverse the sort order" in out
-    tv.handle_key(st, "x", [])
+    ts.handle_key(st, "x", [])
     assert not st.help
-    tv.handle_key(st, "p", [])
+    ts.handle_key(st, "p", [])
     assert st.paused and "PAUSED" in text(s, st, now=0)
-    tv.handle_key(st, " ", [])
+    ts.handle_key(st, " ", [])
     assert not st.paused
-    assert tv.handle_key(st, "q", []) == "quit"
+    assert ts.handle_key(st, "q", []) == "quit"
 
 
 def test_first_frame_before_data():
-    out = text(None, tv.ViewState(interval=2))
+    out = text(None, ts.ViewState(interval=2))
     assert "collecting the first interval (2s)" in out
 
 
 def test_host_view():
     a, b = snap(), snap()
     b.totals = counts(100)
-    st = tv.ViewState(view="host", views=tv.VIEWS + ("host",))
+    st = ts.ViewState(view="host", views=ts.VIEWS + ("host",))
     merged = a.copy().merge(b)
     out = text(merged, st, hosts={"h1": a, "h2": b})
     assert "2 hosts" in out and "[5 host]" in out
@@ -302,13 +304,13 @@ def test_host_view():
                                9999.7, 10000, 99999, 999999, 1e6, 5.5e8,
                                99999e6, 1e12])
 def test_formats_fit_six_characters(v):
-    assert len(tv.fmt_rate(v)) <= 6
-    assert len(tv.fmt_ns(v)) <= 6
+    assert len(units.fmt_rate(v)) <= 6
+    assert len(units.fmt_ns_short(v)) <= 6
 
 
 def test_hist_bins_fit_the_rows():
     h = Hist.from_values([2 ** p for p in range(4, 30)])
-    bins = tv.hist_bins([h, Hist()], 6)
+    bins = td.hist_bins([h, Hist()], 6)
     assert len(bins) <= 6
     assert sum(b[1] for b in bins) == h.count
 

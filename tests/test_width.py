@@ -13,7 +13,8 @@ import termios
 import pytest
 
 from sysretstat.render import width as textwidth
-from sysretstat.top import batch as top_batch, view as tv
+from sysretstat.top import state as ts
+from sysretstat.top import batch as top_batch
 from sysretstat.model.reasons import EXPLAIN
 from test_recordfile import synth
 from test_top_view import Penalty, snap
@@ -94,9 +95,9 @@ def test_markdown_has_no_width(recs, run_cli):
 
 
 def test_top_batch_frame_fits():
-    full = top_batch.text_frame(snap(), tv.ViewState(), Penalty())
+    full = top_batch.text_frame(snap(), ts.ViewState(), Penalty())
     assert widest(full) > 60
-    out = top_batch.text_frame(snap(), tv.ViewState(), Penalty(), width=60)
+    out = top_batch.text_frame(snap(), ts.ViewState(), Penalty(), width=60)
     assert widest(out) <= 60
     titles = out.splitlines()[
         [i for i, line in enumerate(out.splitlines())

@@ -1,4 +1,15 @@
-"""One line per IRET reason: what typically causes it (report, top, man)."""
+"""The outcome vocabulary: every way a return can go, and one line per
+IRET reason on what typically causes it (report, top, man).
+
+The names and their order are the kernel contract's (bpf/sysret.h's
+enum sr_outcome, mirrored by kernel/abi.py); outputs read them from here.
+"""
+
+from sysretstat.kernel.abi import (FIRST_IRET, O_ERETU, O_SYSRET, OUTCOMES,
+                                   REASONS)
+
+__all__ = ["OUTCOMES", "REASONS", "FIRST_IRET", "O_SYSRET", "O_ERETU",
+           "EXPLAIN"]
 
 EXPLAIN = {
     "xen_pv": "Xen PV guest: the kernel never uses SYSRET",

@@ -8,14 +8,10 @@ where there are no samples.
 import csv
 import io
 
-from sysretstat.kernel import abi
-from sysretstat.model.reasons import EXPLAIN
-from sysretstat.render.hist import PCTS
-from sysretstat.render.text import IDENT_HEADERS
-from sysretstat.model.snapshot import BY_TO_TABLE
-from sysretstat.render.safe import safe
-
-PCT_NAMES = [n.replace(".", "") for n, _ in PCTS]   # p50 p90 p99 p999
+from sysretstat.model.fields import PERCENTILES, TABLE_OF_VIEW, ident_headers
+from sysretstat.model.histogram import bucket_bounds
+from sysretstat.model.reasons import EXPLAIN, REASONS
+from sysretstat.render.text import ident_cells
 
 
 def _num(v):
@@ -24,25 +20,25 @@ def _num(v):
 
 def _counts_cols(c):
     return [c.returns, c.sysret, c.iret, c.eretu, round(c.iret_share, 6)] + \
-        [c.reason(r) for r in abi.REASONS]
+        [c.reason(r) for r in REASONS]
 
 
 COUNTS_HEADERS = ["returns", "sysret", "iret", "eretu", "iret_share"] + \
-    list(abi.REASONS)
+    list(REASONS)
 
 
 def _lat_headers(fast):
     return ["%s_%s" % (path, h) for path in (fast, "iret")
-            for h in ["count", "mean"] + PCT_NAMES]
+            for h in ["count", "mean"] + [p.key for p in PERCENTILES]]
 
 
 def _lat_cols(c):
     if c.lat is None:
-        return [""] * (2 * (2 + len(PCTS)))
+        return [""] * (2 * (2 + len(PERCENTILES)))
     out = []
     for h in c.lat:
-        out += [h.count, _num(h.mean)] + [_num(h.percentile(q))
-                                           for _, q in PCTS]
+        out += [h.count, _num(h.mean)] + [_num(h.percentile(p.q))
+                                           for p in PERCENTILES]
     return out
 
 
@@ -62,7 +58,7 @@ def render_csv(snap, view="process", top=None, sort="returns", series=None):
                             ("iret", snap.totals.lat[1])):
                 # The fine buckets: CSV is for tools, not for eyes.
                 for b in sorted(h.buckets):
-                    lo, hi = abi.bucket_bounds(b)
+                    lo, hi = bucket_bounds(b)
                     w.writerow([path, lo, "" if hi is None else hi,
                                 h.buckets[b]])
     elif view == "interval":
@@ -70,18 +66,11 @@ def render_csv(snap, view="process", top=None, sort="returns", series=None):
         for start, dur, c in (series.rows() if series is not None else []):
             w.writerow([round(start, 6), round(dur, 6)] + _counts_cols(c))
     else:
-        table = BY_TO_TABLE[view]
-        w.writerow(IDENT_HEADERS[table] + COUNTS_HEADERS + _lat_headers(fast))
+        table = TABLE_OF_VIEW[view]
+        w.writerow(ident_headers(table) + COUNTS_HEADERS + _lat_headers(fast))
         rows = snap.sorted_rows(table, sort)
         for r in rows[:top] if top else rows:
-            f = r.fields
-            ident = {"processes": lambda: [f["pid"],
-                                           safe(f.get("comm", ""))],
-                     "threads": lambda: [f["pid"], f["tid"],
-                                         safe(f.get("comm", ""))],
-                     "syscalls": lambda: [safe(f["abi"]), f["nr"],
-                                          safe(f.get("name", ""))],
-                     "cpus": lambda: [f["cpu"]]}[table]()
+            ident = ident_cells(table, r.fields)
             w.writerow(ident + _counts_cols(r.counts) + _lat_cols(r.counts))
     return buf.getvalue()
 

@@ -5,21 +5,9 @@ bucket would be hundreds of lines, so rows merge the 8 sub-buckets and
 the percentiles (read from the fine buckets) carry the precision.
 """
 
-from sysretstat.kernel import abi
-
-PCTS = (("p50", .5), ("p90", .9), ("p99", .99), ("p99.9", .999))
-
-
-def fmt_ns(v):
-    if v is None:
-        return "-"
-    if v < 1e3:
-        return "%.0fns" % v
-    if v < 1e6:
-        return "%.1fus" % (v / 1e3)
-    if v < 1e9:
-        return "%.1fms" % (v / 1e6)
-    return "%.2fs" % (v / 1e9)
+from sysretstat.model.histogram import HIST_MAX_POW, bucket_bounds
+from sysretstat.model.fields import PERCENTILES
+from sysretstat.render.units import fmt_ns
 
 
 def _short(v):
@@ -37,13 +25,13 @@ def power_rows(hist):
     for b, c in hist.buckets.items():
         if c <= 0:
             continue
-        lo, hi = abi.bucket_bounds(b)
+        lo, hi = bucket_bounds(b)
         p = lo.bit_length() - 1 if lo > 0 else -1
         by_pow[p] = by_pow.get(p, 0) + c
     if not by_pow:
         return []
     rows = []
-    top_pow = abi.HIST_MAX_POW
+    top_pow = HIST_MAX_POW
     for p in range(min(by_pow), max(by_pow) + 1):
         lo = 0 if p < 0 else 1 << p
         hi = None if p >= top_pow else (1 if p < 0 else 1 << (p + 1))
@@ -52,7 +40,7 @@ def power_rows(hist):
 
 
 def percentiles(hist):
-    return [(name, hist.percentile(q)) for name, q in PCTS]
+    return [(p.label, hist.percentile(p.q)) for p in PERCENTILES]
 
 
 def stats_line(name, hist):

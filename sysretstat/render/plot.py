@@ -7,7 +7,7 @@ is imported only here, and only when a plot is asked for.
 
 import os
 
-from sysretstat.kernel import abi
+from sysretstat.model.histogram import bucket_bounds
 from sysretstat.errors import SysretstatError, UsageError
 
 FORMATS = {".png": "png", ".svg": "svg"}
@@ -42,7 +42,7 @@ def _density(hist):
         c = hist.buckets[b]
         if c <= 0:
             continue
-        lo, hi = abi.bucket_bounds(b)
+        lo, hi = bucket_bounds(b)
         xs.append(max(lo, 0.5) if hi is None else max((lo + hi) / 2.0, 0.5))
         ys.append(c / n)
     return xs, ys

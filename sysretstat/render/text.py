@@ -6,15 +6,15 @@ same content with "##" headings, GitHub tables and fenced bars.
 `fmt_ns` and `render_table` are used by other commands too.
 """
 
+from sysretstat.model.fields import (IDENTITY, TABLE_OF_VIEW, TABLE_TITLES,
+                                     ident_headers)
 from sysretstat.model.reasons import EXPLAIN
-from sysretstat.render.hist import bar, fmt_ns, render_hist
-from sysretstat.model.snapshot import BY_TO_TABLE
-from sysretstat.render.width import fit_lines, fit_table, text_width
+from sysretstat.render.hist import bar, render_hist
 from sysretstat.render.safe import safe
+from sysretstat.render.units import fmt_ns, fmt_time
+from sysretstat.render.width import fit_lines, fit_table, text_width
 
-TABLE_TITLES = {"processes": "By process", "threads": "By thread",
-                "syscalls": "By syscall", "cpus": "By CPU"}
-BY = BY_TO_TABLE
+BY = TABLE_OF_VIEW
 # Every view of `report --by`, in the order of a full report.
 VIEWS = ("reason", "latency", "interval", "process", "syscall", "thread",
          "cpu")
@@ -71,7 +71,6 @@ def time_lost_line(counts, cal):
     if cal is None:
         return "time lost to IRET: run 'sysretstat bench' on this machine " \
                "to estimate it"
-    from sysretstat.penalty.calibration import fmt_time
     return "time lost to IRET: ~%s at %s" % (
         fmt_time(cal.time_lost_s(counts.reasons())), cal.describe())
 
@@ -95,7 +94,6 @@ def reasons_table(counts, tablefmt="simple", cal=None, width=None):
                                 "typical cause"], width, wrap=3,
                          tablefmt=tablefmt, disable_numparse=True,
                          colalign=("left", "right", "right", "left")) + "\n"
-    from sysretstat.penalty.calibration import fmt_time
     rows = [[name, n, "%.1f%%" % share,
              fmt_time(n * (cal.penalty_ns(name) or 0) / 1e9), why]
             for name, n, share, why in rows]
@@ -106,19 +104,11 @@ def reasons_table(counts, tablefmt="simple", cal=None, width=None):
                                "left")) + "\n"
 
 
-def _ident(table, f):
-    if table == "processes":
-        return [f["pid"], safe(f.get("comm", ""))]
-    if table == "threads":
-        return [f["pid"], f["tid"], safe(f.get("comm", ""))]
-    if table == "syscalls":
-        return [safe(f["abi"]), f["nr"], safe(f.get("name", ""))]
-    return [f["cpu"]]
-
-
-IDENT_HEADERS = {"processes": ["pid", "comm"],
-                 "threads": ["pid", "tid", "comm"],
-                 "syscalls": ["abi", "nr", "syscall"], "cpus": ["cpu"]}
+def ident_cells(table, fields):
+    """A row's identity columns (model/fields.py's IDENTITY): numbers as
+    they are, names made safe to print, a missing name empty."""
+    return [safe(fields.get(i.name, "")) if i.type is str else fields[i.name]
+            for i in IDENTITY[table]]
 
 
 def table_rows(snap, table, top, sort="returns"):
@@ -126,7 +116,7 @@ def table_rows(snap, table, top, sort="returns"):
     for r in snap.sorted_rows(table, sort)[:top]:
         c = r.counts
         lat = c.lat
-        row = _ident(table, r.fields) + [
+        row = ident_cells(table, r.fields) + [
             c.returns, c.sysret + c.eretu, c.iret,
             "%.1f%%" % (100 * c.iret_share), c.top_reason() or "-"]
         if lat is not None:
@@ -139,7 +129,7 @@ def table_rows(snap, table, top, sort="returns"):
 
 
 def table_headers(table, with_latency, fast="sysret"):
-    h = IDENT_HEADERS[table] + [
+    h = ident_headers(table) + [
         "returns", fast, "iret", "iret%", "top reason"]
     if with_latency:
         h += ["%s p50" % fast, "%s p99" % fast, "iret p50", "iret p99"]
@@ -150,7 +140,7 @@ def drop_order(table, with_latency):
     """Columns of table_headers() to drop at a narrow width, first to
     last, as top drops them: latency p50s, p99s, the thread's pid, the
     fast-path count, the top reason."""
-    n = len(IDENT_HEADERS[table])
+    n = len(IDENTITY[table])
     order = [n + 5, n + 7, n + 6, n + 8] if with_latency else []
     if table == "threads":
         order.append(0)
@@ -243,7 +233,7 @@ def _lost_line(snap):
 def render_report(snap, by=None, top=20, series=None, sort="returns",
                   markdown=False, cal=None, width=None):
     """The whole report (by=None) or one view: a table name or word of
-    VIEWS.  `series` is a recordfile.Series (or None: no time view).
+    VIEWS.  `series` is a record.Series (or None: no time view).
     `width`: the columns text fits (None: no limit; Markdown has none)."""
     fmt = "github" if markdown else "simple"
     if markdown:

@@ -3,6 +3,9 @@
 import json
 import time
 
+from sysretstat.model.fields import PATH_ABBREV, fast_path
+from sysretstat.top import rows as tr, columns as tc
+from sysretstat.render import units
 from sysretstat.top import view as tv
 from sysretstat.render.width import fit_lines, fit_table
 from sysretstat.render.safe import safe
@@ -12,25 +15,17 @@ def summary_line(delta, state, calibration=None, hosts=None):
     """One line: time, host, rates, shares and the top reasons."""
     m = delta.meta
     t = delta.totals
-    dt = tv.interval_of(delta, state.interval)
+    dt = tr.interval_of(delta, state.interval)
     host = "%d hosts" % len(hosts) if hosts else safe(m.get("hostname", "?"))
-    fast = "ERETU" if m.get("guard", {}).get("fred") else "SYSRET"
-    fast_n = t.eretu if fast == "ERETU" else t.sysret
-    s = "%s  %s  returns %s/s  %s %s  IRET %s/s (%s)" % (
-        time.strftime("%H:%M:%S"), host, tv.fmt_rate(t.returns / dt), fast,
-        tv.fmt_pct(fast_n / t.returns) if t.returns else "-",
-        tv.fmt_rate(t.iret / dt), tv.fmt_pct(t.iret_share)
-        if t.returns else "-")
-    if calibration is not None:
-        s += "  IRET cost ~%s/s" % tv.fmt_ns(
-            (tv.iret_cost_ns(t, calibration) or 0) / dt)
+    s = "%s  %s  %s" % (time.strftime("%H:%M:%S"), host,
+                        tv.rates_text(t, m, dt, calibration))
     rs = t.reasons()
     if rs:
         s += "  reasons: " + ", ".join(
-            "%s %s" % (k, tv.fmt_pct(v / t.iret)) for k, v in rs.items())
+            "%s %s" % (k, units.fmt_pct(v / t.iret)) for k, v in rs.items())
     bpf = m.get("bpf") or {}
     if bpf.get("stats"):
-        s += "  bpf %s/s" % tv.fmt_ns(bpf.get("run_time_ns", 0) / dt)
+        s += "  bpf %s/s" % units.fmt_ns_short(bpf.get("run_time_ns", 0) / dt)
     lost = tv.lost_count(m)
     if lost:
         s += "  lost %d" % lost
@@ -40,15 +35,14 @@ def summary_line(delta, state, calibration=None, hosts=None):
 def table(delta, state, calibration=None, hosts=None, top=None, width=None):
     """The rows of the view; at `width`, columns go in the order the
     screen drops them (lowest priority first)."""
-    rows = tv.build_rows(delta, state, calibration, hosts)
+    rows = tr.build_rows(delta, state, calibration, hosts)
     shown = rows if top is None else rows[:top]
-    fred = delta.meta.get("guard", {}).get("fred")
     with_lat = any(r.counts.lat is not None for r in rows)
-    cols = tv.columns(state.view, "ER" if fred else "SR",
+    cols = tc.columns(state.view, PATH_ABBREV[fast_path(delta.meta)],
                       calibration is not None, with_lat, shown)
     if not shown:
         return "  (no returns in this interval)\n"
-    body = [[tv.cell(r, c.name) for c in cols] for r in shown]
+    body = [[tc.cell(r, c.name) for c in cols] for r in shown]
     drop = [i for _, i in sorted((c.prio, i) for i, c in enumerate(cols)
                                  if c.prio < 100)]
     out = fit_table(body, [c.title for c in cols], width, drop=drop,

@@ -1,0 +1,168 @@
+"""Returns of one row (or of everything) by outcome, with the latency
+of each return path."""
+
+from sysretstat.kernel import abi
+from sysretstat.model.histogram import Hist
+from sysretstat.model.validate import count
+
+
+class _Difference:
+    """Latency not yet subtracted: `base` minus `older`, per path.
+
+    Counts.minus() leaves one, and Counts.lat computes it when first
+    read: a frame of top sorts thousands of interval rows by their
+    counts and reads the latency of a screenful."""
+
+    __slots__ = ("base", "older")
+
+    def __init__(self, base, older):
+        self.base = base
+        self.older = older
+
+    def compute(self):
+        lat = [h.copy() for h in self.base or (Hist(), Hist())]
+        for a, b in zip(lat, self.older):
+            a.add(b, -1)
+        return lat
+
+
+class Counts:
+    """Returns of one row by outcome, and its latency per path."""
+
+    __slots__ = ("n", "_lat")
+
+    def __init__(self, n=None, lat=None):
+        self.n = list(n) if n is not None else [0] * abi.NR_OUTCOMES
+        # lat[0]: SYSRET (ERETU on FRED kernels), lat[1]: IRET; None
+        # where the row has no latency (threads); or a _Difference.  One
+        # attribute, replaced whole, like Hist._data, so that a thread
+        # reading it while another computes it sees one or the other.
+        self._lat = list(lat) if isinstance(lat, tuple) else lat
+
+    @property
+    def lat(self):
+        lat = self._lat
+        if isinstance(lat, _Difference):
+            lat = lat.compute()
+            self._lat = lat
+        return lat
+
+    @lat.setter
+    def lat(self, value):
+        self._lat = list(value) if isinstance(value, tuple) else value
+
+    @classmethod
+    def zero(cls, with_latency=True):
+        return cls(lat=[Hist(), Hist()] if with_latency else None)
+
+    @property
+    def returns(self):
+        return sum(self.n)
+
+    @property
+    def sysret(self):
+        return self.n[abi.O_SYSRET]
+
+    @property
+    def eretu(self):
+        return self.n[abi.O_ERETU]
+
+    @property
+    def iret(self):
+        return sum(self.n[abi.FIRST_IRET:])
+
+    def reason(self, name):
+        return self.n[abi.OUTCOMES.index(name)]
+
+    def reasons(self):
+        """Non-zero IRET reasons, largest first."""
+        rs = [(name, self.n[i]) for i, name in
+              enumerate(abi.OUTCOMES) if i >= abi.FIRST_IRET and self.n[i]]
+        return dict(sorted(rs, key=lambda kv: (-kv[1], kv[0])))
+
+    def top_reason(self):
+        rs = self.reasons()
+        return next(iter(rs)) if rs else None
+
+    @property
+    def iret_share(self):
+        r = self.returns
+        return self.iret / r if r else 0.0
+
+    def add(self, other, sign=1):
+        if sign == 1:
+            self.n = [a + b for a, b in zip(self.n, other.n)]
+        else:
+            self.n = [a + sign * b for a, b in zip(self.n, other.n)]
+        if other.lat is not None:
+            if self.lat is None:
+                self.lat = [Hist(), Hist()]
+            for a, b in zip(self.lat, other.lat):
+                a.add(b, sign)
+        return self
+
+    def copy(self):
+        return Counts(self.n, None if self.lat is None
+                      else [h.copy() for h in self.lat])
+
+    def minus(self, older):
+        """A new Counts: self - older, its latency computed when read.
+        Both must stay unchanged until then, as snapshots do."""
+        c = Counts([a - b for a, b in zip(self.n, older.n)], self.lat)
+        if c._lat is not None or older.lat is not None:
+            c._lat = _Difference(c._lat, older.lat or ())
+        return c
+
+    def same(self, other):
+        """Whether other has the same counts and latency sums.  A latency
+        sample is only taken with a return, so equal counts and sums mean
+        equal histograms, short of a recount that moved a sample between
+        buckets of one path, which changes no count."""
+        return self.n == other.n and (
+            self.lat is None or other.lat is None or (
+                self.lat[0].sum_ns == other.lat[0].sum_ns and
+                self.lat[1].sum_ns == other.lat[1].sum_ns))
+
+    def is_zero(self):
+        return not any(self.n) and (self.lat is None or
+                                    not any(h.count for h in self.lat))
+
+    def __eq__(self, other):
+        return isinstance(other, Counts) and self.n == other.n and \
+            (self.lat or [Hist(), Hist()]) == (other.lat or [Hist(), Hist()])
+
+    def __repr__(self):
+        return "Counts(returns=%d, sysret=%d, iret=%d, %r)" % (
+            self.returns, self.sysret, self.iret, self.reasons())
+
+    def to_json(self, fast_path="sysret"):
+        """The counts in the report document (reasons largest first)."""
+        n = self.n
+        rs = sorted(((name, n[i]) for i, name in enumerate(abi.OUTCOMES)
+                     if i >= abi.FIRST_IRET and n[i]),
+                    key=lambda kv: (-kv[1], kv[0]))
+        d = {"returns": sum(n),
+             "paths": {"sysret": n[abi.O_SYSRET],
+                       "iret": sum(n[abi.FIRST_IRET:]),
+                       "eretu": n[abi.O_ERETU]},
+             "reasons": dict(rs)}
+        lat = self.lat
+        if lat is not None:
+            d["latency_ns"] = {fast_path: lat[0].to_json(),
+                               "iret": lat[1].to_json()}
+        return d
+
+    @classmethod
+    def from_json(cls, d):
+        c = cls()
+        c.n[abi.O_SYSRET] = count(d["paths"].get("sysret", 0))
+        c.n[abi.O_ERETU] = count(d["paths"].get("eretu", 0))
+        for name, v in d.get("reasons", {}).items():
+            if name not in abi.REASONS:
+                raise ValueError("unknown reason %.40r" % name)
+            c.n[abi.OUTCOMES.index(name)] = count(v)
+        lat = d.get("latency_ns")
+        if lat:
+            fast = lat.get("sysret") or lat.get("eretu") or {}
+            c.lat = [Hist.from_json(fast), Hist.from_json(lat.get("iret", {}))]
+        return c

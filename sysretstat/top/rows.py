@@ -1,0 +1,135 @@
+"""The rows of top's current view: one RowView per row of the interval
+snapshot, filtered and sorted, and the selection kept on its row as the
+order changes under it.
+"""
+
+from sysretstat.model.fields import TABLE_OF_VIEW as TABLE_OF
+from sysretstat.model.snapshot import Counts, counts_sort_value
+from sysretstat.render.safe import safe
+from sysretstat.top.state import ASCENDING
+
+
+class RowView:
+    """One table row as top shows it: identity, counts, rates."""
+
+    __slots__ = ("key", "ident", "name", "counts", "dt", "cost_ns")
+
+    def __init__(self, key, ident, name, counts, dt, cost_ns=None):
+        self.key = key
+        self.ident = ident      # tuple of identity cells (pid, tid, ...)
+        self.name = name
+        self.counts = counts
+        self.dt = dt
+        self.cost_ns = cost_ns  # estimated ns lost to IRET, or None
+
+    def rate(self, n):
+        return n / self.dt if self.dt > 0 else 0.0
+
+
+def interval_of(snap, default=1.0):
+    m = snap.meta if snap is not None else {}
+    dt = m.get("interval_s") or m.get("duration_s") or 0
+    return dt if dt and dt > 0 else default
+
+def iret_cost_ns(counts, calibration):
+    """Estimated ns lost to IRET: each reason's count times its penalty."""
+    if calibration is None:
+        return None
+    mean = calibration.mean_penalty_ns
+    total = 0.0
+    for reason, n in counts.reasons().items():
+        p = calibration.penalty_ns(reason)
+        total += n * (p if p is not None else (mean or 0.0))
+    return total
+
+def _ident(view, f, key):
+    if f.get("host"):
+        # A row of one daemon among several (--connect).
+        ident, name = _ident(view, dict(f, host=None), key)
+        host = safe(f["host"])
+        return ident, "%s@%s" % (name, host) if name else host
+    if view == "process":
+        return (f.get("pid"),), safe(f.get("comm", ""))
+    if view == "thread":
+        return (f.get("tid"), f.get("pid")), safe(f.get("comm", ""))
+    if view == "syscall":
+        return (f.get("nr"), safe(f.get("abi", ""))), safe(f.get("name", ""))
+    if view == "cpu":
+        return (f.get("cpu"),), ""
+    return (), str(key)
+
+def build_rows(delta, state, calibration=None, hosts=None):
+    """The rows of the current view, filtered and sorted."""
+    dt = interval_of(delta, state.interval)
+    rows = []
+    if state.view == "host":
+        for host, snap in sorted((hosts or {}).items()):
+            c = snap.totals
+            rows.append(RowView(host, (), safe(host), c,
+                                interval_of(snap, dt),
+                                iret_cost_ns(c, calibration)))
+    elif delta is not None:
+        for key, r in delta.table(TABLE_OF[state.view]).items():
+            ident, name = _ident(state.view, r.fields, key)
+            rows.append(RowView(key, ident, name, r.counts, dt,
+                                iret_cost_ns(r.counts, calibration)
+                                if calibration is not None else None))
+    if state.filter:
+        rows = [r for r in rows if matches(r, state.filter)]
+    sort_rows(rows, state.sort, state.reverse)
+    return rows
+
+def matches(row, text):
+    if text.isdigit() and any(str(i) == text for i in row.ident):
+        return True
+    return text.lower() in str(row.name).lower()
+
+def sort_value(row, key):
+    if key == "cost":
+        return row.cost_ns or 0.0
+    if key == "name":
+        return str(row.name).lower()
+    if key == "id":
+        return row.ident
+    v = counts_sort_value(row.counts, key)
+    return row.counts.returns if v is None else v
+
+def sort_rows(rows, key, reverse=False):
+    # Figures sort largest first, names and ids in reading order; ties
+    # by id, so that rows do not jump between frames.
+    desc = key not in ASCENDING
+    if reverse:
+        desc = not desc
+    rows.sort(key=lambda r: r.ident if r.ident else (str(r.key),))
+    rows.sort(key=lambda r: sort_value(r, key), reverse=desc)
+    return rows
+
+def follow_selection(state, rows):
+    """Keep the same row selected while the order changes under it;
+    True when the selected row is still there."""
+    found = False
+    if state.sel_key is not None:
+        for i, r in enumerate(rows):
+            if r.key == state.sel_key:
+                state.sel = i
+                found = True
+                break
+    state.sel = max(0, min(state.sel, len(rows) - 1))
+    state.sel_key = rows[state.sel].key if rows else None
+    return found
+
+def idle_row(key, delta, state, cumulative):
+    if key is None or cumulative is None or state.view not in TABLE_OF:
+        return None
+    r = cumulative.table(TABLE_OF[state.view]).get(key)
+    if r is None:
+        return None
+    ident, name = _ident(state.view, r.fields, key)
+    return RowView(key, ident, name, Counts.zero(r.counts.lat is not None),
+                   interval_of(delta, state.interval))
+
+def cumulative_counts(row, state, cumulative):
+    if cumulative is None or state.view not in TABLE_OF:
+        return None
+    r = cumulative.table(TABLE_OF[state.view]).get(row.key)
+    return r.counts if r is not None else None
