@@ -37,3 +37,23 @@ class VerifierRejected(BpfLoadError):
 
 class RecordFileError(SysretstatError):
     pass
+
+
+class BuildError(SysretstatError):
+    """A BPF object is neither packaged nor compilable here (no clang,
+    no source, or the compiler refused it)."""
+
+
+class BenchError(SysretstatError):
+    """`sysretstat bench` could not measure: its helper is missing or
+    failed, or printed what cannot be analysed."""
+
+
+class CalibrationError(SysretstatError):
+    """The calibration could not be saved (loading never fails: a bad
+    file is ignored with a warning)."""
+
+
+class RemoteError(SysretstatError):
+    """A `sysretstat daemon` could not be read (unreachable, not HTTP
+    200, not a report)."""

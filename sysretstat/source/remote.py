@@ -14,17 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit, urlunsplit
 
 from sysretstat import __version__
-from sysretstat.errors import SysretstatError, UsageError
+from sysretstat.errors import RemoteError, UsageError
 from sysretstat.model.snapshot import Snapshot
 
 SNAPSHOT_PATH = "/api/v1/snapshot"
 INTERVAL_PATH = "/api/v1/interval"
 # Rows of a table that are keyed per host in a merged snapshot.
 PER_HOST = ("processes", "threads", "cpus")
-
-
-class RemoteError(SysretstatError):
-    pass
 
 
 def base_url(url):
