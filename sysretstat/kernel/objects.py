@@ -5,13 +5,12 @@ source checkout, or a wheel built without clang, compiles into a cache
 keyed by the sources, the compiler and the flags.
 """
 
-import hashlib
+import glob
 import os
 import shutil
-import subprocess
-import tempfile
 
-from sysretstat.errors import SysretstatError
+from sysretstat import native
+from sysretstat.errors import BuildError
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGED = os.path.join(HERE, "bpf")
@@ -20,18 +19,22 @@ PACKAGED = os.path.join(HERE, "bpf")
 SOURCE_DIRS = (os.path.join(os.path.dirname(HERE), "bpf"), PACKAGED)
 CFLAGS = ["-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86",
           "-Wall", "-Werror"]
-HEADERS = ("vmlinux.h", "sysret.h")
-
-
-class BuildError(SysretstatError):
-    pass
-
 
 def source_dir():
     for d in SOURCE_DIRS:
         if os.path.exists(os.path.join(d, "sysret.bpf.c")):
             return d
     return None
+
+
+def headers(src_dir):
+    """Every header of the BPF sources: any of them may be included, so
+    any of them changes the object."""
+    return sorted(glob.glob(os.path.join(src_dir, "*.h")))
+
+
+def sources(src_dir, name):
+    return [os.path.join(src_dir, name + ".bpf.c")] + headers(src_dir)
 
 
 def clang():
@@ -42,65 +45,37 @@ def clang():
     return None
 
 
+def _no_clang():
+    return BuildError("clang not found: install it (apt-get install "
+                      "clang libbpf-dev) or reinstall sysretstat")
+
+
 def compile_object(src, out, cc=None):
     """Compile one bpf/*.bpf.c into `out` (atomically)."""
     cc = cc or clang()
     if not cc:
-        raise BuildError("clang not found: install it (apt-get install "
-                         "clang libbpf-dev) or reinstall sysretstat")
+        raise _no_clang()
     inc = os.path.dirname(src)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out), suffix=".o")
-    os.close(fd)
-    try:
-        proc = subprocess.run([cc] + CFLAGS + ["-I", inc, "-c", src, "-o",
-                                               tmp],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            first = (proc.stderr.strip().splitlines() or ["?"])[0]
-            if "bpf/bpf_helpers.h" in proc.stderr:
-                first = "libbpf headers missing (apt-get install libbpf-dev)"
-            raise BuildError("compiling %s failed: %s"
-                             % (os.path.basename(src), first))
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
+    def fail(stderr):
+        first = native.first_line(stderr)
+        if "bpf/bpf_helpers.h" in stderr:
+            first = "libbpf headers missing (apt-get install libbpf-dev)"
+        return BuildError("compiling %s failed: %s"
+                          % (os.path.basename(src), first))
 
-def _cache_dir():
-    if os.geteuid() == 0:
-        base = "/var/cache/sysretstat"
-    else:
-        base = os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                            os.path.expanduser("~/.cache"), "sysretstat")
-    os.makedirs(base, exist_ok=True)
-    return base
-
-
-def _source_key(src_dir, name, cc):
-    h = hashlib.sha256()
-    for f in (name + ".bpf.c",) + HEADERS:
-        p = os.path.join(src_dir, f)
-        if os.path.exists(p):
-            with open(p, "rb") as fh:
-                h.update(fh.read())
-    h.update(" ".join(CFLAGS).encode())
-    try:
-        h.update(subprocess.run([cc, "--version"], capture_output=True)
-                 .stdout)
-    except OSError:
-        pass
-    return h.hexdigest()[:16]
+    native.compile_into(out, lambda tmp: [cc] + CFLAGS + [
+        "-I", inc, "-c", src, "-o", tmp], fail)
 
 
 def object_bytes(name="sysret"):
     """The ELF bytes of bpf/<name>.bpf.c, compiled if not packaged."""
     packaged = os.path.join(PACKAGED, name + ".bpf.o")
     src_dir = source_dir()
-    # A packaged object is used when no newer source sits beside it.
-    if os.path.exists(packaged) and (
-            src_dir is None or src_dir == PACKAGED or
-            os.path.getmtime(packaged) >= _newest(src_dir, name)):
+    # Installed, the sources sit beside the objects as copies (newer than
+    # the objects, and no edit of a developer's): the objects win.
+    srcs = [] if src_dir in (None, PACKAGED) else sources(src_dir, name)
+    if native.packaged_is_current(packaged, srcs):
         with open(packaged, "rb") as f:
             return f.read()
     if src_dir is None:
@@ -108,16 +83,10 @@ def object_bytes(name="sysret"):
                          "build it from: reinstall sysretstat" % name)
     cc = clang()
     if not cc:
-        raise BuildError("clang not found: install it (apt-get install "
-                         "clang libbpf-dev) or reinstall sysretstat")
-    out = os.path.join(_cache_dir(), "%s-%s.bpf.o"
-                       % (name, _source_key(src_dir, name, cc)))
+        raise _no_clang()
+    out = native.cached_path(name, ".bpf.o", sources(src_dir, name), CFLAGS,
+                             cc)
     if not os.path.exists(out):
         compile_object(os.path.join(src_dir, name + ".bpf.c"), out, cc)
     with open(out, "rb") as f:
         return f.read()
-
-
-def _newest(src_dir, name):
-    paths = [os.path.join(src_dir, f) for f in (name + ".bpf.c",) + HEADERS]
-    return max(os.path.getmtime(p) for p in paths if os.path.exists(p))

@@ -17,19 +17,17 @@ variant back to back, so slow drifts cancel), with a distribution-free
 95% confidence interval for the median from order statistics.
 """
 
-import hashlib
 import math
 import os
 import platform
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 
-from sysretstat import __version__
+from sysretstat import __version__, native
 from sysretstat.kernel import hostinfo
-from sysretstat.errors import SysretstatError, UsageError
+from sysretstat.errors import BenchError, UsageError
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELPER = "sysretbench"
@@ -49,10 +47,6 @@ NOISY_CV = 0.10
 SYSCALL_NAMES = {15: "rt_sigreturn", 39: "getpid"}
 
 
-class BenchError(SysretstatError):
-    pass
-
-
 # ---------------------------------------------------------------- helper
 
 def _gcc():
@@ -63,18 +57,10 @@ def _gcc():
     return None
 
 
-def _cache_dir():
-    # Lazy: objects pulls nothing heavy, but keep import of bench cheap.
-    from sysretstat.kernel.objects import _cache_dir as cache
-    return cache()
-
-
 def helper_path():
     """The sysretbench executable: packaged, else built once into the
     cache from csrc/ (keyed by the source, flags and compiler)."""
-    if os.access(PACKAGED, os.X_OK) and not (
-            os.path.exists(SOURCE) and
-            os.path.getmtime(SOURCE) > os.path.getmtime(PACKAGED)):
+    if native.packaged_is_current(PACKAGED, [SOURCE], executable=True):
         return PACKAGED
     if not os.path.exists(SOURCE):
         raise BenchError("the bench helper %s is missing and there is no "
@@ -84,28 +70,14 @@ def helper_path():
     if not cc:
         raise BenchError("gcc not found: install it (apt-get install gcc) "
                          "or reinstall sysretstat")
-    h = hashlib.sha256()
-    with open(SOURCE, "rb") as f:
-        h.update(f.read())
-    h.update(" ".join(CFLAGS).encode())
-    h.update(cc.encode())
-    out = os.path.join(_cache_dir(), "%s-%s" % (HELPER, h.hexdigest()[:16]))
+    out = native.cached_path(HELPER, "", [SOURCE], CFLAGS, cc)
     if os.access(out, os.X_OK):
         return out
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out), prefix=HELPER)
-    os.close(fd)
-    try:
-        proc = subprocess.run([cc] + CFLAGS + ["-o", tmp, SOURCE],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            first = (proc.stderr.strip().splitlines() or ["?"])[0]
-            raise BenchError("building the bench helper failed: %s" % first)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return native.compile_into(
+        out, lambda tmp: [cc] + CFLAGS + ["-o", tmp, SOURCE],
+        lambda stderr: BenchError("building the bench helper failed: %s"
+                                  % native.first_line(stderr)),
+        mode=0o755)
 
 
 def layout(iterations):
