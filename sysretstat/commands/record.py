@@ -12,6 +12,7 @@ from sysretstat.commands.common import (StopFlag, cgroup_option,
                                         pid_option)
 from sysretstat.source.collector import Collector
 from sysretstat.source.launch import GatedCommand
+from sysretstat.ticker import Ticker
 from sysretstat.model.quietgc import FrameGC
 from sysretstat.render.safe import safe
 from sysretstat.kernel.tracer import Options
@@ -84,32 +85,28 @@ def _record(output, duration, interval, pids, comm, cgroup, no_latency,
         prev = None
         if cmd is not None:
             cmd.release()
-        t0 = time.monotonic()
-        next_tick = t0 + interval
-        end = t0 + duration if duration is not None else None
+        # After a stall (suspend, a slow read) the ticker skips missed
+        # ticks rather than have a burst of empty intervals written.
+        ticker = Ticker(interval, stop)
+        end = ticker.started + duration if duration is not None else None
         gcf = FrameGC()
         while not stop.is_set():
-            now = time.monotonic()
-            wake = min(next_tick, end) if end is not None else next_tick
+            most = None if end is None else end - time.monotonic()
             if cmd is not None:
                 # Poll the command often so that the end is prompt.
-                wake = min(wake, now + 0.05)
-            stop.wait(max(0.0, wake - now))
+                most = 0.05 if most is None else min(most, 0.05)
+            ticker.wait(most)
             done = (cmd is not None and cmd.poll() is not None) or (
                 end is not None and time.monotonic() >= end)
             if done or stop.is_set():
                 break
-            if time.monotonic() >= next_tick:
+            if ticker.due():
                 with gcf.frame():
                     snap = col.snapshot()
                     writer.interval(snap.delta(prev), snap)
                 progress.show(snap)
                 prev = snap
-                next_tick += interval
-                # After a stall (suspend, a slow read), skip missed ticks
-                # rather than write a burst of empty intervals.
-                if next_tick < time.monotonic():
-                    next_tick = time.monotonic() + interval
+                ticker.advance()
         final = col.stop()
         writer.interval(final.delta(prev), final)
         writer.close(dict(final.meta, interval_s=interval), final)

@@ -14,6 +14,7 @@ import time
 import click
 
 from sysretstat.top import batch as top_batch, view as top_view
+from sysretstat.ticker import Ticker
 from sysretstat.model.quietgc import FrameGC
 from sysretstat.render.width import output_width
 from sysretstat.commands.common import (StopFlag, check_interval,
@@ -183,33 +184,14 @@ def interval_delta(snap, prev):
     return d
 
 
-class Ticker:
-    """Interval deadlines that do not drift, and skip missed ones."""
-
-    def __init__(self, interval):
-        self.interval = interval
-        self.next = time.monotonic() + interval
-
-    def remaining(self):
-        return self.next - time.monotonic()
-
-    def advance(self):
-        self.next += self.interval
-        now = time.monotonic()
-        if self.next <= now:
-            self.next = now + self.interval
-
-
 def run_batch(feed, state, interval, iterations, as_json, calibration,
               top_n):
     stop = StopFlag((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
-    ticker = Ticker(interval)
+    ticker = Ticker(interval, stop)
     gcf = FrameGC()
     n = 0
     try:
-        while not stop.is_set():
-            if stop.wait(max(0.0, ticker.remaining())):
-                break
+        while ticker.wait():
             with gcf.frame():
                 delta = feed.tick()
                 ticker.advance()

@@ -25,6 +25,7 @@ from sysretstat import __version__
 from sysretstat.render import prometheus
 from sysretstat.errors import SysretstatError, UsageError
 from sysretstat.model.quietgc import FrameGC
+from sysretstat.ticker import AT_ONCE, Ticker
 
 DEFAULT_PORT = 9717
 DEFAULT_LISTEN = "127.0.0.1:%d" % DEFAULT_PORT
@@ -692,12 +693,10 @@ def run(collector, server, state, interval, stop):
         host, port = server.server_address[:2]
         log.info("listening on http://%s/ (interval %gs, pid %d)",
                  format_addr(host, port), interval, os.getpid())
-        next_tick = time.monotonic() + interval
         gcf = FrameGC()
-        while not stop.is_set():
-            stop.wait(max(0.0, next_tick - time.monotonic()))
-            if stop.is_set():
-                break
+        # After missed ticks (a suspended host) one at once, not a burst:
+        # /healthz is fresh again as soon as possible.
+        for _ in Ticker(interval, stop, overrun=AT_ONCE):
             with gcf.frame():
                 try:
                     snap = collector.snapshot()
@@ -706,8 +705,6 @@ def run(collector, server, state, interval, stop):
                                           "%s" % (e.strerror or e))
                 state.publish(snap, snap.delta(prev))
             prev = snap
-            # Skip ticks missed (a suspended host) instead of bursting.
-            next_tick = max(next_tick + interval, time.monotonic())
         final = collector.stop()
         if final is not None:
             state.publish(final, final.delta(prev))
