@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
 /*
  * The kernel/user contract of sysretstat: every constant and structure
- * that crosses the boundary.  sysretstat/abi.py mirrors this file, and
- * tests/test_abi.py checks the mirror against the object's BTF.
+ * that crosses the boundary.  sysretstat/kernel/abi.py mirrors this file,
+ * and tests/test_abi.py checks the mirror against the object's BTF.
  * Fixed-width types only: the layout must not depend on the compiler.
  */
 #ifndef __SYSRET_H
@@ -128,6 +128,8 @@ struct sr_live_head {
 	__u64 ph_nz[SR_NR_LAT][SR_HIST_WORDS];	/* buckets of ph used */
 	__u32 busy;
 	__u32 pad;
+	/* Not written (nothing reads it): kept so that the layout, which
+	 * sysretstat/kernel/abi.py mirrors, stays as it is. */
 	__u64 switches;
 };
 
