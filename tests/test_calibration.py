@@ -133,3 +133,104 @@ def test_describe_names_the_source():
                      "measured_at": "2024-05-01T10:00:00+0000"})
     assert c.describe() == "84 ns per IRET return (sysretstat bench, " \
         "2024-05-01)"
+
+
+# The one loader top, report and the daemon use -----------------------
+def _warnings(caplog):
+    return [r.getMessage() for r in caplog.records
+            if r.name == calibration.__name__ and r.levelname == "WARNING"]
+
+
+def _entry(**kw):
+    e = {"cpu_model": hostinfo.cpu_model(),
+         "kernel": hostinfo.kernel_release(), "mean_penalty_ns": 75.0,
+         "reasons": {"rcx_ne_rip": 90.0}}
+    e.update(kw)
+    return e
+
+
+def _write(path, machines, schema=calibration.SCHEMA):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": schema, "machines": machines}))
+
+
+def test_load_missing_file_is_none_and_quiet(calfile, caplog):
+    assert calibration.load() is None
+    assert _warnings(caplog) == []
+
+
+@pytest.mark.parametrize("content,why", [
+    ("{not json", "Expecting property name"),
+    (b"\xff\xfe{}", "codec can't decode"),
+    ("[" * 100000 + "]" * 100000, "recursion"),
+    ('{"schema": "sysretstat-calibration/0", "machines": {}}',
+     "not sysretstat-calibration/1"),
+    ('{"schema": "sysretstat-calibration/1", "machines": []}',
+     "not sysretstat-calibration/1"),
+])
+def test_load_bad_file_is_none_and_one_warning(calfile, caplog, content,
+                                               why):
+    calfile.parent.mkdir(parents=True)
+    if isinstance(content, bytes):
+        calfile.write_bytes(content)
+    else:
+        calfile.write_text(content)
+    assert calibration.load() is None
+    assert calibration.load() is None       # asked again: no new line
+    w = _warnings(caplog)
+    assert len(w) == 1, w
+    assert w[0].startswith("ignoring calibration file %s: " % calfile)
+    assert why in w[0]
+
+
+def test_load_unreadable_path_is_none_and_a_warning(calfile, caplog):
+    calfile.mkdir(parents=True)              # a directory
+    assert calibration.load() is None
+    assert len(_warnings(caplog)) == 1
+
+
+@pytest.mark.parametrize("entry", [
+    "80", [80], {}, _entry(mean_penalty_ns="x"),
+    _entry(mean_penalty_ns=None), _entry(reasons=[1, 2]),
+    _entry(reasons={"signal": "slow"}),
+])
+def test_load_bad_entry_is_none_and_one_warning(calfile, caplog, entry):
+    _write(calfile, {calibration.machine_key(): entry})
+    assert calibration.load() is None
+    assert calibration.load() is None
+    w = _warnings(caplog)
+    assert len(w) == 1, w
+    assert w[0].startswith("ignoring calibration entry in %s: " % calfile)
+
+
+def test_load_good_entry_is_its_penalty(calfile, caplog):
+    _write(calfile, {calibration.machine_key(): _entry(),
+                     "Other CPU|1.0": "junk for another machine"})
+    cal = calibration.load()
+    assert cal.mean_penalty_ns == 75.0
+    assert cal.penalty_ns("rcx_ne_rip") == 90.0
+    assert cal.penalty_ns("signal") == 75.0
+    assert cal.path == str(calfile)
+    assert _warnings(caplog) == []
+
+
+def test_a_bad_user_file_falls_back_to_the_system_one(monkeypatch,
+                                                      tmp_path, caplog):
+    user, system = tmp_path / "user.json", tmp_path / "system.json"
+    user.write_text("{not json")
+    _write(system, {calibration.machine_key(): _entry()})
+    monkeypatch.setattr(calibration, "search_path",
+                        lambda: [str(user), str(system)])
+    assert calibration.load().mean_penalty_ns == 75.0
+    assert len(_warnings(caplog)) == 1
+
+
+def test_daemon_and_top_use_the_loader(calfile, monkeypatch):
+    from sysretstat.commands import top
+    from sysretstat.render import prometheus
+    _write(calfile, {calibration.machine_key(): _entry()})
+    assert prometheus.load_penalty().mean_penalty_ns == 75.0
+    assert top.load_calibration().mean_penalty_ns == 75.0
+    calfile.write_text("{not json")
+    assert prometheus.load_penalty() is None
+    assert top.load_calibration() is None

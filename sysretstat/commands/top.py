@@ -20,7 +20,7 @@ from sysretstat.render.width import output_width
 from sysretstat.commands.common import (StopFlag, check_interval,
                                         interval_option, latency_option,
                                         pid_option)
-from sysretstat.errors import SysretstatError, UsageError
+from sysretstat.errors import UsageError
 
 
 @click.command("top")
@@ -86,17 +86,13 @@ def command(pids, interval, batch, iterations, as_json, by, sort, top_n,
     interactive = not (batch or as_json) and sys.stdout.isatty() and \
         sys.stdin.isatty()
     # A calibration measures this machine: daemons run on others.
-    calibration, cal_note = load_calibration() if not urls else (None, None)
+    calibration = load_calibration() if not urls else None
     source = open_source(pids, not no_latency, bpf_stats, urls)
     try:
         feed = Feed(source, per_host)
         if interactive:
-            if cal_note:
-                state.message = cal_note
             return run_interactive(feed, state, interval, iterations,
                                    calibration, frame_log)
-        if cal_note:
-            sys.stderr.write("sysretstat: warning: %s\n" % cal_note)
         return run_batch(feed, state, interval, iterations, as_json,
                          calibration, top_n)
     finally:
@@ -104,19 +100,11 @@ def command(pids, interval, batch, iterations, as_json, by, sort, top_n,
 
 
 def load_calibration():
-    """(calibration or None, a note for the user or None).
-
-    The calibration comes from `sysretstat bench`; without one the cost
-    column is left out.
-    """
-    try:
-        from sysretstat.penalty import calibration
-    except ImportError:
-        return None, None
-    try:
-        return calibration.load(), None
-    except (SysretstatError, OSError, ValueError) as e:
-        return None, "calibration ignored: %s" % e
+    """This host's calibration from `sysretstat bench`, or None: then
+    the cost column is left out.  A bad file is a warning on stderr,
+    before the screen is taken."""
+    from sysretstat.penalty import calibration
+    return calibration.load()
 
 
 def open_source(pids, latency, bpf_stats, urls):

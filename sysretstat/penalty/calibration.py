@@ -21,17 +21,16 @@ import os
 import tempfile
 
 from sysretstat.kernel import abi, hostinfo
-from sysretstat.errors import SysretstatError
+from sysretstat.errors import CalibrationError
 
 SCHEMA = "sysretstat-calibration/1"
 SYSTEM_PATH = "/var/lib/sysretstat/calibration.json"
 ENV = "SYSRETSTAT_CALIBRATION"
 
 log = logging.getLogger(__name__)
-
-
-class CalibrationError(SysretstatError):
-    pass
+# What has been warned about: a file is read by more than one caller (and
+# again by bench's save), and one problem is worth one line.
+_warned = set()
 
 
 def user_path():
@@ -138,20 +137,41 @@ def entry_from_result(result):
             "warnings": list(result.get("warnings") or ())}
 
 
+def _warn_once(fmt, *args):
+    text = fmt % args
+    if text not in _warned:
+        _warned.add(text)
+        log.warning("%s", text)
+
+
 def _read(path):
+    """The document in `path`, or None (with a warning unless the file
+    is simply not there)."""
     try:
         with open(path) as f:
             doc = json.load(f)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
-        log.warning("ignoring calibration file %s: %s", path, e)
+    # OSError: unreadable (a directory, no permission); ValueError: not
+    # JSON or not UTF-8; RecursionError: nested past the parser's depth.
+    except (OSError, ValueError, RecursionError) as e:
+        _warn_once("ignoring calibration file %s: %s", path, e)
         return None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or \
             not isinstance(doc.get("machines"), dict):
-        log.warning("ignoring calibration file %s: not %s", path, SCHEMA)
+        _warn_once("ignoring calibration file %s: not %s", path, SCHEMA)
         return None
     return doc
+
+
+def _check_entry(entry):
+    """Raise ValueError where Calibration would fail other than with
+    KeyError, TypeError or ValueError (an entry or reasons that is not
+    an object: AttributeError)."""
+    if not isinstance(entry, dict):
+        raise ValueError("not an object")
+    if not isinstance(entry.get("reasons") or {}, dict):
+        raise ValueError("reasons: not an object")
 
 
 def save(result, path=None):
@@ -180,8 +200,13 @@ def save(result, path=None):
 
 
 def load(cpu_model=None, kernel=None):
-    """This machine's calibration, or None if bench has not been run on
-    this CPU model and kernel."""
+    """This machine's calibration (or that of `cpu_model` and `kernel`),
+    or None if bench has not been run on it.
+
+    The one loader top, report and the daemon use: a missing, unreadable
+    or malformed file, or a bad entry, is None and a warning (once per
+    problem), never an exception; the estimate is an extra, and its
+    absence only leaves the cost out."""
     key = machine_key(cpu_model, kernel)
     for path in search_path():
         doc = _read(path)
@@ -191,7 +216,8 @@ def load(cpu_model=None, kernel=None):
         if entry is None:
             continue
         try:
+            _check_entry(entry)
             return Calibration(entry, path)
         except (KeyError, TypeError, ValueError) as e:
-            log.warning("ignoring calibration entry in %s: %s", path, e)
+            _warn_once("ignoring calibration entry in %s: %s", path, e)
     return None

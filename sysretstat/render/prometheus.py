@@ -349,15 +349,13 @@ def penalty_lines(cal):
 
 
 def load_penalty():
-    """This host's calibration, or None (module or calibration absent)."""
+    """This host's calibration, or None (module or calibration absent;
+    a bad file is a warning from the loader)."""
     try:
         from sysretstat.penalty import calibration
     except ImportError:
         return None
-    try:
-        return calibration.load()
-    except Exception:
-        return None
+    return calibration.load()
 
 
 def _epoch(iso):
