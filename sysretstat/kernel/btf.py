@@ -2,8 +2,10 @@
 SYSRET guard the kernel compiles in.
 
 Features are probed, never inferred from the version number: vendor
-kernels backport.  The BTF is parsed once per process by libbpf
-(`btf__parse`), and looked up by name and kind, not searched as bytes.
+kernels backport.  libbpf parses the BTF (`btf__parse`) and types are
+looked up by name and kind, not searched as bytes.  Only the answers
+are kept: the parsed BTF (several MiB) is freed once the questions of a
+burst (the tracer's set-up asks a few at once) have been answered.
 """
 
 import ctypes
@@ -33,7 +35,11 @@ _SIGNATURES = {
 }
 
 _lock = threading.Lock()
-_cache = {}   # path -> btf pointer (0: unreadable)
+_answers = {}   # (path, question) -> answer
+_held = None    # [path, btf pointer or 0, release timer] while in use
+# How long a parsed BTF is kept after the last parse, for the questions
+# that follow (parsing costs ~10 ms; an idle daemon should not pay 5 MiB).
+HOLD_S = 2.0
 
 
 def _lib():
@@ -44,42 +50,80 @@ def _lib():
     return lb
 
 
-def _btf():
-    """libbpf's parsed kernel BTF, or None where it cannot be read.
+def _ask(question, answer):
+    """The cached answer to `question`, else `answer(lib, btf)` on the
+    kernel's BTF (btf None where it cannot be read), cached.
     hostinfo.btf_path() refuses a SYSRETSTAT_BTF that is not a regular
     file of a BTF's size (KernelFeatureMissing)."""
+    global _held
     path = hostinfo.btf_path()
+    key = (path, question)
     with _lock:
-        if path not in _cache:
-            _cache[path] = _lib().btf__parse(path.encode(), None) or 0
-        return _cache[path] or None
+        if key in _answers:
+            return _answers[key]
+        lb = _lib()
+        if _held is None or _held[0] != path:
+            _release_locked()
+            _held = [path, lb.btf__parse(path.encode(), None) or 0, None]
+            if HOLD_S > 0:
+                t = threading.Timer(HOLD_S, release)
+                t.daemon = True
+                _held[2] = t
+                t.start()
+        try:
+            out = _answers[key] = answer(lb, _held[1] or None)
+        finally:
+            if HOLD_S <= 0:
+                _release_locked()
+        return out
 
 
-def _find(name, kind):
-    btf = _btf()
+def release():
+    """Free the parsed BTF now (the answers stay)."""
+    with _lock:
+        _release_locked()
+
+
+def _release_locked():
+    global _held
+    if _held is None:
+        return
+    _, btf, timer = _held
+    _held = None
+    if timer is not None and timer is not threading.current_thread():
+        timer.cancel()
+    if btf:
+        _lib().btf__free(btf)
+
+
+def _find(lb, btf, name, kind):
     if btf is None:
         return None
-    tid = _lib().btf__find_by_name_kind(btf, name.encode(), kind)
+    tid = lb.btf__find_by_name_kind(btf, name.encode(), kind)
     return tid if tid > 0 else None
 
 
 def tracepoint_exists(name):
     """Whether the kernel has the typed (tp_btf) tracepoint `name`."""
-    return _find("btf_trace_" + name, KIND_TYPEDEF) is not None
+    return _ask(("tracepoint", name), lambda lb, btf: _find(
+        lb, btf, "btf_trace_" + name, KIND_TYPEDEF) is not None)
 
 
 def sysret_guard_in_c():
     """True where do_syscall_64() decides SYSRET in C (Linux 6.7+: it
     returns bool), False where the guard is entry_64.S's (it returns
     void), None where the kernel's BTF does not say."""
-    tid = _find("do_syscall_64", KIND_FUNC)
+    return _ask(("sysret_guard_in_c",), _guard_in_c)
+
+
+def _guard_in_c(lb, btf):
+    tid = _find(lb, btf, "do_syscall_64", KIND_FUNC)
     if tid is None:
         return None
-    lb = _lib()
-    func = lb.btf__type_by_id(_btf(), tid)
+    func = lb.btf__type_by_id(btf, tid)
     if not func:
         return None
-    proto = lb.btf__type_by_id(_btf(), func.contents.type)
+    proto = lb.btf__type_by_id(btf, func.contents.type)
     if not proto:
         return None
     return proto.contents.type != 0   # return type id 0 is void
@@ -91,11 +135,14 @@ def tracepoint_args(name):
     the context), or None where the kernel has no such tracepoint.  Some
     gain arguments over time: sched_process_exit has group_dead since
     6.16."""
-    tid = _find("btf_trace_" + name, KIND_TYPEDEF)
+    return _ask(("tracepoint_args", name),
+                lambda lb, btf: _tracepoint_args(lb, btf, name))
+
+
+def _tracepoint_args(lb, btf, name):
+    tid = _find(lb, btf, "btf_trace_" + name, KIND_TYPEDEF)
     if tid is None:
         return None
-    lb = _lib()
-    btf = _btf()
     t = lb.btf__type_by_id(btf, tid)           # typedef -> pointer
     ptr = t and lb.btf__type_by_id(btf, t.contents.type)
     proto = ptr and lb.btf__type_by_id(btf, ptr.contents.type)
