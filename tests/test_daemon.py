@@ -101,11 +101,21 @@ def test_routes_methods_and_query(served):
     assert b"/api/v1/interval" in get(url + "/")[2]
 
 
+def until(pred, timeout=10, what="the condition"):
+    """Poll `pred` until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            pytest.fail("timed out waiting for " + what)
+        time.sleep(0.01)
+
+
 def test_healthz_turns_503_when_the_collector_stalls(served):
     state, srv, url = served
     assert get(url + "/healthz")[:3:2] == (200, b"ok\n")
     srv.stale_after = 0.05
-    time.sleep(0.1)
+    # Nothing publishes here: the last snapshot only ages.
+    until(lambda: state.age() > srv.stale_after, what="a stale snapshot")
     code, _, body = get(url + "/healthz")
     assert code == 503 and body.startswith(b"stale")
 
@@ -276,8 +286,10 @@ def test_json_endpoints_follow_the_spec(live):
     p, url = live
     a = json.loads(get(url + "/api/v1/snapshot")[2])
     check_report(a)
-    time.sleep(1.2)
-    b = json.loads(get(url + "/api/v1/snapshot")[2])
+    # A later generation: a itself is at least the first, so the
+    # interval served with b is a difference, not the cumulative.
+    b = wait_generation(url, _epoch(a["meta"]["started_at"]) +
+                        a["meta"]["duration_s"])
     iv = json.loads(get(url + "/api/v1/interval")[2])
     check_report(b)
     check_report(iv)
@@ -315,12 +327,15 @@ def test_counts_survive_abuse(live, workloads):
 
     with ThreadPoolExecutor(1) as ex:
         fut = ex.submit(hammer)
-        wl = subprocess.run([os.path.join(workloads, "retpaths"), "signal",
-                             "300"], capture_output=True, text=True,
-                            timeout=60)
-        done = time.time()
-        time.sleep(0.3)
-        stop.set()
+        try:
+            wl = subprocess.run([os.path.join(workloads, "retpaths"),
+                                 "signal", "300"], capture_output=True,
+                                text=True, timeout=60)
+            done = time.time()
+            # Scrapes go on until the workload's counts are published.
+            wait_generation(url, done)
+        finally:
+            stop.set()
         codes = fut.result(timeout=120)
     for s in slow:
         s.close()
