@@ -225,12 +225,9 @@ def test_a_bad_user_file_falls_back_to_the_system_one(monkeypatch,
     assert len(_warnings(caplog)) == 1
 
 
-def test_daemon_and_top_use_the_loader(calfile, monkeypatch):
+def test_top_uses_the_loader(calfile):
     from sysretstat.commands import top
-    from sysretstat.render import prometheus
     _write(calfile, {calibration.machine_key(): _entry()})
-    assert prometheus.load_penalty().mean_penalty_ns == 75.0
     assert top.load_calibration().mean_penalty_ns == 75.0
     calfile.write_text("{not json")
-    assert prometheus.load_penalty() is None
     assert top.load_calibration() is None

@@ -5,7 +5,7 @@ import logging
 import click
 
 from sysretstat.serve import server as daemon
-from sysretstat.render import prometheus
+from sysretstat.penalty import calibration
 from sysretstat.commands.common import (StopFlag, cgroup_option,
                                         check_interval, interval_option,
                                         latency_option)
@@ -65,7 +65,7 @@ def command(listen, interval, top, max_processes, max_threads, cgroup,
     warning = daemon.exposure_warning(host, port, expose_processes)
     if warning:
         daemon.log.warning("warning: %s", warning)
-    state = daemon.State(top=top, penalty=prometheus.load_penalty(),
+    state = daemon.State(top=top, penalty=calibration.load(),
                          expose_processes=expose_processes)
     # Bind before loading anything: a busy port is reported at once and
     # costs no BPF load.
