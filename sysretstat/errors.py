@@ -57,3 +57,8 @@ class CalibrationError(SysretstatError):
 class RemoteError(SysretstatError):
     """A `sysretstat daemon` could not be read (unreachable, not HTTP
     200, not a report)."""
+
+
+class KernelDataError(SysretstatError):
+    """Bytes read from the BPF object (a task dump) that its layout in
+    kernel/abi.py cannot account for: the object and the tool disagree."""

@@ -1,10 +1,14 @@
 """Python mirror of bpf/sysret.h, the kernel/user contract.
 
 Keep in step with the header; tests/test_abi.py checks every structure
-here against the BTF of the compiled object, so a drift fails the build.
+here, member by member, against the BTF of the compiled object, so a
+drift fails the build.  The ctypes structures are the only statement of
+the layout on this side: readers build their parsers from them
+(`Layout`), never from format strings of their own.
 """
 
 import ctypes
+import struct
 
 COMM_LEN = 16
 
@@ -146,6 +150,12 @@ class ProcDump(ctypes.Structure):
                 ("pad", ctypes.c_uint32)]
 
 
+class RecHead(ctypes.Structure):
+    """What every dump record starts with (enum sr_rec_kind): the one
+    field a reader decodes before it knows the record's type."""
+    _fields_ = [("kind", ctypes.c_uint32)]
+
+
 class Slot(ctypes.Structure):
     _fields_ = [("c", Counts), ("hidx", ctypes.c_uint32),
                 ("seen", ctypes.c_uint32)]
@@ -173,6 +183,121 @@ MIRRORS = {
     "sr_proc_dump": ProcDump,
     "sr_live_head": LiveHead,
 }
+
+
+# Integer types struct can decode, standard sizes, little-endian (the
+# BPF target's byte order is the host's, and x86 is little-endian).
+_INT_CODES = {ctypes.c_int8: "b", ctypes.c_uint8: "B",
+              ctypes.c_int16: "h", ctypes.c_uint16: "H",
+              ctypes.c_int32: "i", ctypes.c_uint32: "I",
+              ctypes.c_int64: "q", ctypes.c_uint64: "Q"}
+
+
+class Layout:
+    """A struct.Struct decoding one of the structures above, built from
+    its ctypes fields, so that a parser cannot disagree with the mirror
+    that tests/test_abi.py checks against the kernel object.
+
+    Values come in field order, nested structures flattened: an integer
+    field is one value, an array of integers one value per element, a
+    char array one bytes value.  Fields in `skip` become padding (never
+    decoded: cheaper), fields in `raw` are kept as bytes, one value per
+    innermost row (bitmaps, histogram bodies).  Gaps the compiler leaves
+    are padding too.  `at(name)` says where a field's values are, by
+    dotted path ("counts", "counts.n", "ph.sum_ns").
+    """
+
+    def __init__(self, ctype, skip=(), raw=()):
+        self.ctype = ctype
+        self.skip, self.raw = frozenset(skip), frozenset(raw)
+        leaves = []
+        self._walk(ctype, 0, "", leaves)
+        fmt, pos, nvals = ["<"], 0, 0
+        self._where = {}   # path -> [positions], and whether it is whole
+        for off, size, code, count, path, whole in leaves:
+            if off < pos:
+                raise TypeError("%s: %s overlaps the field before it"
+                                % (ctype.__name__, path))
+            if off > pos:
+                fmt.append("%dx" % (off - pos))
+            fmt.append(code)
+            for prefix in _prefixes(path):
+                entry = self._where.setdefault(prefix, [[], False])
+                entry[0].extend(range(nvals, nvals + count))
+            self._where[path][1] = whole
+            pos, nvals = off + size, nvals + count
+        size = ctypes.sizeof(ctype)
+        if pos < size:
+            fmt.append("%dx" % (size - pos))
+        self.struct = struct.Struct("".join(fmt))
+        if self.struct.size != size:
+            raise TypeError("%s: layout of %d bytes, ctypes says %d"
+                            % (ctype.__name__, self.struct.size, size))
+        self.size = size
+        self.nvalues = nvals
+        self.unpack_from = self.struct.unpack_from
+        self.iter_unpack = self.struct.iter_unpack
+
+    def _walk(self, ctype, off, path, out):
+        if path in self.skip:
+            return
+        if ctype in _INT_CODES:
+            out.append((off, ctypes.sizeof(ctype), _INT_CODES[ctype], 1,
+                        path, True))
+        elif issubclass(ctype, ctypes.Array):
+            elem, n = ctype._type_, ctype._length_
+            if elem is ctypes.c_char or (path in self.raw and
+                                         elem in _INT_CODES):
+                out.append((off, ctypes.sizeof(ctype),
+                            "%ds" % ctypes.sizeof(ctype), 1, path, True))
+            elif elem in _INT_CODES:
+                out.append((off, ctypes.sizeof(ctype),
+                            "%d%s" % (n, _INT_CODES[elem]), n, path, False))
+            else:
+                # Elements share the array's path: a raw 2-D array gives
+                # one bytes value per row.
+                es = ctypes.sizeof(elem)
+                for i in range(n):
+                    self._walk(elem, off + i * es, path, out)
+        elif issubclass(ctype, ctypes.Structure):
+            for f in ctype._fields_:
+                if len(f) != 2:
+                    raise TypeError("%s.%s: bit fields are not supported"
+                                    % (ctype.__name__, f[0]))
+                name = f[0]
+                self._walk(f[1], off + getattr(ctype, name).offset,
+                           path + "." + name if path else name, out)
+        else:
+            raise TypeError("%s at %r: no struct code for this type"
+                            % (ctype.__name__, path))
+
+    def at(self, name):
+        """The index of a field's value when it is one (an integer, a
+        char array, a raw row), else the slice of its values."""
+        if name not in self._where:
+            raise KeyError("%s has no decoded field %r"
+                           % (self.ctype.__name__, name))
+        positions, whole = self._where[name]
+        if whole and len(positions) == 1:
+            return positions[0]
+        if positions != list(range(positions[0], positions[-1] + 1)):
+            raise KeyError("%s.%s: values not contiguous"
+                           % (self.ctype.__name__, name))
+        return slice(positions[0], positions[-1] + 1)
+
+
+def _prefixes(path):
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def percpu_stride(ctype_or_size):
+    """Bytes between CPUs in a per-CPU map's value: the kernel copies
+    each CPU's value 8-byte aligned (bpf_map_lookup_elem on PERCPU maps),
+    whatever the structure's own alignment."""
+    size = ctype_or_size if isinstance(ctype_or_size, int) \
+        else ctypes.sizeof(ctype_or_size)
+    return (size + 7) & ~7
 
 
 def set_bits(raw):

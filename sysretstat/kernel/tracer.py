@@ -6,14 +6,12 @@ is the only module that reads BPF maps.
 """
 
 import ctypes
-import errno
 import os
-import struct
 from dataclasses import dataclass, field
 
 from sysretstat.kernel import abi, bpf, hostinfo, btf as kernelbtf, objects
-from sysretstat.errors import (KernelFeatureMissing, PermissionDenied,
-                               UsageError)
+from sysretstat.errors import (KernelDataError, KernelFeatureMissing,
+                               PermissionDenied, UsageError)
 
 # Programs by role; optional ones are skipped where the kernel lacks
 # their tracepoint.
@@ -48,7 +46,6 @@ tracepoint_exists = kernelbtf.tracepoint_exists
 @dataclass(frozen=True)
 class Options:
     pids: tuple = ()            # tgids to trace (with their threads)
-    follow_forks: bool = False  # a command is traced with its descendants
     filter: bool = False        # trace only selected processes
     latency: bool = True        # attach sys_enter, keep histograms
     assume: dict = field(default_factory=dict)  # guard overrides (tests)
@@ -154,8 +151,7 @@ class Tracer:
                 fred=int(bool(g["fred"])), xen_pv=int(bool(g["xen_pv"])),
                 pre_6_7=int(bool(g["pre_6_7"])), la57=int(bool(g["la57"])),
                 latency=int(opts.latency),
-                filter=int(bool(opts.pids) or opts.filter),
-                follow_forks=int(opts.follow_forks))
+                filter=int(bool(opts.pids) or opts.filter))
             if opts.comm:
                 name = opts.comm.encode()
                 if len(name) > abi.COMM_LEN - 1:
@@ -197,7 +193,7 @@ class Tracer:
     @staticmethod
     def _select(obj, pid, follow):
         # 1: this process; 2: it and every process it forks, later on.
-        obj.map("filter_tgids").update(struct.pack("<I", pid),
+        obj.map("filter_tgids").update(_u32(pid),
                                        b"\x02" if follow else b"\x01")
 
     def add_pid(self, pid, follow=False):
@@ -268,19 +264,20 @@ class Tracer:
         """What each CPU's cache holds for its running thread, not yet
         flushed to task storage: count and latency deltas."""
         m = self.obj.map("run_cache")
-        stride = (m.value_size + 7) & ~7
-        raw = m.lookup(b"\0\0\0\0", stride * ncpu)
+        # The map's value is larger than struct sr_live, which starts it.
+        stride = abi.percpu_stride(m.value_size)
+        raw = m.lookup(_u32(0), stride * ncpu)
         out = []
         hs = ctypes.sizeof(abi.Hist)
         ph_off = abi.LiveHead.ph.offset
+        counts_off = abi.Live.counts.offset
         for c in range(ncpu):
             base = c * stride
             h = abi.LiveHead.from_buffer_copy(
                 raw[base:base + ctypes.sizeof(abi.LiveHead)])
             if not h.owner:
                 continue
-            n = list(struct.unpack_from("<%dq" % abi.NR_OUTCOMES, raw,
-                                        base + abi.Live.counts.offset))
+            n = list(_COUNTS.unpack_from(raw, base + counts_off))
             hist = [_run(raw, base + ph_off + p * hs)
                     for p in range(abi.NR_LAT)]
             out.append({"tid": h.tid, "tgid": h.tgid, "start_ns": h.start_ns,
@@ -296,26 +293,27 @@ class Tracer:
         every CPU.
         """
         m = self.obj.map("syscalls")
-        stride = (ctypes.sizeof(abi.Counts) + 8 + 7) & ~7
-        fmt = struct.Struct("<%dqII" % abi.NR_OUTCOMES)
+        stride = abi.percpu_stride(abi.Slot)
+        unpack = _SLOT.unpack_from
+        c_at, hidx_at = _SLOT.at("c"), _SLOT.at("hidx")
         per_cpu = [dict() for _ in range(ncpu)]
         hidx = [dict() for _ in range(ncpu)]
         used = 0
         zero = bytes(stride)
         for slot in self._seen_slots() + [abi.NR_SLOTS]:
-            v = m.lookup(struct.pack("<I", slot), stride * ncpu)
+            v = m.lookup(_u32(slot), stride * ncpu)
             for c in range(ncpu):
                 # Most slots are empty on most CPUs: compare bytes first.
                 if v[c * stride:(c + 1) * stride] == zero:
                     continue
-                vals = fmt.unpack_from(v, c * stride)
+                vals = unpack(v, c * stride)
                 if slot == abi.NR_SLOTS:
-                    used = max(used, vals[abi.NR_OUTCOMES])
+                    used = max(used, vals[hidx_at])
                     continue
-                if any(vals[:abi.NR_OUTCOMES]):
-                    per_cpu[c][slot] = list(vals[:abi.NR_OUTCOMES])
-                if vals[abi.NR_OUTCOMES]:
-                    hidx[c][vals[abi.NR_OUTCOMES] - 1] = slot
+                if any(vals[c_at]):
+                    per_cpu[c][slot] = list(vals[c_at])
+                if vals[hidx_at]:
+                    hidx[c][vals[hidx_at] - 1] = slot
         hists = [dict() for _ in range(ncpu)]
         if used and self.options.latency:
             hm = self.obj.map("sc_hist")
@@ -323,7 +321,7 @@ class Tracer:
             one = ctypes.sizeof(abi.Hist)
             for k, v in hm.items(value_len=hs * ncpu,
                                  limit=min(used, hm.max_entries)):
-                idx = struct.unpack("<I", k)[0]
+                idx = int.from_bytes(k, "little")
                 for c in range(ncpu):
                     slot = hidx[c].get(idx)
                     if slot is None:
@@ -333,11 +331,11 @@ class Tracer:
         return per_cpu, hists
 
     def _seen_slots(self):
-        return abi.set_bits(self.obj.map("slots_seen").lookup(b"\0\0\0\0"))
+        return abi.set_bits(self.obj.map("slots_seen").lookup(_u32(0)))
 
     def _read_lost(self):
         m = self.obj.map(".bss")
-        raw = m.lookup(b"\0\0\0\0")
+        raw = m.lookup(_u32(0))
         lost = abi.Lost.from_buffer_copy(raw[:ctypes.sizeof(abi.Lost)])
         out = {name: getattr(lost, name) for name, _ in abi.Lost._fields_}
         misses = 0
@@ -355,17 +353,20 @@ class Tracer:
         return out
 
 
-# struct sr_thread_rec: kind, tid, tgid, pad, start_ns, leader_start_ns,
-# comm, counts; kind and pad skipped.
-_THREAD = struct.Struct("<4xii4xQQ%ds%dq" % (abi.COMM_LEN, abi.NR_OUTCOMES))
-_KIND = struct.Struct("<I")
-# struct sr_proc_dump header: kind, tgid, start_ns, comm, sum_ns[2],
-# nz[2] (bitmaps, kept as bytes), n[2], pad.
-_NZ_LEN = 8 * abi.HIST_WORDS
-_PDUMP = struct.Struct("<IiQ%ds2q%ds%ds2HI" % (abi.COMM_LEN, _NZ_LEN,
-                                              _NZ_LEN))
-assert _THREAD.size == ctypes.sizeof(abi.ThreadRec)
-assert _PDUMP.size == ctypes.sizeof(abi.ProcDump)
+def _u32(v):
+    """A u32 map key or value (array indexes, tgids)."""
+    return v.to_bytes(4, "little")
+
+
+# Parsers, generated from the abi mirrors (see abi.Layout).  Fields are
+# found by name; none is decoded that no reader uses.
+_KIND = abi.Layout(abi.RecHead)
+_THREAD = abi.Layout(abi.ThreadRec, skip=("pad",))
+_PDUMP = abi.Layout(abi.ProcDump, skip=("pad",), raw=("nz",))
+_COUNTS = abi.Layout(abi.Counts)
+_SLOT = abi.Layout(abi.Slot, skip=("seen",))
+# The bucket body as bytes: Hist.from_kernel keeps them undecoded.
+_HIST = abi.Layout(abi.Hist, raw=("b",))
 
 # Names repeat across records and reads: decode each once.
 _comms = {}
@@ -380,26 +381,32 @@ def _comm(b):
     return s
 
 
+_T_TID, _T_TGID = _THREAD.at("tid"), _THREAD.at("tgid")
+_T_START, _T_LEADER = _THREAD.at("start_ns"), _THREAD.at("leader_start_ns")
+_T_COMM, _T_COUNTS = _THREAD.at("comm"), _THREAD.at("counts")
+
+
 def _thread_rec(raw, off=0):
     v = _THREAD.unpack_from(raw, off)
-    return v[0], v[1], v[2], v[3], _comm(v[4]), list(v[5:])
+    return (v[_T_TID], v[_T_TGID], v[_T_START], v[_T_LEADER],
+            _comm(v[_T_COMM]), list(v[_T_COUNTS]))
 
 
-_HIST_LEN = 8 * abi.HIST_BUCKETS
+_H_SUM, _H_BODY = _HIST.at("sum_ns"), _HIST.at("b")
 
 
 def _run(buf, off):
     """The struct sr_hist at buf[off:] as (lo, bytes of int64 counts,
     sum_ns): its buckets from the first to the last non-zero one, found
     at C speed (histograms are mostly empty).  See Hist.from_kernel."""
-    sum_ns = struct.unpack_from("<q", buf, off)[0]
-    body = bytes(buf[off + 8:off + 8 + _HIST_LEN])
+    v = _HIST.unpack_from(buf, off)
+    body = v[_H_BODY]
     left = body.lstrip(b"\0")
     if not left:
-        return 0, b"", sum_ns
+        return 0, b"", v[_H_SUM]
     lo = (len(body) - len(left)) // 8
     hi = -(-len(body.rstrip(b"\0")) // 8)
-    return lo, body[lo * 8:hi * 8], sum_ns
+    return lo, body[lo * 8:hi * 8], v[_H_SUM]
 
 
 def _proc_rec(raw):
@@ -411,28 +418,67 @@ def _proc_rec(raw):
             [_run(raw, base + p * hs) for p in range(abi.NR_LAT)])
 
 
-_TSIZE = _THREAD.size
+def _malformed(data, off, why):
+    return KernelDataError(
+        "malformed task dump at offset %d of %d: %s (the BPF object and "
+        "this sysretstat disagree on the record layout)"
+        % (off, len(data), why))
 
 
 def _parse_dump(data):
+    """(threads, procs) of a task dump: records as abi.ThreadRec and
+    abi.ProcDump (with its bucket counts) back to back.  A record the
+    layout cannot account for raises KernelDataError."""
     threads, procs = [], []
     off, n = 0, len(data)
-    while off + 4 <= n:
-        kind = _KIND.unpack_from(data, off)[0]
-        if kind == abi.REC_THREAD and off + _TSIZE <= n:
-            threads.append(_thread_rec(data, off))
-            off += _TSIZE
-        elif kind == abi.REC_PROC and off + _PDUMP.size <= n:
-            (_, tgid, start, comm, s0, s1, nz0, nz1, n0, n1,
-             _) = _PDUMP.unpack_from(data, off)
-            b = off + _PDUMP.size
-            end = b + 8 * (n0 + n1)
-            if end > n:
-                break
-            mid = b + 8 * n0
-            procs.append((tgid, start, _comm(comm),
-                          [(nz0, data[b:mid], s0), (nz1, data[mid:end], s1)]))
-            off = end
+    # Locals: this loop runs once per thread of the host.
+    t_unpack, tsize = _THREAD.unpack_from, _THREAD.size
+    t_kind = _THREAD.at("kind")
+    tid, tgid, start, leader = _T_TID, _T_TGID, _T_START, _T_LEADER
+    comm, counts = _T_COMM, _T_COUNTS
+    p_unpack, psize = _PDUMP.unpack_from, _PDUMP.size
+    p_tgid, p_start = _PDUMP.at("tgid"), _PDUMP.at("start_ns")
+    p_comm, p_sum, p_nz, p_n = (_PDUMP.at("comm"), _PDUMP.at("sum_ns"),
+                                _PDUMP.at("nz"), _PDUMP.at("n"))
+    k_unpack, ksize = _KIND.unpack_from, _KIND.size
+    thread_kind, proc_kind = abi.REC_THREAD, abi.REC_PROC
+    comms = _comms
+    while off < n:
+        # Most records are threads: decode one whole, and look at its
+        # kind after (every record starts with abi.RecHead).
+        if off + tsize <= n:
+            v = t_unpack(data, off)
+            kind = v[t_kind]
+            if kind == thread_kind:
+                c = comms.get(v[comm])
+                if c is None:
+                    c = _comm(v[comm])
+                threads.append((v[tid], v[tgid], v[start], v[leader], c,
+                                list(v[counts])))
+                off += tsize
+                continue
+        elif off + ksize <= n:
+            kind = k_unpack(data, off)[0]
         else:
-            raise OSError(errno.EIO, "malformed task dump at offset %d" % off)
+            raise _malformed(data, off, "%d bytes left, no record kind"
+                             % (n - off))
+        if kind == thread_kind:
+            raise _malformed(data, off, "thread record cut short")
+        if kind != proc_kind:
+            raise _malformed(data, off, "unknown record kind %d" % kind)
+        if off + psize > n:
+            raise _malformed(data, off, "process record cut short")
+        v = p_unpack(data, off)
+        nb, s, nz = v[p_n], v[p_sum], v[p_nz]
+        b = off + psize
+        if b + 8 * sum(nb) > n:
+            raise _malformed(data, off, "process record's %d bucket counts "
+                             "cut short" % sum(nb))
+        runs = []
+        for p in range(abi.NR_LAT):
+            e = b + 8 * nb[p]
+            runs.append((nz[p], data[b:e], s[p]))
+            b = e
+        procs.append((v[p_tgid], v[p_start], _comm(v[p_comm]), runs))
+        off = b
     return threads, procs

@@ -77,13 +77,15 @@ class Collector:
     """
 
     def __init__(self, options=None, command=None, max_threads=65536,
-                 max_processes=16384, clock=time.monotonic):
+                 max_processes=16384, clock=time.monotonic, tracer=None):
         self.options = options or Options()
         self.command = command
         self.max_threads = max_threads
         self.max_processes = max_processes
         self.clock = clock
-        self.tracer = Tracer(self.options)
+        # Any object with Tracer's open/attach/read/detach/close,
+        # run_stats, guard and attached: the unit tests feed RawReads.
+        self.tracer = tracer if tracer is not None else Tracer(self.options)
         self.threads = OrderedDict()   # (tid, start) -> _Thread
         self.procs = OrderedDict()     # (pid, start) -> _Proc
         self.evicted = {"threads": 0, "processes": 0}
