@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from sysretstat.kernel import abi
-from sysretstat import recordfile  # noqa: E402
+from sysretstat import record  # noqa: E402
 from sysretstat.model.snapshot import Counts, Hist, Row, Snapshot  # noqa: E402
 
 VARIANTS = 8
@@ -118,7 +118,7 @@ def generate(path, nprocs, intervals, seed=1):
                 total.merge(scaled)
         return total
 
-    w = recordfile.Writer(path)
+    w = record.Writer(path)
     w.begin(meta)
     for i in range(intervals):
         v = i % VARIANTS
@@ -162,7 +162,7 @@ def frame_offsets(path):
         size = os.fstat(fd).st_size
         off = len(f.readline())
         while off < size:
-            head = os.pread(fd, recordfile.HEADER_LEN, off)
+            head = os.pread(fd, record.HEADER_LEN, off)
             out.append((off, head[-1:]))
             off += int(head[7:17])
     return out

@@ -18,7 +18,8 @@ import socket
 import zlib
 
 from sysretstat.model import diff
-from sysretstat.record import file as recordfile
+from sysretstat import record
+from sysretstat.record.format import PREFIX, PREFIX_LEN
 from sysretstat.errors import SysretstatError
 from sysretstat.render.csv import render_csv
 from sysretstat.render.text import render_report
@@ -105,8 +106,8 @@ def reframe(obj):
     """A frame with a valid length and CRC, whatever it holds."""
     body = json.dumps(obj, separators=(",", ":")).encode()
     rest = body[1:]
-    total = recordfile._PREFIX_LEN + len(rest) + 1
-    return (recordfile._PREFIX % (total, zlib.crc32(rest))).encode() + \
+    total = PREFIX_LEN + len(rest) + 1
+    return (PREFIX % (total, zlib.crc32(rest))).encode() + \
         rest + b"\n"
 
 
@@ -117,7 +118,7 @@ def mutate_record(data, rng):
     parts = frames(data)
     for _ in range(rng.randint(1, 2)):
         i = rng.randrange(1, len(parts))
-        obj = json.loads(b"{" + parts[i][recordfile._PREFIX_LEN:-1])
+        obj = json.loads(b"{" + parts[i][PREFIX_LEN:-1])
         t = obj.pop("t")
         obj = mutate_json(obj, rng)
         if not isinstance(obj, dict):
@@ -321,7 +322,7 @@ def seed_files(tmpdir, rng=None):
     write_recording(rec, deltas, checkpoint_every=2)
     with open(rec, "rb") as f:
         data = f.read()
-    doc = recordfile.read(rec).cumulative().to_report()
+    doc = record.read(rec).cumulative().to_report()
     js = os.path.join(tmpdir, "seed.json")
     with open(js, "w") as f:
         json.dump(doc, f)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from sysretstat.record import file as recordfile
+from sysretstat import record
 from sysretstat.kernel.tracer import cgroup2_mount
 
 ENV = dict(os.environ, PYTHONPATH=ROOT)
@@ -34,9 +34,9 @@ def wait_started(path, proc, timeout=60):
         if proc.poll() is not None:
             raise AssertionError("record exited: %s" % proc.stderr.read())
         try:
-            recordfile.read(str(path))
+            record.read(str(path))
             return
-        except recordfile.RecordFileError:
+        except record.RecordFileError:
             time.sleep(0.05)
     raise AssertionError("record did not start")
 

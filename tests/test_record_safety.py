@@ -15,7 +15,8 @@ import time
 import pytest
 
 from conftest import ROOT
-from sysretstat.record import file as recordfile
+from sysretstat import record
+from sysretstat.record import writer
 from sysretstat.errors import RecordFileError
 from test_recordfile import META, make_delta
 
@@ -43,7 +44,7 @@ def rotated(d):
         return False
     if (d / "r.data.old").read_bytes() != OLD_A:
         return False
-    rec = recordfile.read(str(d / "r.data"))
+    rec = record.read(str(d / "r.data"))
     return rec.intervals >= 1 and (
         os.stat(d / "r.data").st_mode & 0o777) == 0o600
 
@@ -52,7 +53,7 @@ def rotated(d):
 
 def write_some(path, n, notes=None):
     rng = random.Random(n)
-    w = recordfile.Writer(str(path), notify=lambda m, a=False:
+    w = record.Writer(str(path), notify=lambda m, a=False:
                           notes.append(m) if notes is not None else None)
     w.begin(META)
     for _ in range(n):
@@ -65,7 +66,7 @@ def test_nothing_moves_before_a_complete_interval(tmp_path, monkeypatch,
                                                   unnamed):
     if not unnamed:
         # The file system cannot make unnamed files: a temporary name.
-        monkeypatch.setattr(recordfile, "_open_unnamed", lambda p: None)
+        monkeypatch.setattr(writer, "_open_unnamed", lambda p: None)
     f = prepare(tmp_path)
     w = write_some(f, 0)
     assert untouched(tmp_path) if unnamed else \
@@ -90,7 +91,7 @@ def test_no_existing_file_no_notice(tmp_path):
     write_some(tmp_path / "r.data", 2, notes).close(META)
     assert notes == []
     assert os.listdir(tmp_path) == ["r.data"]
-    assert recordfile.read(str(tmp_path / "r.data")).intervals == 2
+    assert record.read(str(tmp_path / "r.data")).intervals == 2
 
 
 def test_old_is_not_a_file(tmp_path):
@@ -129,7 +130,7 @@ def test_full_disk_before_the_first_interval(tmp_path):
 
 # The command ------------------------------------------------------------
 
-def record(d, *args, **kw):
+def run_record(d, *args, **kw):
     return subprocess.Popen(
         [sys.executable, "-m", "sysretstat", "record", "-o",
          str(d / "r.data")] + [str(a) for a in args], env=ENV, cwd=str(d),
@@ -190,7 +191,7 @@ def test_failures_keep_both_files(tmp_path, argv, err):
     noexec = tmp_path / "noexec"
     noexec.write_bytes(b"\x7fELF garbage")
     os.chmod(noexec, 0o755)
-    p = record(tmp_path, *argv)
+    p = run_record(tmp_path, *argv)
     _, stderr = p.communicate(timeout=60)
     noexec.unlink()
     assert p.returncode == 2, stderr
@@ -204,7 +205,7 @@ def in_transition(d, pid):
     return (names == sorted(["r.data", "r.data.old", tmp])
             and (d / "r.data").read_bytes() == OLD_A
             and (d / "r.data.old").read_bytes() in (OLD_A, OLD_B)
-            and recordfile.read(str(d / tmp)).intervals >= 1)
+            and record.read(str(d / tmp)).intervals >= 1)
 
 
 def published(d):
@@ -228,7 +229,7 @@ def test_kill_sweep(tmp_path):
         d = tmp_path / str(k)
         d.mkdir()
         prepare(d)
-        p = record(d, "-q", "-i", "0.2")
+        p = run_record(d, "-q", "-i", "0.2")
         if delay == "published":
             deadline = time.monotonic() + 60
             while not published(d) and p.poll() is None and \

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from sysretstat.kernel import abi
-from sysretstat.record import file as recordfile
+from sysretstat import record
 from sysretstat.errors import RecordFileError
 from sysretstat.model.snapshot import TABLES, Counts, Hist, Row, Snapshot
 
@@ -84,7 +84,7 @@ def write_recording(path, deltas, checkpoint_every=3, complete=True,
                     meta=None):
     """Write deltas with the real Writer; returns the expected cumulative."""
     meta = dict(meta or META)
-    w = recordfile.Writer(path, checkpoint_every=checkpoint_every)
+    w = record.Writer(path, checkpoint_every=checkpoint_every)
     w.begin(meta)
     total = Snapshot(dict(meta), Counts.zero())
     for d in deltas:
@@ -129,12 +129,12 @@ def sum_deltas(deltas):
 def test_round_trip(tmp_path):
     p = tmp_path / "r.data"
     deltas, expect = synth(p, n=10)
-    rec = recordfile.read(str(p))
+    rec = record.read(str(p))
     assert rec.complete and rec.warning is None
     assert rec.intervals == 10
     snap = rec.cumulative()
     assert same_data(snap, expect)
-    assert snap.meta["recording"] == {"format_version": recordfile.VERSION,
+    assert snap.meta["recording"] == {"format_version": record.VERSION,
                                       "intervals": 10, "complete": True}
     assert snap.meta["duration_s"] == pytest.approx(10.0)
     # The series holds each interval's totals.
@@ -152,7 +152,7 @@ def test_round_trip(tmp_path):
 def test_checkpoint_cadence_does_not_change_result(tmp_path, every):
     p = tmp_path / "r.data"
     deltas, expect = synth(p, n=9, checkpoint_every=every)
-    snap = recordfile.read(str(p)).cumulative()
+    snap = record.read(str(p)).cumulative()
     assert same_data(snap, expect)
     assert same_data(snap, sum_deltas(deltas))
 
@@ -160,7 +160,7 @@ def test_checkpoint_cadence_does_not_change_result(tmp_path, every):
 def test_checkpoint_by_size(tmp_path):
     p = str(tmp_path / "r.data")
     rng = random.Random(3)
-    w = recordfile.Writer(p, checkpoint_every=10 ** 6, checkpoint_bytes=1)
+    w = record.Writer(p, checkpoint_every=10 ** 6, checkpoint_bytes=1)
     w.begin(META)
     total = Snapshot(dict(META), Counts.zero())
     for _ in range(4):
@@ -170,7 +170,7 @@ def test_checkpoint_by_size(tmp_path):
     w.close(META, total)
     kinds = [line[40:41] for line in open(p, "rb").read().split(b"\n")[1:-1]]
     assert kinds == [b"m"] + [b"d", b"i", b"c"] * 4 + [b"e"]
-    assert same_data(recordfile.read(p).cumulative(), total)
+    assert same_data(record.read(p).cumulative(), total)
 
 
 def frame_ends(path):
@@ -200,11 +200,11 @@ def test_cut_at_every_byte(tmp_path):
         cut.write_bytes(data[:size])
         if size < meta_end:
             with pytest.raises(RecordFileError) as e:
-                recordfile.read(str(cut))
+                record.read(str(cut))
             msg = str(e.value)
             assert ("cut short" in msg or "empty file" in msg), (size, msg)
             continue
-        rec = recordfile.read(str(cut))
+        rec = record.read(str(cut))
         committed = sum(1 for end, kind in ends if kind == b"i"
                         and end <= size)
         assert rec.intervals == committed, size
@@ -214,7 +214,7 @@ def test_cut_at_every_byte(tmp_path):
         assert same_data(snap, sum_deltas(deltas[:committed])), size
         assert snap.meta["recording"]["complete"] is False
     assert len(seen_warnings) >= 2     # "cut short at byte" and "no end"
-    full = recordfile.read(str(p))
+    full = record.read(str(p))
     assert full.complete and full.warning is None
 
 
@@ -233,7 +233,7 @@ def test_damage_is_an_error_or_harmless(tmp_path):
             d[off] ^= bit
             bad.write_bytes(bytes(d))
             try:
-                snap = recordfile.read(str(bad)).cumulative()
+                snap = record.read(str(bad)).cumulative()
             except RecordFileError as e:
                 assert "\n" not in str(e)
                 errors += 1
@@ -257,7 +257,7 @@ def test_random_garbage_never_escapes(tmp_path):
         d[at:at + n] = bytes(rng.randrange(256) for _ in range(n))
         bad.write_bytes(bytes(d))
         try:
-            recordfile.read(str(bad)).cumulative()
+            record.read(str(bad)).cumulative()
         except RecordFileError:
             pass
 
@@ -280,16 +280,16 @@ def test_foreign_files(tmp_path, content, words):
     p = tmp_path / "f.data"
     p.write_bytes(content)
     with pytest.raises(RecordFileError) as e:
-        recordfile.read(str(p)).cumulative()
+        record.read(str(p)).cumulative()
     assert words in str(e.value)
     assert str(p) in str(e.value)
 
 
 def test_missing_and_directory(tmp_path):
     with pytest.raises(RecordFileError, match="no such file"):
-        recordfile.read(str(tmp_path / "nope"))
+        record.read(str(tmp_path / "nope"))
     with pytest.raises(RecordFileError, match="directory"):
-        recordfile.read(str(tmp_path))
+        record.read(str(tmp_path))
 
 
 def test_rotation(tmp_path):
@@ -301,16 +301,16 @@ def test_rotation(tmp_path):
     assert (tmp_path / "r.data.old").read_bytes() == first
     synth(p, n=1, seed=3)
     assert (tmp_path / "r.data.old").read_bytes() == second
-    assert recordfile.read(str(p)).intervals == 1
+    assert record.read(str(p)).intervals == 1
     # Never renames what is not a regular file.
     with pytest.raises(RecordFileError, match="directory"):
-        recordfile.Writer(str(tmp_path))
+        record.Writer(str(tmp_path))
     with pytest.raises(RecordFileError, match="not a regular file"):
-        recordfile.check_writable("/dev/null")
+        record.check_writable("/dev/null")
 
 
 def test_series_is_bounded():
-    s = recordfile.Series(max_points=8)
+    s = record.Series(max_points=8)
     total = [0] * abi.NR_OUTCOMES
     for i in range(1000):
         n = [i] + [0] * (abi.NR_OUTCOMES - 1)
@@ -352,7 +352,7 @@ def test_full_disk_keeps_complete_intervals(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("writing %s:" % p)
     assert os.path.getsize(p) <= 6000
-    rec = recordfile.read(p)
+    rec = record.read(p)
     assert rec.warning and rec.intervals > 0
     rng = random.Random(1)
     deltas = [make_delta(rng) for _ in range(50)]

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from sysretstat.kernel import abi
-from sysretstat.record import file as recordfile
+from sysretstat import record
 from sysretstat.render import json as render_json
 from sysretstat.render.hist import fmt_ns, power_rows, render_hist
 from sysretstat.render.text import VIEWS
@@ -116,7 +116,7 @@ def test_json_round_trips_and_matches_schema_code(rec_file, run_cli):
         assert [f for f, _ in got] == [f for f, _ in want]
         assert [c for _, c in got] == [c for _, c in want]
     # The fast serializer writes exactly what snapshot.py would.
-    snap = recordfile.read(path).cumulative()
+    snap = record.read(path).cumulative()
     ref = snap.to_report()
     mine = render_json.report_doc(snap)
     assert {k: v for k, v in mine.items() if k != "series"} == ref

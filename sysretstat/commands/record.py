@@ -5,7 +5,7 @@ import time
 
 import click
 
-from sysretstat.record import file as recordfile
+from sysretstat import record
 from sysretstat.commands.common import (StopFlag, cgroup_option,
                                         check_duration, check_interval,
                                         interval_option, latency_option,
@@ -53,7 +53,7 @@ def command(output, duration, interval, pids, comm, cgroup, no_latency,
     check_interval(interval)
     check_duration(duration)
     # Before anything is loaded or started: a bad FILE fails fast.
-    recordfile.check_writable(output)
+    record.check_writable(output)
     cmd = None
     if command:
         cmd = GatedCommand(list(command))
@@ -78,8 +78,8 @@ def _record(output, duration, interval, pids, comm, cgroup, no_latency,
         if cmd is not None:
             col.add_pid(cmd.pid, follow=True)
         meta = dict(col.snapshot().meta, interval_s=interval)
-        writer = recordfile.Writer(output, fsync=fsync,
-                                   notify=progress.note)
+        writer = record.Writer(output, fsync=fsync,
+                               notify=progress.note)
         writer.begin(meta)
         # The first interval counts from attach, so nothing is missed.
         prev = None

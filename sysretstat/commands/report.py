@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from sysretstat.record import file as recordfile
+from sysretstat import record
 from sysretstat.render import json as render_json
 from sysretstat.errors import SysretstatError, UsageError
 from sysretstat.render.csv import render_csv
@@ -20,10 +20,10 @@ FORMATS = ("text", "json", "csv", "markdown")
 def load(path):
     """(Recording, cumulative Snapshot), warning about a cut file."""
     if path == "sysretstat.data" and not os.path.exists(path):
-        raise recordfile.RecordFileError(
+        raise record.RecordFileError(
             "sysretstat.data: no such file (record one with `sysretstat "
             "record`, or name the file)")
-    rec = recordfile.read(path)
+    rec = record.read(path)
     if rec.warning:
         sys.stderr.write("sysretstat: warning: %s: %s\n"
                          % (safe(path), safe(rec.warning)))

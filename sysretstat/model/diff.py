@@ -11,7 +11,7 @@ median latency.  Counts are raw: compare runs of the same workload
 import json
 import os
 
-from sysretstat.record import file as recordfile
+from sysretstat import record
 from sysretstat.errors import RecordFileError
 from sysretstat.model.snapshot import SCHEMA, Counts, Snapshot
 
@@ -24,7 +24,7 @@ PCTS = (("p50", .5), ("p90", .9), ("p99", .99), ("p999", .999))
 def load(path):
     """(Snapshot, schema) from a record file or a `report --json` file."""
     try:
-        fd = recordfile.open_regular(path)
+        fd = record.open_regular(path)
         with os.fdopen(fd, "rb") as f:
             head = f.read(64)
             size = os.fstat(fd).st_size
@@ -37,9 +37,9 @@ def load(path):
                 f.seek(0)
                 data = f.read(JSON_MAX_BYTES + 1)
     except OSError as e:
-        raise recordfile.file_error(path, e) from None
+        raise record.file_error(path, e) from None
     if head.startswith(b'{"format"'):
-        rec = recordfile.read(path)
+        rec = record.read(path)
         return rec, rec.cumulative(), rec.schema
     if head.lstrip().startswith(b"{"):
         try:
@@ -62,7 +62,7 @@ def load(path):
                                   % (path, type(e).__name__, e))
         return None, snap, schema
     # Neither: let the record reader give its precise message.
-    rec = recordfile.read(path)
+    rec = record.read(path)
     return rec, rec.cumulative(), rec.schema
 
 

@@ -1,0 +1,278 @@
+"""The record file format: a versioned stream that survives being cut
+anywhere, and the encoding of the snapshots it holds.
+
+Format version 3.  The first line names the format:
+
+    {"format": "sysretstat-record", "version": 3, "schema": "sysretstat/1"}
+
+Every later line is one *frame*, a JSON object whose first two members
+have a fixed width, so a reader can step from frame to frame without
+reading what it does not need:
+
+    {"len":      1234,"crc": 987654321,"t":"d", ...}\\n
+
+`len` is the frame's length in bytes including the newline; `crc` is
+the CRC-32 of the bytes from `"t"` to the closing brace.  Frame types,
+in the order they are written:
+
+    m   once, first: the outcome names and the collection metadata,
+        {"t":"m","outcomes":["sysret","eretu",...],"meta":{...}}
+    d   interval N's rows (processes, threads, syscalls, CPUs) as deltas
+    i   interval N's totals: duration, returns per outcome, lost counts;
+        it commits interval N (a "d" without its "i" was cut off)
+    c   checkpoint: the cumulative snapshot after interval N, every
+        CHECKPOINT_EVERY intervals (or CHECKPOINT_BYTES of deltas) and
+        at the end
+    e   end of a clean stop, with the final metadata
+
+Counts are lists with one number per outcome (a row's trailing zeros are
+left out).  Position j of every such list is the outcome named
+outcomes[j] in the "m" frame, and the reader maps each one by name onto
+this sysretstat's outcomes (abi.OUTCOMES, the kernel's sr_outcome
+enum).  So a file stays right when that enum is reordered, grows (a new
+outcome reads as 0) or shrinks; an outcome the file names and this
+sysretstat does not know is refused, with one line, rather than guessed.
+The names sit in a frame so that the CRC covers them.
+
+Version 2 is version 3 without "outcomes": its lists are in V2_OUTCOMES
+order, the enum as it stood while version 2 was written.  Version 3 is
+written; both are read.
+
+A report decodes the last checkpoint plus the deltas after it and the
+small "i" frames (the time series); other frames are skipped by length.
+Each frame is written with one write(2), so after SIGKILL or a full
+disk the file holds every committed interval.  A frame whose checksum,
+length or grammar is wrong is reported as corruption with its byte
+offset; a frame that is merely unfinished at the end of the file is
+the mark of a cut, read up to the last committed interval with a warning.
+"""
+
+import json
+import zlib
+
+from sysretstat.kernel import abi
+from sysretstat.model.snapshot import (SCHEMA, Counts, Hist, Row, Snapshot,
+                                       bucket, check_fields, count)
+
+MAGIC = "sysretstat-record"
+VERSION = 3
+READ_VERSIONS = (2, 3)
+# Every version-2 file has its lists in this order and does not say so:
+# never change it, whatever happens to abi.OUTCOMES.
+V2_OUTCOMES = (
+    "sysret", "eretu",
+    "xen_pv", "rcx_ne_rip", "r11_ne_rflags", "cs_not_user", "ss_not_user",
+    "rip_noncanonical", "rflags_rf", "rflags_tf",
+    "fork_child", "signal", "restart", "ptrace", "rseq",
+    "int80", "compat_guard",
+)
+CHECKPOINT_EVERY = 60
+CHECKPOINT_BYTES = 4 << 20
+
+PREFIX = '{"len":%10d,"crc":%10d,'
+PREFIX_LEN = 35
+TYPE_AT = PREFIX_LEN + len('"t":"')
+HEADER_LEN = TYPE_AT + 1
+FRAME_TYPES = "mdice"
+# What a damaged frame's content can raise while it is decoded.
+DATA_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError,
+               OverflowError)
+# The first line is short; more than this is not a record file.
+MAGIC_MAX = 4096
+
+
+class UnknownOutcome(ValueError):
+    """A file counts an outcome this sysretstat has no slot for."""
+
+
+class OutcomeOrder:
+    """Where a file's count lists put each outcome: position j of a list
+    is abi.OUTCOMES[slots[j]].  abi.OUTCOMES is read when the order is
+    made, not at import, so the mapping is always against the running
+    enum."""
+
+    def __init__(self, names):
+        if not isinstance(names, list) or not all(
+                isinstance(x, str) for x in names):
+            raise ValueError("not a list of names")
+        if len(set(names)) != len(names):
+            raise ValueError("a name appears twice")
+        index = {name: i for i, name in enumerate(abi.OUTCOMES)}
+        for name in names:
+            if name not in index:
+                raise UnknownOutcome(
+                    "counts outcome %.40r, which this sysretstat does not "
+                    "know (report it with the sysretstat that wrote it)"
+                    % name)
+        self.names = tuple(names)
+        self.slots = tuple(index[name] for name in names)
+
+    @classmethod
+    def current(cls):
+        return cls(list(abi.OUTCOMES))
+
+    def counts(self, n):
+        """A file's full list of counts, in abi.OUTCOMES order."""
+        if len(n) != len(self.slots):
+            raise ValueError("%d outcomes" % len(n))
+        out = [0] * abi.NR_OUTCOMES
+        for i, x in zip(self.slots, n):
+            out[i] = count(x)
+        return out
+
+
+# Counts: [n without trailing zeros] or [n, sum_fast, flat_fast,
+# sum_iret, flat_iret] where flat is [bucket, count, bucket, count...].
+def _enc_counts(c):
+    n = c.n
+    last = len(n)
+    while last and not n[last - 1]:
+        last -= 1
+    if c.lat is None:
+        return [n[:last]]
+    out = [n[:last]]
+    for h in c.lat:
+        flat = []
+        for b in sorted(h.buckets):
+            flat.append(b)
+            flat.append(h.buckets[b])
+        out.append(h.sum_ns)
+        out.append(flat)
+    return out
+
+
+def _dec_counts(v, slots):
+    n = v[0]
+    if len(n) > len(slots):
+        raise ValueError("counts of %d outcomes" % len(n))
+    out = [0] * abi.NR_OUTCOMES
+    for i, x in zip(slots, n):
+        out[i] = count(x)
+    if len(v) == 1:
+        return Counts(out)
+    if len(v) != 5:
+        raise ValueError("malformed counts")
+    return Counts(out, [_dec_hist(v[1], v[2]), _dec_hist(v[3], v[4])])
+
+
+def _dec_hist(sum_ns, flat):
+    if len(flat) % 2:
+        raise ValueError("malformed histogram")
+    return Hist({bucket(b): count(c) for b, c in zip(flat[0::2], flat[1::2])},
+                count(sum_ns))
+
+
+def encode_rows(s):
+    """The tables of a snapshot, compactly (lists, not objects), with
+    counts in abi.OUTCOMES order."""
+    return {
+        "tot": _enc_counts(s.totals),
+        "proc": [[r.fields["pid"], r.key[1], r.fields.get("comm", ""),
+                  _enc_counts(r.counts)] for r in s.processes.values()],
+        "thr": [[r.fields["tid"], r.key[1], r.fields["pid"],
+                 r.fields.get("comm", ""), _enc_counts(r.counts)]
+                for r in s.threads.values()],
+        "sys": [[r.fields["abi"], r.fields["nr"], r.fields.get("name", ""),
+                 _enc_counts(r.counts)] for r in s.syscalls.values()],
+        "cpu": [[r.fields["cpu"], _enc_counts(r.counts)]
+                for r in s.cpus.values()],
+    }
+
+
+def decode_rows(e, meta, order=None):
+    """The Snapshot that encode_rows gave `e`; `order` is the file's
+    OutcomeOrder (default: this sysretstat's own)."""
+    slots = (order or OutcomeOrder.current()).slots
+    s = Snapshot(meta, _dec_counts(e["tot"], slots))
+    for pid, start, comm, c in e["proc"]:
+        f = check_fields({"pid": pid, "start_ns": start, "comm": comm})
+        del f["start_ns"]
+        s.processes[(pid, start)] = Row((pid, start), f,
+                                        _dec_counts(c, slots))
+    for tid, start, pid, comm, c in e["thr"]:
+        f = check_fields({"pid": pid, "tid": tid, "start_ns": start,
+                          "comm": comm})
+        del f["start_ns"]
+        s.threads[(tid, start)] = Row((tid, start), f, _dec_counts(c, slots))
+    for abi_name, nr, name, c in e["sys"]:
+        f = check_fields({"nr": nr, "name": name, "abi": abi_name})
+        s.syscalls[(abi_name, nr)] = Row((abi_name, nr), f,
+                                         _dec_counts(c, slots))
+    for cpu, c in e["cpu"]:
+        s.cpus[cpu] = Row(cpu, check_fields({"cpu": cpu}),
+                          _dec_counts(c, slots))
+    return s
+
+
+def _add_raw(c, v, slots):
+    """Add an encoded Counts to a Counts, in place (no decoding)."""
+    n = v[0]
+    if len(n) > len(slots):
+        raise ValueError("counts of %d outcomes" % len(n))
+    cn = c.n
+    for i, x in zip(slots, n):
+        cn[i] += count(x)
+    if len(v) == 1:
+        return
+    if len(v) != 5:
+        raise ValueError("malformed counts")
+    if c.lat is None:
+        c.lat = [Hist(), Hist()]
+    for h, s, flat in ((c.lat[0], v[1], v[2]), (c.lat[1], v[3], v[4])):
+        h.sum_ns += count(s)
+        b = h.buckets
+        for k in range(0, len(flat) - 1, 2):
+            key = bucket(flat[k])
+            b[key] = b.get(key, 0) + count(flat[k + 1])
+
+
+def accumulate(total, e, order):
+    """Add one encoded delta to a snapshot.  Recovering a cut file adds
+    up to CHECKPOINT_EVERY of them, so this avoids building Rows that
+    would be thrown away."""
+    slots = order.slots
+    _add_raw(total.totals, e["tot"], slots)
+    tables = (
+        (total.processes, e["proc"], lambda r: (r[0], r[1]),
+         lambda r: {"pid": r[0], "comm": r[2]}, 2),
+        (total.threads, e["thr"], lambda r: (r[0], r[1]),
+         lambda r: {"pid": r[2], "tid": r[0], "comm": r[3]}, 3),
+        (total.syscalls, e["sys"], lambda r: (r[0], r[1]),
+         lambda r: {"nr": r[1], "name": r[2], "abi": r[0]}, None),
+        (total.cpus, e["cpu"], lambda r: r[0], lambda r: {"cpu": r[0]},
+         None),
+    )
+    for dst, rows, key, fields, comm_at in tables:
+        for r in rows:
+            k = key(r)
+            row = dst.get(k)
+            if row is None:
+                f = check_fields(fields(r))
+                if isinstance(k, tuple) and not isinstance(k[1], (int, str)):
+                    raise ValueError("bad row key %.40r" % (k,))
+                row = dst[k] = Row(k, f, Counts())
+            elif comm_at is not None:
+                # The name can change (exec); the latest one wins.
+                row.fields["comm"] = check_fields({"comm": r[comm_at]})[
+                    "comm"]
+            _add_raw(row.counts, r[-1], slots)
+
+
+def frame(obj):
+    """One frame's bytes; obj's first key must be "t"."""
+    body = json.dumps(obj, separators=(",", ":")).encode()
+    rest = body[1:]
+    total = PREFIX_LEN + len(rest) + 1
+    return (PREFIX % (total, zlib.crc32(rest))).encode() + rest + b"\n"
+
+
+def magic_line():
+    return (json.dumps({"format": MAGIC, "version": VERSION,
+                        "schema": SCHEMA}, separators=(",", ":"))
+            + "\n").encode()
+
+
+def meta_frame(meta):
+    """The "m" frame: the order this sysretstat writes counts in, by
+    name, and the collection metadata."""
+    return frame({"t": "m", "outcomes": list(abi.OUTCOMES), "meta": meta})
