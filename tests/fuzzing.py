@@ -132,7 +132,7 @@ def mutate_record(data, rng):
 
 def read_and_render(path):
     """What report and diff do with a file, in-process."""
-    _, snap, _ = diff.load(path)
+    _, snap, _ = record.read_run(path)
     render_report(snap)
     render_report(snap, markdown=True, by="thread")
     render_csv(snap, view="process")
@@ -164,8 +164,8 @@ def report_doc_target(seed_doc, rng, path, other):
             f.write(json.dumps(doc).encode())
     try:
         from sysretstat.commands.diff import render
-        _, a, _ = diff.load(path)
-        _, b, _ = diff.load(other)
+        _, a, _ = record.read_run(path)
+        _, b, _ = record.read_run(other)
         for x, y in ((a, b), (b, a)):
             d = diff.compare(x, y)
             d["before"] = diff.describe(path, x, "s")

@@ -5,7 +5,6 @@ import random
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -191,11 +190,6 @@ def test_penalty_gauges_from_a_calibration():
     assert len(fams["sysretstat_iret_penalty_seconds"]["samples"]) == 2
     assert "sysretstat_iret_penalty_seconds" not in parse_metrics(
         prometheus.render(snapshot(), penalty=None))
-
-
-def test_load_penalty_tolerates_a_missing_module(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sysretstat.penalty.calibration", None)
-    assert prometheus.load_penalty() is None
 
 
 def test_process_metrics_of_this_process():

@@ -4,9 +4,10 @@ import json
 import sys
 
 import click
+from sysretstat import record
 from sysretstat.model import diff
 from sysretstat.errors import RecordFileError
-from sysretstat.render.hist import fmt_ns
+from sysretstat.render.units import fmt_ns
 from sysretstat.render.width import fit_lines, fit_table, output_width
 from sysretstat.render.safe import safe
 
@@ -33,7 +34,7 @@ def command(before, after, as_json, fmt, top):
     fmt = fmt or "text"
     sides = []
     for path in (before, after):
-        rec, snap, schema = diff.load(path)
+        rec, snap, schema = record.read_run(path)
         if rec is not None and rec.warning:
             sys.stderr.write("sysretstat: warning: %s: %s\n"
                              % (safe(path), safe(rec.warning)))

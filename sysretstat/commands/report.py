@@ -7,11 +7,13 @@ import click
 
 from sysretstat import record
 from sysretstat.render import json as render_json
-from sysretstat.errors import SysretstatError, UsageError
+from sysretstat.errors import UsageError
 from sysretstat.render.csv import render_csv
 from sysretstat.render.text import VIEWS, render_report
 from sysretstat.render.width import output_width
+from sysretstat.model.fields import TABLES
 from sysretstat.model.snapshot import SORT_KEYS
+from sysretstat.penalty import calibration
 from sysretstat.render.safe import safe
 
 FORMATS = ("text", "json", "csv", "markdown")
@@ -74,14 +76,13 @@ def command(file, fmt, as_json, by, top, sort, plot):
     fmt = fmt or "text"
     cal = machine_calibration(snap)
     if fmt == "json":
-        doc = render_json.report_doc(snap, rec.series,
-                                     render_json.tables_for(by), top, sort)
+        doc = snap.to_report(top, render_json.tables_for(by), sort,
+                             rec.series)
         if cal is not None:
             # Extensions: the penalty used, and time lost per row.
             doc["meta"] = dict(doc["meta"], iret_penalty=cal.to_json())
-            for row in [doc["totals"]] + [r for t in (
-                    "processes", "threads", "syscalls", "cpus")
-                    for r in doc[t]]:
+            for row in [doc["totals"]] + [r for t in TABLES
+                                          for r in doc[t]]:
                 row["iret_time_lost_s"] = cal.time_lost_s(row["reasons"])
         render_json.dump(doc)
     elif fmt == "csv":
@@ -98,9 +99,5 @@ def command(file, fmt, as_json, by, top, sort, plot):
 def machine_calibration(snap):
     """The IRET penalty measured by `sysretstat bench` on the machine the
     recording comes from (same CPU model and kernel), or None."""
-    from sysretstat.penalty import calibration
-    try:
-        return calibration.load(snap.meta.get("cpu_model"),
-                                snap.meta.get("kernel"))
-    except (SysretstatError, OSError, ValueError):
-        return None
+    return calibration.load(snap.meta.get("cpu_model"),
+                            snap.meta.get("kernel"))

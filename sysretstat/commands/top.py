@@ -14,6 +14,7 @@ import time
 import click
 
 from sysretstat.top import batch as top_batch, view as top_view
+from sysretstat.top import rows as top_rows, state as top_state
 from sysretstat.ticker import Ticker
 from sysretstat.model.quietgc import FrameGC
 from sysretstat.render.width import output_width
@@ -36,10 +37,10 @@ from sysretstat.errors import UsageError
 @click.option("--json", "as_json", is_flag=True,
               help="Batch: one JSON document per interval (report schema, "
                    "interval deltas), one per line.")
-@click.option("--by", type=click.Choice(top_view.VIEWS + ("host",)),
+@click.option("--by", type=click.Choice(top_state.VIEWS + ("host",)),
               default=None, help="Table shown first (default: process; "
                                  "host with --per-host).")
-@click.option("--sort", type=click.Choice(top_view.SORT_KEYS),
+@click.option("--sort", type=click.Choice(top_state.SORT_KEYS),
               default="iret", show_default=True,
               help="Sort column (descending; id, name and reason "
                    "ascending).")
@@ -79,8 +80,8 @@ def command(pids, interval, batch, iterations, as_json, by, sort, top_n,
                          "on the daemon)")
     if by == "host" and not per_host:
         raise UsageError("--by host needs --per-host")
-    views = top_view.VIEWS + (("host",) if per_host else ())
-    state = top_view.ViewState(view=by or ("host" if per_host
+    views = top_state.VIEWS + (("host",) if per_host else ())
+    state = top_state.ViewState(view=by or ("host" if per_host
                                            else "process"),
                                sort=sort, views=views, interval=interval)
     interactive = not (batch or as_json) and sys.stdout.isatty() and \
@@ -261,10 +262,10 @@ def _loop(scr, feed, state, interval, iterations, calibration, stop, log,
                 draw()
             continue
         if key != "resize":
-            rows = top_view.build_rows(shown[0], state, calibration,
+            rows = top_rows.build_rows(shown[0], state, calibration,
                                        shown[2]) if shown[0] else []
             _, h = painter.size()
-            if top_view.handle_key(state, key, rows,
+            if top_state.handle_key(state, key, rows,
                                    page=max(1, h - 8)) == "quit":
                 break
         draw()

@@ -12,7 +12,8 @@ import struct
 
 COMM_LEN = 16
 
-# enum sr_outcome, in order.  Names are the spec's reason words.
+# enum sr_outcome, in order.  Names are the reason words of
+# every output (sysretstat(8), REASONS).
 OUTCOMES = (
     "sysret", "eretu",
     "xen_pv", "rcx_ne_rip", "r11_ne_rflags", "cs_not_user", "ss_not_user",

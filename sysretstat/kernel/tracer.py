@@ -1,7 +1,7 @@
 """The kernel side of a collection: configure, load, attach, read.
 
 `Tracer` owns one BPF object and its links; `read()` returns a `RawRead`
-of plain Python values, which `collector.py` turns into snapshots.  This
+of plain Python values, which `source/collector.py` turns into snapshots.  This
 is the only module that reads BPF maps.
 """
 
@@ -58,7 +58,7 @@ class Options:
 
 @dataclass
 class RawRead:
-    """One read of every map, as plain values (see collector.py)."""
+    """One read of every map, as plain values (see source/collector.py)."""
     slots: list          # per CPU: {slot: counts list}
     slot_hists: list     # per CPU: {slot: [fast, iret]} (Hist.from_kernel)
     # Tuples, not dicts: a dump can hold tens of thousands.

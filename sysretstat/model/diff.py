@@ -8,64 +8,10 @@ median latency.  Counts are raw: compare runs of the same workload
 (`record -- COMMAND`) or of the same duration (`record -d`).
 """
 
-import json
-import os
-
-from sysretstat import record
-from sysretstat.errors import RecordFileError
-from sysretstat.model.snapshot import SCHEMA, Counts, Snapshot
+from sysretstat.model.fields import PERCENTILES
+from sysretstat.model.snapshot import Counts
 
 DIFF_SCHEMA = "sysretstat-diff/1"
-# A report of a busy host is a few MB; more than this is not one.
-JSON_MAX_BYTES = 256 << 20
-PCTS = (("p50", .5), ("p90", .9), ("p99", .99), ("p999", .999))
-
-
-def load(path):
-    """(Snapshot, schema) from a record file or a `report --json` file."""
-    try:
-        fd = record.open_regular(path)
-        with os.fdopen(fd, "rb") as f:
-            head = f.read(64)
-            size = os.fstat(fd).st_size
-            if not head.startswith(b'{"format"') and \
-                    head.lstrip().startswith(b"{"):
-                if size > JSON_MAX_BYTES:
-                    raise RecordFileError(
-                        "%s: a JSON document of %d bytes; the limit is %d"
-                        % (path, size, JSON_MAX_BYTES))
-                f.seek(0)
-                data = f.read(JSON_MAX_BYTES + 1)
-    except OSError as e:
-        raise record.file_error(path, e) from None
-    if head.startswith(b'{"format"'):
-        rec = record.read(path)
-        return rec, rec.cumulative(), rec.schema
-    if head.lstrip().startswith(b"{"):
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            raise RecordFileError("%s: not a sysretstat recording or JSON "
-                                  "report (%s)" % (path, e))
-        schema = doc.get("schema") if isinstance(doc, dict) else None
-        if not isinstance(schema, str) or not schema.startswith("sysretstat/"):
-            raise RecordFileError("%s: JSON without a sysretstat report "
-                                  "schema" % path)
-        if schema != SCHEMA:
-            raise RecordFileError("%s: report schema %s; this sysretstat "
-                                  "compares %s" % (path, schema, SCHEMA))
-        try:
-            snap = Snapshot.from_report(doc)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError,
-                OverflowError, RecursionError) as e:
-            raise RecordFileError("%s: malformed report (%s: %s)"
-                                  % (path, type(e).__name__, e))
-        return None, snap, schema
-    # Neither: let the record reader give its precise message.
-    rec = record.read(path)
-    return rec, rec.cumulative(), rec.schema
-
-
 def _grouped(rows, key):
     """Counts of `rows` summed by key(row)."""
     out = {}
@@ -96,7 +42,7 @@ def side(c, fast):
     if c.lat is not None:
         d["latency_ns"] = {
             path: dict({"count": h.count},
-                       **{n: h.percentile(q) for n, q in PCTS})
+                       **{p.key: h.percentile(p.q) for p in PERCENTILES})
             for path, h in ((fast, c.lat[0]), ("iret", c.lat[1]))}
     return d
 
@@ -119,7 +65,7 @@ def compare_counts(b, a, fast_b, fast_a):
             pb, pa = sb["latency_ns"][path], sa["latency_ns"][path]
             delta["latency_ns"][path] = {
                 n: (None if pb[n] is None or pa[n] is None
-                    else pa[n] - pb[n]) for n, _ in PCTS}
+                    else pa[n] - pb[n]) for n in (p.key for p in PERCENTILES)}
             delta["latency_ns"][path]["p50_rel"] = _rel(pb["p50"], pa["p50"])
     rel = (delta.get("latency_ns", {}).get(fast, {}).get("p50_rel") or 0.0)
     impact = [abs(delta["iret"]), abs(delta["returns"]), abs(rel)]

@@ -3,9 +3,9 @@
 The collector produces cumulative snapshots; `Snapshot.delta()` turns
 two of them into an interval; every output (top, report, JSON,
 Prometheus, diff) renders a Snapshot and nothing else.  A snapshot
-round-trips through the report schema "sysretstat/1" (README, "JSON
-report schema"): `Snapshot.from_report(s.to_report()) == s` up to the
-`--top` cut.
+round-trips through the report schema "sysretstat/1" (sysretstat(8),
+OUTPUT): `Snapshot.from_report(s.to_report()) == s` up to the `--top`
+cut.
 
 The parts: model/histogram.py (Hist), model/counts.py (Counts, a row's
 returns by outcome), model/fields.py (tables, identity fields,

@@ -317,3 +317,53 @@ def read(path):
         os.close(fd)
         rec._fd = None
     return rec
+
+
+# A report of a busy host is a few MB; more than this is not one.
+JSON_MAX_BYTES = 256 << 20
+
+
+def read_run(path):
+    """A run to compare (`diff`): (Recording or None, Snapshot, schema)
+    from a record file or a `report --json` document."""
+    try:
+        fd = open_regular(path)
+        with os.fdopen(fd, "rb") as f:
+            head = f.read(64)
+            size = os.fstat(fd).st_size
+            if not head.startswith(b'{"format"') and \
+                    head.lstrip().startswith(b"{"):
+                if size > JSON_MAX_BYTES:
+                    raise RecordFileError(
+                        "%s: a JSON document of %d bytes; the limit is %d"
+                        % (path, size, JSON_MAX_BYTES))
+                f.seek(0)
+                data = f.read(JSON_MAX_BYTES + 1)
+    except OSError as e:
+        raise file_error(path, e) from None
+    if head.startswith(b'{"format"'):
+        rec = read(path)
+        return rec, rec.cumulative(), rec.schema
+    if head.lstrip().startswith(b"{"):
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise RecordFileError("%s: not a sysretstat recording or JSON "
+                                  "report (%s)" % (path, e))
+        schema = doc.get("schema") if isinstance(doc, dict) else None
+        if not isinstance(schema, str) or not schema.startswith("sysretstat/"):
+            raise RecordFileError("%s: JSON without a sysretstat report "
+                                  "schema" % path)
+        if schema != SCHEMA:
+            raise RecordFileError("%s: report schema %s; this sysretstat "
+                                  "compares %s" % (path, schema, SCHEMA))
+        try:
+            snap = Snapshot.from_report(doc)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError,
+                OverflowError, RecursionError) as e:
+            raise RecordFileError("%s: malformed report (%s: %s)"
+                                  % (path, type(e).__name__, e))
+        return None, snap, schema
+    # Neither: let the record reader give its precise message.
+    rec = read(path)
+    return rec, rec.cumulative(), rec.schema

@@ -2,7 +2,8 @@
 
 Pure functions of a Snapshot (plus, for the daemon, its per-command
 counters); nothing here reads the kernel.  Metric names and labels are
-the contract of spec.md; everything else is an additive extension.
+a contract (README, "Prometheus, Grafana and fleets"; sysretstat-daemon(8));
+everything else is an additive extension.
 """
 
 import datetime
@@ -10,7 +11,8 @@ import math
 
 import psutil
 
-from sysretstat.kernel import abi
+from sysretstat.model import reasons
+from sysretstat.model.histogram import bucket_bounds
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -22,7 +24,7 @@ LE_NS = tuple(sorted({1 << k for k in range(6, 35)} |
                      {3 << (k - 1) for k in range(6, 34)}))
 
 PATHS = ("sysret", "iret", "eretu")
-_FAST = {"sysret": abi.O_SYSRET, "eretu": abi.O_ERETU}
+_FAST = {"sysret": reasons.O_SYSRET, "eretu": reasons.O_ERETU}
 
 # meta.lost entries that are not counters: unattributed_* are a
 # difference of two reads and may go down; they become a gauge.
@@ -71,7 +73,7 @@ def family(name, mtype, help_text, samples):
 # Per-command counters ----------------------------------------------------
 def _path_counts(n):
     """[sysret, iret, eretu] of an outcome vector."""
-    return [n[abi.O_SYSRET], sum(n[abi.FIRST_IRET:]), n[abi.O_ERETU]]
+    return [n[reasons.O_SYSRET], sum(n[reasons.FIRST_IRET:]), n[reasons.O_ERETU]]
 
 
 def comm_paths(snap):
@@ -211,7 +213,7 @@ def _fast_paths(snap):
 
 def _hist_samples(h, path):
     """Cumulative buckets, sum and count of one Hist, in seconds."""
-    bounds = sorted((abi.bucket_bounds(b)[1], c)
+    bounds = sorted((bucket_bounds(b)[1], c)
                     for b, c in h.buckets.items() if c)
     samples, i, acc = [], 0, 0
     for le in LE_NS:
@@ -245,8 +247,8 @@ def render(snap, comms=None, top=10, penalty=None, extra=()):
 
     samples = [("", (("path", p), ("reason", "")), t.n[_FAST[p]])
                for p in _fast_paths(snap)]
-    for i, reason in enumerate(abi.OUTCOMES):
-        if i >= abi.FIRST_IRET:
+    for i, reason in enumerate(reasons.OUTCOMES):
+        if i >= reasons.FIRST_IRET:
             samples.append(("", (("path", "iret"), ("reason", reason)),
                             t.n[i]))
     lines += family("sysretstat_returns_total", "counter",
@@ -331,7 +333,7 @@ def render(snap, comms=None, top=10, penalty=None, extra=()):
 def penalty_lines(cal):
     """Gauges of the calibrated IRET penalty; [] when none is known."""
     samples = []
-    for reason in abi.REASONS:
+    for reason in reasons.REASONS:
         try:
             v = cal.penalty_ns(reason)
         except Exception:
@@ -346,16 +348,6 @@ def penalty_lines(cal):
     return family("sysretstat_iret_penalty_seconds", "gauge",
                   "Extra cost of one IRET return over SYSRET, from this "
                   "host's calibration (reason=\"\": the mean).", samples)
-
-
-def load_penalty():
-    """This host's calibration, or None (module or calibration absent;
-    a bad file is a warning from the loader)."""
-    try:
-        from sysretstat.penalty import calibration
-    except ImportError:
-        return None
-    return calibration.load()
 
 
 def _epoch(iso):

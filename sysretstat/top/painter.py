@@ -1,8 +1,8 @@
-"""The curses painter of `sysretstat top`: paints what top_view renders.
+"""The curses painter of `sysretstat top`: paints what top/view.py renders.
 
 It knows nothing about snapshots.  It maps styles to attributes (colour
 only when the terminal has it and NO_COLOR is unset), turns curses key
-codes into the names top_view.handle_key takes, and draws each frame
+codes into the names top/state.py's handle_key takes, and draws each frame
 with erase + noutrefresh + doupdate, so that curses sends only the
 difference and the screen does not flicker.
 """
@@ -115,7 +115,7 @@ class Painter:
         curses.doupdate()
 
     def key(self, timeout_ms):
-        """The next key as top_view names it, or None after timeout."""
+        """The next key as handle_key names it, or None after timeout."""
         self.scr.timeout(max(0, int(timeout_ms)))
         try:
             k = self.scr.get_wch()
