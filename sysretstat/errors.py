@@ -62,3 +62,7 @@ class RemoteError(SysretstatError):
 class KernelDataError(SysretstatError):
     """Bytes read from the BPF object (a task dump) that its layout in
     kernel/abi.py cannot account for: the object and the tool disagree."""
+
+
+class OutputError(SysretstatError):
+    """Standard output cannot be written (full disk, I/O error)."""

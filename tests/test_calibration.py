@@ -9,6 +9,7 @@ import pytest
 from sysretstat.penalty import calibration
 from sysretstat.kernel import hostinfo
 from sysretstat.penalty.calibration import Calibration
+from sysretstat.render import units
 
 
 def result(ns=80.0, reasons=None, fred=False, kernel=None, cpu=None):
@@ -125,7 +126,7 @@ def test_bench_stores_what_load_returns(run_cli, calfile):
                                     (12.3e-6, "12.3us"), (8.5e-7, "850ns"),
                                     (0, "0ns")])
 def test_fmt_time(s, text):
-    assert calibration.fmt_time(s) == text
+    assert units.fmt_time(s) == text
 
 
 def test_describe_names_the_source():

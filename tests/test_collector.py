@@ -121,6 +121,17 @@ sys.stdin.readline()
 """
 
 
+def wait_blocked(pid, timeout=30):
+    """Until the process sleeps (state S): it has been switched out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/%d/stat" % pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "S":
+                return
+        time.sleep(0.01)
+    raise AssertionError("process %d never blocked" % pid)
+
+
 def test_live_process_histogram_is_exact():
     """A live process's histograms come from the task dump (the buckets
     its bitmap marks); with one process traced they must equal, bucket
@@ -134,7 +145,7 @@ def test_live_process_histogram_is_exact():
         child.stdin.write("go\n")
         child.stdin.flush()
         assert child.stdout.readline() == "done\n"
-        time.sleep(0.2)     # blocked in read again: switched out, flushed
+        wait_blocked(child.pid)     # in read again: switched out, flushed
         s = col.snapshot()
         (row,) = s.processes.values()
         fast = row.counts.lat[0]

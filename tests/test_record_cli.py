@@ -27,18 +27,21 @@ def start_record(*args, **kw):
                                 "stderr", subprocess.PIPE), **kw)
 
 
-def wait_started(path, proc, timeout=60):
-    """Tracing is attached once the metadata frame is on disk."""
+def wait_started(path, proc, timeout=60, intervals=0):
+    """Tracing is attached once the metadata frame is on disk; with
+    `intervals`, wait until that many intervals are committed too."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError("record exited: %s" % proc.stderr.read())
         try:
-            record.read(str(path))
-            return
+            if record.read(str(path)).intervals >= intervals:
+                return
         except record.RecordFileError:
-            time.sleep(0.05)
-    raise AssertionError("record did not start")
+            pass
+        time.sleep(0.05)
+    raise AssertionError("record did not start (or commit %d intervals)"
+                         % intervals)
 
 
 def stop(proc, sig=signal.SIGINT):
@@ -209,8 +212,7 @@ def test_progress_line_on_a_terminal(tmp_path):
 def test_sigkill_leaves_a_readable_file(run_cli, tmp_path):
     f = tmp_path / "k.data"
     p = start_record("-q", "-o", f, "-i", "0.1")
-    wait_started(f, p)
-    time.sleep(1.0)
+    wait_started(f, p, intervals=3)
     p.kill()
     p.wait()
     p.stdout.close()

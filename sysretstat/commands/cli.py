@@ -13,7 +13,7 @@ import sys
 import click
 
 from sysretstat import __version__
-from sysretstat.errors import SysretstatError
+from sysretstat.errors import OutputError, SysretstatError
 from sysretstat.render.safe import safe
 
 COMMANDS = ("doctor", "record", "report", "diff", "top", "daemon", "bench",
@@ -61,10 +61,6 @@ def error(msg, code=1):
     # One line, and nothing from a name or a file reaches the terminal raw.
     sys.stderr.write("sysretstat: error: %s\n" % safe(msg))
     return code
-
-
-class OutputError(SysretstatError):
-    """Standard output cannot be written (full disk, I/O error)."""
 
 
 class _Stdout:

@@ -111,14 +111,6 @@ class Calibration:
                                                  self.mean_penalty_ns)
 
 
-def fmt_time(seconds):
-    """A time lost, compactly: 850ns, 12.3us, 4.56ms, 1.23s."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if abs(seconds) >= scale:
-            return "%.3g%s" % (seconds / scale, unit)
-    return "%.0fns" % (seconds * 1e9)
-
-
 def entry_from_result(result):
     """The calibration entry for one bench result, or None if the run has
     no usable penalty (FRED, Xen PV, no guard-only variant)."""

@@ -245,24 +245,18 @@ class Collector:
 
     def _evict(self):
         """Bound memory: drop the oldest exited threads and processes."""
-        if len(self.threads) > self.max_threads:
-            for key in list(self.threads):
-                if len(self.threads) <= self.max_threads:
-                    break
-                t = self.threads[key]
-                if t.dead:
-                    del self.threads[key]
-                    self._dirty["threads"].add(key)
-                    self.evicted["threads"] += 1
-        if len(self.procs) > self.max_processes:
-            for key in list(self.procs):
-                if len(self.procs) <= self.max_processes:
-                    break
-                p = self.procs[key]
-                if p.dead:
-                    del self.procs[key]
-                    self._dirty["processes"].add(key)
-                    self.evicted["processes"] += 1
+        self._evict_dead(self.threads, self.max_threads, "threads")
+        self._evict_dead(self.procs, self.max_processes, "processes")
+
+    def _evict_dead(self, rows, limit, table):
+        # Oldest first (dicts keep insertion order); live rows stay.
+        for key in list(rows) if len(rows) > limit else ():
+            if len(rows) <= limit:
+                break
+            if rows[key].dead:
+                del rows[key]
+                self._dirty[table].add(key)
+                self.evicted[table] += 1
 
     def _build(self, raw, elapsed):
         latency = self.options.latency
