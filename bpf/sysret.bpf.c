@@ -59,6 +59,27 @@ int BPF_PROG(sr_switch, bool preempt, struct task_struct *prev,
 	return 0;
 }
 
+/* The start of both syscall hooks: hold the calling thread's state,
+ * creating it for a selected thread (a failure counted in *lost_ctr).
+ * False when the hook has nothing more to do: the tool's own threads,
+ * no state, or a thread the filters leave out, whose open return is
+ * still published before its state is released. */
+static __always_inline bool syscall_hook_begin(struct live *l,
+					       struct task_struct *task,
+					       __u64 *lost_ctr)
+{
+	if (task->tgid == cfg.self_tgid)
+		return false;
+	if (!acquire(l, task, lost_ctr))
+		return false;
+	if (filtered_out(l->st, task)) {
+		publish(l, task);
+		release(l, task);
+		return false;
+	}
+	return true;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(sr_sys_enter, struct pt_regs *regs, long id)
 {
@@ -67,15 +88,9 @@ int BPF_PROG(sr_sys_enter, struct pt_regs *regs, long id)
 	struct live l;
 	__u8 kind;
 
-	if (task->tgid == cfg.self_tgid)
-		return 0;
-	if (!acquire(&l, task, &lost.entries))
+	if (!syscall_hook_begin(&l, task, &lost.entries))
 		return 0;
 	st = l.st;
-	if (filtered_out(st, task)) {
-		publish(&l, task);
-		goto out;
-	}
 	if (task->thread_info.status & TS_COMPAT) {
 		__u64 pad = landing_pad(task);
 
@@ -91,7 +106,6 @@ int BPF_PROG(sr_sys_enter, struct pt_regs *regs, long id)
 	st->enter_nr = id;
 	st->enter_ts = bpf_ktime_get_ns();
 	st->flags |= T_IN_SYSCALL;
-out:
 	release(&l, task);
 	return 0;
 }
@@ -107,15 +121,9 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	bool restarting;
 	struct live l;
 
-	if (task->tgid == cfg.self_tgid)
-		return 0;
-	if (!acquire(&l, task, &lost.storage))
+	if (!syscall_hook_begin(&l, task, &lost.storage))
 		return 0;
 	st = l.st;
-	if (filtered_out(st, task)) {
-		publish(&l, task);
-		goto out;
-	}
 	flags = st->flags;
 	if (flags & T_IN_SYSCALL) {
 		kind = st->enter_kind;
@@ -170,7 +178,6 @@ int BPF_PROG(sr_sys_exit, struct pt_regs *regs, long ret)
 	st->last_lat = lat;
 	remember_regs(st, regs);
 	st->flags = flags | T_OPEN;
-out:
 	release(&l, task);
 	return 0;
 }
