@@ -82,8 +82,9 @@ def test_every_view_and_format(rec_file, run_cli, fmt, by):
     # text and markdown
     assert "returns %d  sysret %d  iret %d" % (t.returns, t.sysret,
                                                t.iret) in out
-    sections = {"reason": "IRET reasons", "latency": "Latency by return "
-                "path", "interval": "Over time", "process": "By process",
+    sections = {"reason": "IRET reasons", "latency": "Syscall duration "
+                "(sys_enter to sys_exit)", "interval": "Over time",
+                "process": "By process",
                 "thread": "By thread", "syscall": "By syscall",
                 "cpu": "By CPU"}
     want = [sections[by]] if by else list(sections.values())

@@ -47,7 +47,7 @@ def test_report_fits_columns(recs, run_cli, width):
     out = cli(run_cli, width, "report", recs[0])
     assert widest(out) <= width
     # Every section is still there.
-    for title in ("IRET reasons", "Latency by return path", "Over time",
+    for title in ("IRET reasons", "Syscall duration (sys_enter to sys_exit)", "Over time",
                   "By process", "By syscall", "By thread", "By CPU"):
         assert title in out
 

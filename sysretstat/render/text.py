@@ -163,10 +163,73 @@ def render_table(snap, table, top, sort="returns", tablefmt="simple",
                            tablefmt=tablefmt) + "\n"
 
 
-def latency_text(snap, width=None):
+# What the latency figures measure: the syscall's own duration, not the
+# return instruction (whose price is the bench's penalty and COST/s).
+DURATION_TITLE = ("Syscall duration (sys_enter to sys_exit), by the path "
+                  "its return took")
+SAME_SYSCALL_ROWS = 10
+
+
+def untimed_line(counts):
+    """How many returns have no duration, and why ("" when all do)."""
+    lat = counts.lat
+    untimed = counts.returns - lat[0].count - lat[1].count
+    if untimed <= 0:
+        return ""
+    # A fork child's first return has no sys_enter of its own.
+    fork = min(counts.reason("fork_child"), untimed)
+    why = []
+    if fork:
+        why.append("%d fork children's first returns (no sys_enter)" % fork)
+    if untimed > fork:
+        why.append("%d whose sys_enter was not seen (entered before "
+                   "tracing began, or the entry was skipped: seccomp, "
+                   "PTRACE_SYSEMU)" % (untimed - fork))
+    return "untimed: %d of %d returns: %s\n" % (untimed, counts.returns,
+                                                "; ".join(why))
+
+
+def same_syscall_table(snap, tablefmt="simple", width=None,
+                       top=SAME_SYSCALL_ROWS):
+    """The headline comparison: one syscall's duration by each path, for
+    the syscalls whose returns took both (most IRET samples first).  A
+    comparison across syscalls would mostly show which syscalls take
+    IRET (execve, interrupted waits), not what the path costs."""
+    fast = snap.fast_path
+    both = [r for r in snap.syscalls.values() if r.counts.lat is not None
+            and r.counts.lat[0].count and r.counts.lat[1].count]
+    if not both:
+        return "no syscall's returns took both paths\n"
+    both.sort(key=lambda r: (-r.counts.lat[1].count, r.fields["abi"],
+                             r.fields["nr"]))
+    body = []
+    for r in both[:top]:
+        f, i = r.counts.lat
+        pf, pi = f.percentile(.5), i.percentile(.5)
+        body.append([safe(r.fields.get("name") or r.fields["nr"]),
+                     safe(r.fields["abi"]), f.count, fmt_ns(pf), i.count,
+                     fmt_ns(pi), "x%.1f" % (pi / pf) if pf else "-"])
+    heads = ["syscall", "abi", "%s n" % fast, "%s p50" % fast, "iret n",
+             "iret p50", "iret/%s" % fast]
+    # Narrow: the sample counts go first, then the ratio, then the ABI.
+    return fit_table(body, heads, width, drop=(2, 4, 6, 1),
+                     tablefmt=tablefmt, disable_numparse=True,
+                     colalign=("left", "left") + ("right",) * 5) + "\n"
+
+
+def latency_text(snap, width=None, tablefmt="simple"):
     lat = snap.totals.lat
     if lat is None:
         return "no latency (recorded with --no-latency)\n"
+    return (hists_text(snap, width) + "\n" +
+            fit_lines(untimed_line(snap.totals), width) +
+            "\n" + fit_lines("Same syscall by each path, where both occur "
+                            "(p50 of its duration):", width) + "\n" +
+            same_syscall_table(snap, tablefmt, width))
+
+
+def hists_text(snap, width=None):
+    lat = snap.totals.lat
     hists = ((snap.fast_path, lat[0]), ("iret", lat[1]))
     text = "\n".join(render_hist(name, h) for name, h in hists)
     if width is not None and text_width(text) > width:
@@ -244,7 +307,7 @@ def render_report(snap, by=None, top=20, series=None, sort="returns",
             if fence:
                 body = "```\n" + body + "```\n"
             return "\n## %s\n\n%s" % (title, body)
-        return "\n%s\n%s" % (title, body)
+        return "\n%s\n%s" % (fit_lines(title, width), body)
 
     views = [by] if by else [
         v for v in VIEWS if v != "interval" or (series and len(series) > 1)]
@@ -261,9 +324,8 @@ def render_report(snap, by=None, top=20, series=None, sort="returns",
                                  reasons_table(snap.totals, fmt, cal,
                                                width)))
         elif v == "latency":
-            parts.append(section("Latency by return path (sys_enter to "
-                                 "sys_exit)", latency_text(snap, width),
-                                 True))
+            parts.append(section(DURATION_TITLE,
+                                 latency_text(snap, width), True))
         elif v == "interval":
             parts.append(section("Over time", series_text(
                 series, fmt, width=width)))
