@@ -1,9 +1,12 @@
 """Start a command held at the gate until tracing of it has begun.
 
-`record -- CMD` must see the command's very first return (its execve):
-the child blocks on a pipe before exec; the tracer adds its pid and
-attaches, then opens the gate.  (subprocess.Popen cannot do this: it
-waits for the exec before returning.)
+`record -- CMD` must see the command's very first return (its execve),
+and none of the launcher's own: the child stops itself with SIGSTOP,
+the tracer adds its pid, and SIGCONT opens the gate.  The kernel passes
+the kill's sys_exit before the child stops, so after the gate the child's
+next syscall is the execve: a gate that blocked in read() would have its
+read and close counted as the command's.  (subprocess.Popen cannot do
+this: it waits for the exec before returning.)
 """
 
 import os
@@ -20,38 +23,45 @@ class GatedCommand:
         path = shutil.which(argv[0])
         if path is None:
             raise UsageError("command not found: %s" % argv[0])
-        gate_r, gate_w = os.pipe()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # child
             try:
-                os.close(gate_w)
                 os.close(err_r)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                while not os.read(gate_r, 1):
+                if os.getppid() != parent:
                     os._exit(127)  # parent went away: do not run
-                os.close(gate_r)
+                os.kill(os.getpid(), signal.SIGSTOP)
+                # Nothing between here and the exec may make a syscall.
                 os.execv(path, argv)
             except OSError as e:
                 os.write(err_w, str(e.errno).encode())
             finally:
                 os._exit(127)
-        os.close(gate_r)
         os.close(err_w)
         self.pid = pid
-        self._gate = gate_w
+        self._gate = True
         self._err = err_r
         self.argv = argv
         self.returncode = None
+        # Held only once stopped: tracing that starts after this sees
+        # nothing of the launcher.
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            self._gate = None
+            os.close(err_r)
+            self.returncode = os.waitstatus_to_exitcode(status)
+            raise UsageError("cannot run %s: the launcher exited"
+                             % argv[0])
 
     def release(self):
         """Open the gate; raise UsageError if the exec then fails."""
         if self._gate is None:
             return
-        os.write(self._gate, b"g")
-        os.close(self._gate)
         self._gate = None
+        os.kill(self.pid, signal.SIGCONT)
         err = os.read(self._err, 16)
         os.close(self._err)
         if err:
@@ -80,12 +90,16 @@ class GatedCommand:
         return self.returncode
 
     def kill(self, sig=signal.SIGKILL):
+        if self._gate is not None:
+            # A stopped child would hold any other signal pending forever.
+            sig = signal.SIGKILL
         if self.returncode is None:
             try:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
         if self._gate is not None:
-            os.close(self._gate)
+            # Killed while held: it never runs, and has no exec to report.
             self._gate = None
-        self.wait() if self._gate is None else None
+            os.close(self._err)
+        self.wait()
