@@ -152,6 +152,61 @@ def test_top_sort_and_conflicts(rec_file, run_cli):
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("fmt", ("json", "csv"))
+def test_words_and_ids_sort_a_to_z_like_top(rec_file, run_cli, fmt):
+    path, _ = rec_file
+    for key, col, table in (("name", "comm", "processes"),
+                            ("id", "pid", "processes"),
+                            ("name", "name", "syscalls"),
+                            ("id", "tid", "threads")):
+        by = table[:-1] if table != "processes" else "process"
+        r = run_cli("report", path, "--by", by, "--sort", key,
+                    "--format", fmt)
+        assert r.returncode == 0, r.stderr
+        if fmt == "json":
+            rows = json.loads(r.stdout)[table]
+        else:
+            rows = list(csv.DictReader(io.StringIO(r.stdout)))
+            col = {"name": "syscall"}.get(col, col)
+        conv = int if col in ("pid", "tid") else str
+        got = [conv(x[col]) for x in rows]
+        assert len(got) > 1 and got == sorted(got)
+
+
+def test_reason_sort_puts_rows_without_iret_last(rec_file, run_cli):
+    path, _ = rec_file
+    r = run_cli("report", path, "--by", "syscall", "--sort", "reason",
+                "--json")
+    rows = json.loads(r.stdout)["syscalls"]
+    tops = [max(x["reasons"], key=x["reasons"].get) if x["reasons"]
+            else "~" for x in rows]
+    assert tops[0] != "~"
+
+
+@pytest.mark.parametrize("by,sort", [("thread", "p99"), ("threads", "p50"),
+                                     ("thread", "iret_p99"),
+                                     ("reason", "iret"),
+                                     ("latency", "returns")])
+def test_a_sort_the_view_cannot_have_is_an_error(rec_file, run_cli, by,
+                                                  sort):
+    path, _ = rec_file
+    r = run_cli("report", path, "--by", by, "--sort", sort)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.startswith("sysretstat: error: --sort %s: " % sort)
+    assert r.stderr.count("\n") == 1
+
+
+def test_thread_view_keeps_its_figure_sorts(rec_file, run_cli):
+    path, _ = rec_file
+    for key in ("returns", "iret", "iret_share", "name", "id"):
+        r = run_cli("report", path, "--by", "thread", "--sort", key)
+        assert r.returncode == 0, r.stderr
+    # The default sort is no choice of the user's, in every view.
+    r = run_cli("report", path, "--by", "reason")
+    assert r.returncode == 0, r.stderr
+
+
 def test_histogram_bars():
     h = Hist.from_values([300] * 90 + [5000] * 9 + [2 ** 20])
     text = render_hist("sysret", h)

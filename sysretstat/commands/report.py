@@ -12,7 +12,7 @@ from sysretstat.render.csv import render_csv
 from sysretstat.render.text import VIEWS, render_report
 from sysretstat.render.width import output_width
 from sysretstat.model.fields import TABLES
-from sysretstat.model.snapshot import SORT_KEYS
+from sysretstat.model.snapshot import LATENCY_SORTS, SORT_KEYS
 from sysretstat.penalty import calibration
 from sysretstat.render.safe import safe
 
@@ -47,8 +47,9 @@ def load(path):
 @click.option("--top", type=click.IntRange(min=1), default=None,
               metavar="N", help="Rows per table (default 20 in text and "
                                 "markdown, all in json and csv).")
-@click.option("--sort", type=click.Choice(SORT_KEYS), default="returns",
-              show_default=True, help="Order of table rows.")
+@click.option("--sort", type=click.Choice(SORT_KEYS), default=None,
+              help="Order of table rows: figures biggest first; name, id "
+                   "and reason A to Z.  [default: returns]")
 @click.option("--plot", metavar="FILE.png|FILE.svg", default=None,
               help="Also draw latency distributions, IRET reasons and the "
                    "IRET rate over time into an image (needs matplotlib). "
@@ -63,6 +64,8 @@ def command(file, fmt, as_json, by, top, sort, plot):
         fmt = "json"
     if by in ("processes", "threads", "syscalls", "cpus"):
         by = by[:-1] if by != "processes" else "process"
+    check_sort(by, sort, fmt)
+    sort = sort or "returns"
     if plot is not None:
         from sysretstat.render import plot as plotmod
         plotmod.check_target(plot)
@@ -94,6 +97,21 @@ def command(file, fmt, as_json, by, top, sort, plot):
                                        markdown=fmt == "markdown", cal=cal,
                                        width=output_width()))
     return 0
+
+
+def check_sort(by, sort, fmt):
+    """A sort the view cannot have is a usage error, not a silent
+    ignore."""
+    if sort is None:
+        return
+    view = by or ("process" if fmt == "csv" else None)
+    if view == "thread" and sort in LATENCY_SORTS:
+        raise UsageError("--sort %s: threads have no latency histograms "
+                         "(the kernel keeps latency per process, syscall "
+                         "and CPU)" % sort)
+    if view in ("reason", "latency", "interval"):
+        raise UsageError("--sort %s: the %s view has no table rows to sort"
+                         % (sort, view))
 
 
 def machine_calibration(snap):

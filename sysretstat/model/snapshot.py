@@ -29,7 +29,8 @@ OUTCOMES = abi.OUTCOMES
 # Kept for callers of the earlier single module.
 __all__ = ["SCHEMA", "REASONS", "OUTCOMES", "TABLES", "Counts", "Hist",
            "Row", "Snapshot", "bucket", "check_fields", "check_meta",
-           "count", "row_key", "SORT_KEYS", "counts_sort_value",
+           "count", "row_key", "SORT_KEYS", "ASCENDING_SORTS",
+           "LATENCY_SORTS", "counts_sort_value",
            "sort_value", "check_invariants"]
 
 
@@ -173,7 +174,9 @@ class Snapshot:
                 lost[k] = lost.get(k, 0) + v
         return self
 
-    def sorted_rows(self, table, key="returns", reverse=True):
+    def sorted_rows(self, table, key="returns", reverse=None):
+        if reverse is None:
+            reverse = key not in ASCENDING_SORTS
         rows = list(self.table(table).values())
         rows.sort(key=lambda r: (sort_value(r, key), _tiebreak(r)),
                   reverse=reverse)
@@ -233,6 +236,12 @@ def _tiebreak(row):
 
 SORT_KEYS = ("returns", "iret", "sysret", "iret_share", "reason", "p50",
              "p99", "iret_p50", "iret_p99", "name", "id")
+# Words and ids read best A to Z, as in top (top/state.py); figures
+# biggest first.
+ASCENDING_SORTS = ("id", "name", "reason")
+# Sorts by a latency histogram: a table whose rows keep none (threads)
+# cannot have them.
+LATENCY_SORTS = ("p50", "p99", "iret_p50", "iret_p99")
 
 
 def counts_sort_value(c, key):
