@@ -92,3 +92,20 @@ class StopFlag:
     def restore(self):
         for s, h in self._old.items():
             signal.signal(s, h)
+
+
+def other_syscall_tracers():
+    """(None or a warning, detail) about BPF programs other than ours on
+    the syscall tracepoints: they run on every syscall, so they lengthen
+    the durations sysretstat measures and bias bench's figures.  The
+    detail says "unknown" where the links cannot be listed."""
+    from sysretstat.kernel import progs
+    try:
+        found = progs.syscall_tracers()
+    except OSError as e:
+        return None, "cannot list BPF links: %s" % e.strerror
+    if not found:
+        return None, "no BPF links on the syscall tracepoints"
+    where = ", ".join("%s (prog %d)" % (tp, prog) for _, prog, tp in found)
+    return ("another tracer is attached to the syscall tracepoints: %s; "
+            "it adds to every syscall measured" % where), where

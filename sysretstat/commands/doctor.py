@@ -1,20 +1,86 @@
 """`sysretstat doctor`: can this host run sysretstat, and how does its
 kernel return from syscalls?"""
 
+import importlib.util
 import json
+import os
 import sys
 
 import click
 
 from sysretstat.kernel import (libbpf as _libbpf, hostinfo, tested as kernels,
                                objects, tracer)
+from sysretstat.commands.common import other_syscall_tracers
 from sysretstat.errors import SysretstatError
+from sysretstat.penalty import calibration
 from sysretstat.render.safe import safe
 
 
-def _check(name, ok, detail, required=True):
+def _check(name, ok, detail, required=True, warn=False):
+    """`ok` false: something sysretstat needs (FAIL) or uses (WARN) is
+    missing; `warn` with ok: advice, where an option or an extra is
+    unavailable or figures are disturbed (WARN), which leaves "ok" in
+    JSON true so that a host's fitness is still all its checks' "ok"."""
     return {"check": name, "ok": bool(ok), "detail": detail,
-            "required": required}
+            "required": required, "warn": bool(warn) or not ok}
+
+
+def mark(c):
+    if c["ok"] and not c["warn"]:
+        return "ok"
+    return "FAIL" if not c["ok"] and c["required"] else "WARN"
+
+
+# Either CAP_SYS_ADMIN, or both of these (Linux >= 5.8).
+SPLIT_CAPS = ("CAP_BPF", "CAP_PERFMON")
+
+
+def privileges_check(caps=None, uid=None):
+    """Which capability is missing, by name: a root without CAP_BPF (a
+    container) is no more able than any user."""
+    caps = hostinfo.capabilities() if caps is None else caps
+    uid = os.geteuid() if uid is None else uid
+    who = "uid %d" % uid
+    if "CAP_SYS_ADMIN" in caps:
+        return _check("privileges", True, who + ", CAP_SYS_ADMIN")
+    missing = [c for c in SPLIT_CAPS if c not in caps]
+    if not missing:
+        return _check("privileges", True, who + ", CAP_BPF and CAP_PERFMON")
+    return _check("privileges", False, "%s: missing %s (effective: %s); "
+                  "needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN"
+                  % (who, " and ".join(missing),
+                     ", ".join(sorted(caps)) or "none"))
+
+
+def cgroup_check():
+    where = tracer.cgroup2_mount()
+    # Advisory (ok either way): only --cgroup needs it.
+    return _check("cgroup v2", True, "mounted at %s" % where if where else
+                  "not mounted: --cgroup cannot filter", warn=not where)
+
+
+def calibration_check():
+    key = calibration.machine_key()
+    cal = calibration.load()
+    if cal is not None:
+        return _check("calibration", True, "%s in %s" % (key, cal.path))
+    return _check("calibration", True, "none for %s in %s: reports leave "
+                  "out the time lost to IRET (run `sysretstat bench`)"
+                  % (key, " or ".join(calibration.search_path())),
+                  warn=True)
+
+
+def matplotlib_check():
+    if importlib.util.find_spec("matplotlib") is not None:
+        return _check("matplotlib", True, "installed (report --plot)")
+    return _check("matplotlib", True, "not installed: report --plot "
+                  "needs it (optional)", warn=True)
+
+
+def tracers_check():
+    busy, detail = other_syscall_tracers()
+    return _check("other syscall tracers", True, busy or detail,
+                  warn=busy is not None or detail.startswith("cannot"))
 
 
 def run_checks(try_attach=True):
@@ -26,12 +92,7 @@ def run_checks(try_attach=True):
     checks.append(_check("btf", hostinfo.has_btf(), hostinfo.btf_path()
                          if hostinfo.has_btf() else "%s missing: kernel "
                          "needs CONFIG_DEBUG_INFO_BTF=y" % hostinfo.btf_path()))
-    caps = hostinfo.capabilities()
-    checks.append(_check("privileges", hostinfo.can_trace(),
-                         "root" if hostinfo.is_root() else
-                         ("capabilities: " + (", ".join(sorted(caps))
-                                              or "none")
-                          + "; need CAP_BPF and CAP_PERFMON")))
+    checks.append(privileges_check())
     try:
         ver = "%d.%d" % _libbpf.version()
         ok = _libbpf.version() >= (1, 1)
@@ -55,6 +116,11 @@ def run_checks(try_attach=True):
                              else "missing" + ("" if req else " (%s)" %
                                                tracer.OPTIONAL_LOSS[prog]),
                              required=req))
+    checks.append(cgroup_check())
+    # Before our own attach, which would be listed too.
+    checks.append(tracers_check())
+    checks.append(calibration_check())
+    checks.append(matplotlib_check())
     if try_attach:
         checks.append(_attach_check(all(c["ok"] for c in checks
                                         if c["required"])))
@@ -118,8 +184,8 @@ def command(as_json):
                                else safe(v)))
         w("\n")
         for c in checks:
-            mark = "ok" if c["ok"] else ("FAIL" if c["required"] else "warn")
-            w("%-4s  %-26s %s\n" % (mark, c["check"], safe(c["detail"])))
+            w("%-4s  %-26s %s\n" % (mark(c), c["check"],
+                                     safe(c["detail"])))
         w("\n%s\n" % ("sysretstat can run here." if ok else
                       "sysretstat cannot run here: see FAIL above."))
     return 0 if ok else 1
