@@ -233,3 +233,21 @@ def test_each_variant_takes_its_path_under_the_collector(run_cli, tmp_path):
     handlers = sum(h for c, h in raw["counts"].values())
     assert sigret["paths"]["sysret"] == \
         raw["counts"]["sysret"][0] + handlers + 1
+
+
+def test_cli_warns_of_another_syscall_tracer(monkeypatch):
+    from click.testing import CliRunner
+    from sysretstat.commands import bench as cmd
+    from sysretstat.kernel import progs
+    fake = {"warnings": [], "calibration": None}
+    monkeypatch.setattr(cmd.bench, "run", lambda **kw: dict(fake))
+    monkeypatch.setattr(cmd, "render_text", lambda result, saved: None)
+    monkeypatch.setattr(progs, "syscall_tracers",
+                        lambda: [(3, 99, "sys_enter")])
+    r = CliRunner().invoke(
+        cmd.command, ["--json", "--no-save", "-n", "1000"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["warnings"] == [
+        "another tracer is attached to the syscall tracepoints: sys_enter "
+        "(prog 99); it adds to every syscall measured"]
+    assert r.stderr.startswith("sysretstat: warning: another tracer ")

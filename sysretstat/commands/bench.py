@@ -6,6 +6,7 @@ import sys
 import click
 
 from sysretstat.penalty import measure as bench, calibration
+from sysretstat.commands.common import other_syscall_tracers
 from sysretstat.errors import UsageError
 
 
@@ -92,7 +93,10 @@ def command(as_json, iterations, cpu, no_save):
     if iterations < bench.MIN_ITERATIONS:
         raise UsageError("ITERATIONS must be at least %d"
                          % bench.MIN_ITERATIONS)
+    busy, _ = other_syscall_tracers()
     result = bench.run(iterations=iterations, cpu=cpu)
+    if busy:
+        result["warnings"].append(busy)
     saved = None
     if not no_save:
         saved = calibration.save(result)
