@@ -343,3 +343,13 @@ def test_comm_series_freeze_rather_than_forget():
     cc = prometheus.CommCounters(top=2, retired_max=3)
     _scrapes_never_go_down(cc, 400, rng, names)
     assert len(cc.retired) <= 3
+
+
+def test_floats_print_shortest_without_binary_noise():
+    from sysretstat.render.prometheus import fmt_value
+    assert fmt_value(2.279e-08) == "2.279e-08"
+    assert fmt_value(2279 * 1e-11) == "2.279e-08"   # 2.2789999999999998e-08
+    assert fmt_value(0.1 + 0.2) == "0.3"
+    assert fmt_value(1.0) == "1.0" and fmt_value(7) == "7"
+    assert fmt_value(123456789.123456789) == "123456789.123"
+    assert fmt_value(float("nan")) == "NaN"

@@ -56,7 +56,9 @@ def fmt_value(v):
         return "NaN"
     if math.isinf(v):
         return "+Inf" if v > 0 else "-Inf"
-    return repr(v)
+    # 12 significant digits hide binary noise (2.279e-08, not
+    # 2.2789999999999998e-08) and keep more than any figure measures.
+    return repr(float("%.12g" % v))
 
 
 def family(name, mtype, help_text, samples):
