@@ -100,3 +100,27 @@ def test_doctor_json(run_cli):
     names = {c["check"] for c in d["checks"]}
     assert {"btf", "privileges", "attach", "tracepoint sys_exit"} <= names
     assert d["host"]["task_size_max"] in (0x7ffffffff000, 0xfffffffffff000)
+
+
+def test_version_names_libbpf_kernel_and_build(run_cli):
+    p = run_cli("--version")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("sysretstat, version ")
+    assert lines[1].startswith("libbpf ")
+    assert lines[2] == "kernel " + os.uname().release
+    # Run from this checkout: git's description, not "release".
+    assert lines[3].startswith("build checkout ")
+    assert len(lines) == 4
+
+
+def test_version_of_an_installed_copy_is_a_release(tmp_path):
+    import shutil
+    shutil.copytree(os.path.join(ROOT, "sysretstat"),
+                    tmp_path / "sysretstat",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.o"))
+    code = ("from sysretstat.commands import cli; "
+            "print(cli.build_info())")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
+                       capture_output=True, text=True, check=True)
+    assert r.stdout == "release\n"

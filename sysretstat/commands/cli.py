@@ -45,7 +45,10 @@ class Group(click.Group):
 
 @click.command(cls=Group, context_settings={"help_option_names":
                                             ["-h", "--help"]})
-@click.version_option(__version__, prog_name="sysretstat")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, _, v: _print_version(ctx) if v else None,
+              help="Show the version, libbpf's, the kernel's and the build, "
+                   "and exit.")
 @click.option("-v", "--verbose", count=True,
               help="Log libbpf and verifier messages to stderr (-vv: debug).")
 def cli(verbose):
@@ -55,6 +58,45 @@ def cli(verbose):
     if os.environ.get("SYSRETSTAT_DEBUG"):
         level = logging.DEBUG
     logging.basicConfig(level=level, format="sysretstat: %(message)s")
+
+
+def version_lines():
+    """What a bug report needs besides the version: libbpf (loaded only
+    here, never by importing cli), the kernel, and the build."""
+    try:
+        from sysretstat.kernel import libbpf
+        lb = "%d.%d" % libbpf.version()
+    except Exception as e:   # any failure to load is itself the answer
+        lb = "unavailable (%s)" % e
+    return ["sysretstat, version %s" % __version__,
+            "libbpf %s" % lb,
+            "kernel %s" % os.uname().release,
+            "build %s" % build_info()]
+
+
+def build_info():
+    """`git describe` where run from a checkout, else "release"."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    if not os.path.exists(os.path.join(root, ".git")):
+        return "release"
+    try:
+        r = subprocess.run(["git", "-C", root, "describe", "--always",
+                            "--tags", "--dirty"], capture_output=True,
+                           text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "checkout %s (git not run)" % root
+    out = r.stdout.strip()
+    return "checkout %s" % out if r.returncode == 0 and out else \
+        "checkout %s (git describe failed)" % root
+
+
+def _print_version(ctx):
+    if ctx.resilient_parsing:
+        return
+    click.echo("\n".join(safe(x) for x in version_lines()))
+    ctx.exit(0)
 
 
 def error(msg, code=1):
