@@ -7,7 +7,8 @@ import click
 from sysretstat import record
 from sysretstat.model import diff
 from sysretstat.errors import RecordFileError
-from sysretstat.render.units import fmt_ns
+from sysretstat.penalty import calibration
+from sysretstat.render.units import fmt_ns, fmt_rate, fmt_time
 from sysretstat.render.width import fit_lines, fit_table, output_width
 from sysretstat.render.safe import safe
 
@@ -25,8 +26,12 @@ from sysretstat.render.safe import safe
 def command(before, after, as_json, fmt, top):
     """Compare two recordings (or `report --json` documents): per IRET
     reason, process name and syscall, the change in counts, in IRET share
-    and in per-path latency percentiles, largest change first.  Text fits
-    $COLUMNS or the terminal's width (latency columns go first)."""
+    and in per-path latency percentiles (with their sample counts; ~ marks
+    a change within noise), largest change first.  Runs of different
+    durations are also compared per second and per 1,000 returns; the
+    time lost to IRET is shown where `sysretstat bench` measured the
+    machines.  Text fits $COLUMNS or the terminal's width (latency columns
+    go first)."""
     if as_json:
         if fmt not in (None, "json"):
             raise click.UsageError("--json conflicts with --format %s" % fmt)
@@ -43,7 +48,9 @@ def command(before, after, as_json, fmt, top):
     if kb != ka:
         raise RecordFileError("cannot compare %s (schema %s) with %s "
                               "(schema %s)" % (pb, kb, pa, ka))
-    doc = diff.compare(sb, sa, top=top if fmt == "json" else None)
+    doc = diff.compare(sb, sa, top=top if fmt == "json" else None,
+                       calibrations=[machine_calibration(s)
+                                     for s in (sb, sa)])
     doc["before"] = diff.describe(pb, sb, kb)
     doc["after"] = diff.describe(pa, sa, ka)
     if fmt == "json":
@@ -55,6 +62,17 @@ def command(before, after, as_json, fmt, top):
     return 0
 
 
+def machine_calibration(snap):
+    """The calibration of the machine a run was recorded on, or None.
+    Unlike report's, never this host's when the run does not name its
+    machine: a diff usually compares runs made elsewhere."""
+    cpu, kernel = snap.meta.get("cpu_model"), snap.meta.get("kernel")
+    if not (isinstance(cpu, str) and cpu and isinstance(kernel, str)
+            and kernel):
+        return None
+    return calibration.load(cpu, kernel)
+
+
 def _n(v):
     return "%+d" % v if v else "0"
 
@@ -63,7 +81,21 @@ def _pct(v):
     return "%.2f%%" % (100 * v)
 
 
-def _lat(row, path, name):
+def _signed(v, f):
+    if v is None:
+        return "-"
+    return ("+" if v > 0 else "-") + f(abs(v)) if v else "0"
+
+
+def _pair(b, a, f):
+    return "%s->%s" % (f(b) if b is not None else "-",
+                       f(a) if a is not None else "-")
+
+
+NOISE_MARK = "~"
+
+
+def _lat(row, path, name, marked):
     b = row["before"].get("latency_ns", {}).get(path, {}).get(name)
     a = row["after"].get("latency_ns", {}).get(path, {}).get(name)
     if b is None and a is None:
@@ -72,7 +104,17 @@ def _lat(row, path, name):
         fmt_ns(b), fmt_ns(a))
     if a is not None and b:
         s += " (%+.0f%%)" % (100.0 * (a - b) / b)
+        d = row["delta"].get("latency_ns", {}).get(path, {})
+        if d.get("noise", {}).get(name):
+            s += NOISE_MARK
+            marked.append(True)
     return s
+
+
+def _samples(row, path):
+    b = row["before"].get("latency_ns", {}).get(path, {}).get("count")
+    a = row["after"].get("latency_ns", {}).get(path, {}).get("count")
+    return "-" if b is None and a is None else _pair(b, a, str)
 
 
 def _fast(doc):
@@ -80,20 +122,110 @@ def _fast(doc):
     return fa if fa == fb else "fast"
 
 
-def _row_cells(row, fast):
+def _row_cells(row, fast, rates, marked):
     b, a = row["before"], row["after"]
-    return ["%d->%d" % (b["returns"], a["returns"]),
-            _n(row["delta"]["returns"]),
-            "%d->%d" % (b["iret"], a["iret"]), _n(row["delta"]["iret"]),
-            "%s->%s" % (_pct(b["iret_share"]), _pct(a["iret_share"])),
-            _lat(row, fast, "p50"), _lat(row, fast, "p99"),
-            _lat(row, "iret", "p50"), _lat(row, "iret", "p99")]
+    cells = ["%d->%d" % (b["returns"], a["returns"]),
+             _n(row["delta"]["returns"]),
+             "%d->%d" % (b["iret"], a["iret"]), _n(row["delta"]["iret"]),
+             "%s->%s" % (_pct(b["iret_share"]), _pct(a["iret_share"]))]
+    if rates:
+        ps = row.get("per_s") or {"before": {}, "after": {}}
+        cells += [_pair(ps["before"].get(k), ps["after"].get(k), fmt_rate)
+                  for k in ("returns", "iret")]
+    return cells + [_samples(row, fast), _lat(row, fast, "p50", marked),
+                    _lat(row, fast, "p99", marked), _samples(row, "iret"),
+                    _lat(row, "iret", "p50", marked),
+                    _lat(row, "iret", "p99", marked)]
 
 
 # At a narrow width, _row_cells() columns go in this order, as top drops
-# its columns: latency p50s, then p99s, then the deltas (the before->after
-# columns keep them readable).
-DROP = (5, 7, 6, 8, 1, 3)
+# its columns: latency p50s, then p99s, then the sample counts they
+# stand on, then the deltas (the before->after columns keep them
+# readable).  When the runs' lengths differ, the raw counts go next: the
+# per-second columns are the ones that compare.
+def _drop(rates):
+    if not rates:
+        return (6, 9, 7, 10, 5, 8, 1, 3)
+    return (8, 11, 9, 12, 7, 10, 1, 3, 0, 2)
+
+
+def _normalisation_line(doc):
+    n = doc.get("normalisation") or {}
+    d = n.get("duration_s") or {}
+    db, da = d.get("before"), d.get("after")
+    if n.get("applied"):
+        return ("counts: raw, per second and per 1,000 returns (the runs "
+                "last %.1fs and %.1fs); largest change per second first"
+                % (db, da))
+    if db is None or da is None:
+        return ("counts: raw (a run's duration is unknown); compare runs "
+                "of the same workload or length")
+    return "counts: raw (the runs last %.1fs and %.1fs)" % (db, da)
+
+
+def _legend(doc):
+    r = doc["noise_rule"]
+    return ("%s: noise, not a measured change: within %.1f%% (a percentile "
+            "is the middle of a histogram bucket 1/8 of a power of two "
+            "wide), or under %d samples (n) on a side, or under %d beyond "
+            "the percentile (a p99 needs %d)"
+            % (NOISE_MARK, 100 * r["bucket_error"], r["min_samples"],
+               r["min_tail_samples"],
+               round(r["min_tail_samples"] / (1 - .99))))
+
+
+def _totals_normalised(doc, fmt, width):
+    """Totals per second, per 1,000 returns and in time lost to IRET."""
+    t = doc["totals"]
+    rows = []
+    if doc["normalisation"]["applied"]:
+        for key, label in (("returns", "returns per second"),
+                           ("iret", "IRET per second")):
+            ps = t.get("per_s")
+            if ps:
+                rows.append([label, fmt_rate(ps["before"][key]),
+                             fmt_rate(ps["after"][key]),
+                             _signed(ps["delta"][key], fmt_rate)])
+        pk = t.get("per_1k_returns")
+        if pk:
+            rows.append(["IRET per 1,000 returns",
+                         "%.1f" % pk["before"]["iret"],
+                         "%.1f" % pk["after"]["iret"],
+                         _signed(round(pk["delta"]["iret"], 1),
+                                 lambda v: "%.1f" % v)])
+    tl = doc.get("time_lost")
+    if tl:
+        def f(v):
+            return "-" if v is None else fmt_time(v)
+        rows.append(["time lost to IRET", f(tl["before"]), f(tl["after"]),
+                     _signed(tl["delta"], fmt_time)])
+        if doc["normalisation"]["applied"] and tl.get("per_s"):
+            p = tl["per_s"]
+            rows.append(["time lost per second", f(p["before"]),
+                         f(p["after"]), _signed(p["delta"], fmt_time)])
+    if not rows:
+        return ""
+    return "\n" + fit_table(rows, ["", "before", "after", "delta"], width,
+                            tablefmt=fmt, disable_numparse=True,
+                            colalign=("left", "right", "right",
+                                      "right")) + "\n"
+
+
+def _calibration_line(doc):
+    tl = doc.get("time_lost")
+    if not tl:
+        return None
+    cals = tl["calibration"]
+    parts = []
+    for which in ("before", "after"):
+        c = cals[which]
+        parts.append("%s %s" % (which, "no calibration (run `sysretstat "
+                                "bench` there)" if c is None else
+                                "%.0f ns per IRET return (%s, %s)" % (
+                                    c["mean_penalty_ns"],
+                                    safe(c["cpu_model"]),
+                                    safe(c["kernel"]))))
+    return "time lost: count x penalty; " + "; ".join(parts)
 
 
 def render(doc, top, markdown=False, width=None):
@@ -102,17 +234,22 @@ def render(doc, top, markdown=False, width=None):
     if markdown:
         width = None
     fast = _fast(doc)
-    heads = ["returns", "delta", "IRET", "d IRET", "IRET%",
-             "%s p50" % fast, "%s p99" % fast, "iret p50", "iret p99"]
+    rates = bool(doc["normalisation"]["applied"])
+    heads = (["returns", "delta", "IRET", "d IRET", "IRET%"]
+             + (["returns/s", "IRET/s"] if rates else [])
+             + ["%s n" % fast, "%s p50" % fast, "%s p99" % fast,
+                "iret n", "iret p50", "iret p99"])
+    marked = []
     out = []
 
     def cells_table(rows, idh):
         return fit_table(rows, idh + heads, width,
-                         drop=[len(idh) + i for i in DROP], tablefmt=fmt,
-                         disable_numparse=True)
+                         drop=[len(idh) + i for i in _drop(rates)],
+                         tablefmt=fmt, disable_numparse=True)
 
     def section(title, body):
-        out.append(("\n## %s\n\n" if markdown else "\n%s\n") % title + body)
+        out.append(("\n## %s\n\n" if markdown else "\n%s\n")
+                   % fit_lines(title, width) + body)
 
     for which in ("before", "after"):
         d = doc[which]
@@ -121,21 +258,43 @@ def render(doc, top, markdown=False, width=None):
             d["duration_s"] or 0,
             "  command: %s" % safe(d["command"]) if d["command"] else ""),
             width) + "\n")
+    for line in (_normalisation_line(doc), _calibration_line(doc)):
+        if line:
+            out.append(fit_lines(line, width) + "\n")
     if markdown:
         out = ["# sysretstat diff\n\n```\n"] + out + ["```\n"]
     t = doc["totals"]
-    section("Totals", cells_table([_row_cells(t, fast)], []) + "\n")
+    section("Totals", cells_table([_row_cells(t, fast, rates, marked)], [])
+            + "\n" + _totals_normalised(doc, fmt, width))
 
     rs = doc["reasons"]
     if rs:
-        rows = [[safe(r["reason"]), r["before"], r["after"], _n(r["delta"]),
-                 "%s->%s" % (_pct(r["share_before"]), _pct(r["share_after"]))]
-                for r in rs]
-        body = fit_table(rows, ["reason", "before", "after", "delta",
-                                "share of returns"], width, drop=(3,),
-                         tablefmt=fmt, disable_numparse=True,
-                         colalign=("left", "right", "right", "right",
-                                   "right")) + "\n"
+        lost = "time_lost_delta_s" in rs[0]
+        heads_r = (["reason", "before", "after", "delta"]
+                   + (["per second", "d/s"] if rates else [])
+                   + ["share of returns"]
+                   + (["time lost", "d time"] if lost else []))
+        rows = []
+        for r in rs:
+            row = [safe(r["reason"]), r["before"], r["after"], _n(r["delta"])]
+            if rates:
+                row += [_pair(r.get("per_s_before"), r.get("per_s_after"),
+                              fmt_rate),
+                        _signed(r.get("per_s_delta"), fmt_rate)]
+            row.append("%s->%s" % (_pct(r["share_before"]),
+                                   _pct(r["share_after"])))
+            if lost:
+                row += [_pair(r["time_lost_before_s"],
+                              r["time_lost_after_s"], fmt_time),
+                        _signed(r["time_lost_delta_s"], fmt_time)]
+            rows.append(row)
+        share = heads_r.index("share of returns")
+        drop = ([3] + ([5] if rates else [])
+                + ([share + 2, share + 1] if lost else []) + [share])
+        body = fit_table(rows, heads_r, width, drop=drop, tablefmt=fmt,
+                         disable_numparse=True,
+                         colalign=("left",) + ("right",) * (
+                             len(heads_r) - 1)) + "\n"
     else:
         body = "no IRET returns in either run\n"
     section("IRET reasons", body)
@@ -147,8 +306,14 @@ def render(doc, top, markdown=False, width=None):
         rows = doc[table][:top]
         n = doc[table + "_total"]
         idh = ["comm"] if table == "processes" else ["abi", "syscall"]
-        body = cells_table([ident(r) + _row_cells(r, fast) for r in rows],
-                           idh) + "\n" if rows else "  (none)\n"
-        section("%s (top %d of %d, largest change first)"
-                % (title, min(top, n), n), body)
+        body = cells_table([ident(r) + _row_cells(r, fast, rates, marked)
+                            for r in rows], idh) + "\n" if rows \
+            else "  (none)\n"
+        section("%s (top %d of %d, %s first)"
+                % (title, min(top, n), n,
+                   "largest change per second" if rates
+                   else "largest change"), body)
+    # Only where a marked latency column survived the width.
+    if marked and "%)" + NOISE_MARK in "".join(out):
+        out.append("\n" + fit_lines(_legend(doc), width) + "\n")
     return "".join(out)
