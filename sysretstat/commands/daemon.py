@@ -66,7 +66,8 @@ def command(listen, interval, top, max_processes, max_threads, cgroup,
     if warning:
         daemon.log.warning("warning: %s", warning)
     state = daemon.State(top=top, penalty=calibration.load(),
-                         expose_processes=expose_processes)
+                         expose_processes=expose_processes,
+                         interval_s=interval)
     # Bind before loading anything: a busy port is reported at once and
     # costs no BPF load.
     server = daemon.bind(host, port, state,

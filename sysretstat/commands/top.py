@@ -86,16 +86,18 @@ def command(pids, interval, batch, iterations, as_json, by, sort, top_n,
                                sort=sort, views=views, interval=interval)
     interactive = not (batch or as_json) and sys.stdout.isatty() and \
         sys.stdin.isatty()
-    # A calibration measures this machine: daemons run on others.
+    # A calibration measures this machine: daemons run on others, and
+    # each serves its own (meta.iret_penalty).
     calibration = load_calibration() if not urls else None
     source = open_source(pids, not no_latency, bpf_stats, urls)
     try:
-        feed = Feed(source, per_host)
+        feed = FleetFeed(source, per_host, interval) if urls else \
+            Feed(source, per_host, calibration)
         if interactive:
             return run_interactive(feed, state, interval, iterations,
-                                   calibration, frame_log)
+                                   frame_log)
         return run_batch(feed, state, interval, iterations, as_json,
-                         calibration, top_n)
+                         top_n)
     finally:
         source.close()
 
@@ -110,8 +112,8 @@ def load_calibration():
 
 def open_source(pids, latency, bpf_stats, urls):
     if urls:
-        from sysretstat.source.remote import RemoteSource
-        return RemoteSource(list(urls))
+        from sysretstat.source.remote import Fleet
+        return Fleet(list(urls))
     from sysretstat.source.collector import Collector
     from sysretstat.kernel.tracer import Options
     col = Collector(Options(pids=tuple(pids), latency=latency,
@@ -132,9 +134,11 @@ class Feed:
     host's interval.
     """
 
-    def __init__(self, source, per_host=False):
+    def __init__(self, source, per_host=False, calibration=None):
         self.source = source
         self.per_host = per_host
+        self.calibration = calibration
+        self.warnings = []
         self.delta = self.cumulative = self.hosts = None
         self._prev = self._read()
 
@@ -156,6 +160,101 @@ class Feed:
         return self.delta
 
 
+class FleetFeed:
+    """The intervals of `top --connect`: each daemon's, merged.
+
+    A daemon snapshots every few seconds (its -i), top draws every
+    second: a frame's figures are the difference between a daemon's two
+    latest snapshots, the same until it publishes the next, so that
+    no frame reads 0/s for falling between two of them.  A daemon that
+    cannot be read keeps its place, marked, and is retried; the view
+    goes on with the others.  COST/s is each host's counts times its
+    own calibration (FleetPenalty).
+    """
+
+    def __init__(self, fleet, per_host=False, interval=1.0):
+        self.fleet = fleet
+        self.per_host = per_host
+        # A frame waits this long at most for daemons in flight.
+        self.wait = min(fleet.timeout, max(0.05, interval / 2))
+        self.delta = self.cumulative = self.hosts = None
+        self.calibration = None
+        self.warnings = []
+        self._deltas = {}           # url -> (its cur, cur - prev)
+        self._cum = (None, None)    # (ids of the curs, their merge)
+        self._dt = interval
+        # First contact waits for every daemon: a wrong URL is then one
+        # line and an exit status, not a screen of unreachable hosts.
+        deadline = time.monotonic() + fleet.timeout + 1
+        fleet.poll(fleet.timeout)
+        while fleet.pending() and time.monotonic() < deadline:
+            fleet.poll(0.1)
+        failed = fleet.failure()
+        if failed:
+            from sysretstat.errors import RemoteError
+            raise RemoteError(failed)
+        self._build()
+
+    def tick(self):
+        self.fleet.poll(self.wait)
+        self._build()
+        return self.delta
+
+    def _build(self):
+        from sysretstat.model.counts import Counts
+        from sysretstat.model.snapshot import Snapshot
+        from sysretstat.source.remote import (FleetPenalty, merge,
+                                              merge_intervals)
+        hosts = self.fleet.hosts
+        deltas, cums, pens, shown, names = {}, {}, {}, {}, []
+        for h in hosts:
+            if h.cur is not None:
+                cums[h.label] = h.cur
+            pens[h.label] = h.penalty
+            mark = None
+            if h.down_since is not None:
+                mark = "unreachable since %s" % time.strftime(
+                    "%H:%M:%S", time.localtime(h.down_since))
+            elif h.prev is None:
+                mark = "first snapshot pending"
+            else:
+                got = self._deltas.get(h.url)
+                if got is None or got[0] is not h.cur:
+                    got = (h.cur, interval_delta(h.cur, h.prev))
+                    self._deltas[h.url] = got
+                deltas[h.label] = shown[h.label] = got[1]
+            names.append(h.label if mark is None else
+                         "%s (%s)" % (h.label, mark))
+            if mark is not None:
+                # Its row stays, named for what is wrong, with no counts
+                # (none were read: a zero here is not a measurement).
+                shown["%s (%s)" % (h.label, mark)] = Snapshot(
+                    {"hostname": h.label, "interval_s": self._dt,
+                     "duration_s": self._dt, "unreachable_since":
+                     time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(
+                         h.down_since)) if h.down_since else None,
+                     "error": h.message}, Counts.zero(False))
+        key = tuple(id(s) for s in cums.values())
+        if key != self._cum[0]:
+            self._cum = (key, merge(cums))
+        self.cumulative = self._cum[1]
+        title = ",".join(names)
+        if deltas:
+            self.delta = merge_intervals(deltas, title)
+            self._dt = self.delta.meta.get("interval_s") or self._dt
+        elif self.delta is not None:
+            # Every daemon is down: an empty interval, not the last one
+            # again (its figures would read as current).
+            self.delta = Snapshot(dict(self.delta.meta, hostname=title,
+                                       lost={}, hosts={}),
+                                  Counts.zero(False))
+        self.hosts = shown if self.per_host else None
+        self.calibration = FleetPenalty(pens, deltas) if any(
+            p is not None for p in pens.values()) else None
+        self.warnings = [h.status() for h in hosts
+                         if h.down_since is not None]
+
+
 def interval_delta(snap, prev):
     """snap.delta(prev), with meta.bpf as the interval's cost."""
     # Lazy: a frame shows one table, and the others are computed only if
@@ -173,23 +272,33 @@ def interval_delta(snap, prev):
     return d
 
 
-def run_batch(feed, state, interval, iterations, as_json, calibration,
-              top_n):
+def run_batch(feed, state, interval, iterations, as_json, top_n):
     stop = StopFlag((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     ticker = Ticker(interval, stop)
     gcf = FrameGC()
     n = 0
+    warned = []
     try:
         while ticker.wait():
             with gcf.frame():
                 delta = feed.tick()
                 ticker.advance()
+                if delta is None:
+                    # --connect: no daemon has published twice yet.
+                    continue
                 if as_json:
+                    if feed.warnings != warned:
+                        # stdout stays one document per line.
+                        for w in feed.warnings:
+                            sys.stderr.write("sysretstat: %s\n" % w)
                     out = top_batch.json_lines(delta, top_n, feed.hosts)
                 else:
-                    out = top_batch.text_frame(delta, state, calibration,
-                                               feed.hosts, top_n or 20,
-                                               width=output_width())
+                    out = "".join("warning: %s\n" % w
+                                  for w in feed.warnings)
+                    out += top_batch.text_frame(
+                        delta, state, feed.calibration, feed.hosts,
+                        top_n or 20, width=output_width())
+                warned = feed.warnings
             sys.stdout.write(out)
             sys.stdout.flush()
             n += 1
@@ -200,15 +309,14 @@ def run_batch(feed, state, interval, iterations, as_json, calibration,
     return 0
 
 
-def run_interactive(feed, state, interval, iterations, calibration,
-                    frame_log):
+def run_interactive(feed, state, interval, iterations, frame_log):
     from sysretstat.top.painter import Painter, session, use_colour
 
     stop = StopFlag((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     log = open(frame_log, "a") if frame_log else None
     try:
-        session(_loop, feed, state, interval, iterations,
-                       calibration, stop, log, Painter, use_colour())
+        session(_loop, feed, state, interval, iterations, stop, log,
+                Painter, use_colour())
     finally:
         stop.restore()
         if log is not None:
@@ -216,11 +324,13 @@ def run_interactive(feed, state, interval, iterations, calibration,
     return 0
 
 
-def _loop(scr, feed, state, interval, iterations, calibration, stop, log,
-          painter_cls, colour):
+def _loop(scr, feed, state, interval, iterations, stop, log, painter_cls,
+          colour):
     painter = painter_cls(scr, colour)
     state.ascii = _ascii_only()
-    shown = [None, None, None]      # delta, cumulative, hosts on screen
+    # delta, cumulative, hosts, calibration on screen
+    shown = [feed.delta, feed.cumulative, feed.hosts, feed.calibration]
+    said = [""]                     # the footer message top set
     ticker = Ticker(interval)
     gcf = FrameGC()
     frames = 0
@@ -229,7 +339,7 @@ def _loop(scr, feed, state, interval, iterations, calibration, stop, log,
         w, h = painter.size()
         painter.paint(top_view.render(shown[0], state, w, h,
                                       cumulative=shown[1],
-                                      calibration=calibration,
+                                      calibration=shown[3],
                                       hosts=shown[2], now=time.time()))
 
     draw()
@@ -243,9 +353,16 @@ def _loop(scr, feed, state, interval, iterations, calibration, stop, log,
                 ticker.advance()
                 frames += 1
                 if not state.paused:
-                    shown[:] = [feed.delta, feed.cumulative, feed.hosts]
+                    shown[:] = [feed.delta, feed.cumulative, feed.hosts,
+                                feed.calibration]
+                # Hosts that are down, in the footer until they are back
+                # (a key clears it for one frame).
+                text = "; ".join(feed.warnings)
+                if text or state.message == said[0]:
+                    state.message = text
+                said[0] = text
                 draw()
-            if log is not None:
+            if log is not None and feed.delta is not None:
                 # CPU seconds: data (read, snapshot, delta), view (render,
                 # paint); active and known processes.
                 log.write("%.6f %.6f %d %d\n" % (
@@ -262,7 +379,7 @@ def _loop(scr, feed, state, interval, iterations, calibration, stop, log,
                 draw()
             continue
         if key != "resize":
-            rows = top_rows.build_rows(shown[0], state, calibration,
+            rows = top_rows.build_rows(shown[0], state, shown[3],
                                        shown[2]) if shown[0] else []
             _, h = painter.size()
             if top_state.handle_key(state, key, rows,

@@ -129,8 +129,9 @@ class State:
     CACHE_MAX = 32
 
     def __init__(self, top=10, penalty=None, report_top=None,
-                 expose_processes=False):
+                 expose_processes=False, interval_s=None):
         self.lock = threading.Lock()
+        self.interval_s = interval_s    # the collection's period
         self.top = top
         self.penalty = penalty
         self.report_top = report_top
@@ -141,6 +142,7 @@ class State:
         self.comm_series = []
         self.generation = 0
         self.published_at = None    # time.monotonic() of the last publish
+        self.published_wall = None  # time.time() of it, for clients
         self.process_lines = []
         self._cache = {}
         self._flights = {}
@@ -158,6 +160,7 @@ class State:
             self.process_lines = extra
             self.generation += 1
             self.published_at = time.monotonic()
+            self.published_wall = time.time()
             self._cache = {}
             self._flights = {}
 
@@ -182,7 +185,7 @@ class State:
             if owner:
                 flight = self._flights[key] = _Flight()
             inputs = (self.cumulative, self.interval, self.comm_series,
-                      self.process_lines)
+                      self.process_lines, self._publication(gen))
         if not owner:
             flight.done.wait()
             if flight.result is not None:
@@ -203,7 +206,15 @@ class State:
                 del self._flights[key]
         return out
 
-    def _build(self, what, top, gz, cumulative, interval, series, extra):
+    def _publication(self, gen):
+        """meta.daemon: what a fleet view needs to read each snapshot
+        once, whatever its own refresh rate (see remote.Fleet)."""
+        return {"interval_s": self.interval_s, "generation": gen,
+                "published_at": round(self.published_wall, 3)
+                if self.published_wall is not None else None}
+
+    def _build(self, what, top, gz, cumulative, interval, series, extra,
+               publication):
         if gz:
             body, ctype = self.render(what, top)
             return gzip.compress(body, 5), ctype
@@ -215,6 +226,14 @@ class State:
         snap = cumulative if what == "snapshot" else interval
         doc = snap.to_report(top=top if top is not None
                              else self.report_top)
+        doc["meta"] = dict(doc["meta"], daemon=publication)
+        if self.penalty is not None:
+            # This host's calibration: a fleet's COST/s is each host's
+            # counts times its own penalty.  (Where the file lies on
+            # this host is no client's business.)
+            cal = dict(self.penalty.to_json())
+            cal.pop("path", None)
+            doc["meta"]["iret_penalty"] = cal
         if not self.expose_processes:
             # Who runs what, and when, is not for every local user to
             # read (it would get around hidepid): opt-in.
@@ -246,6 +265,7 @@ GET /healthz           ok, or 503 when the collector has stalled
 per-process and per-thread rows only with --expose-processes)
 """
 
+AGE_HEADER = "X-Sysretstat-Age"
 ROUTES = {"/metrics": "metrics", "/api/v1/snapshot": "snapshot",
           "/api/v1/interval": "interval", "/healthz": None, "/": None}
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found",
@@ -577,8 +597,14 @@ class Server:
             return _response(503, b"no snapshot yet\n", "text/plain",
                              close, head=head), close
         body, ctype = out
-        return _response(200, body, ctype, close,
-                         {"Content-Encoding": "gzip"} if gz else None,
+        extra = {"Content-Encoding": "gzip"} if gz else {}
+        age = self.state.age() if what != "metrics" else None
+        if age is not None:
+            # Seconds since the snapshot was taken, on the daemon's own
+            # clock: a client learns when the next one is due without
+            # trusting that the two hosts' clocks agree.
+            extra[AGE_HEADER] = "%.3f" % age
+        return _response(200, body, ctype, close, extra or None,
                          head=head), close
 
     def _health(self):
@@ -676,6 +702,8 @@ def run(collector, server, state, interval, stop):
     that nothing stays attached however the loop ends.
     """
     thread = None
+    if state.interval_s is None:
+        state.interval_s = interval
     try:
         collector.start()
         if getattr(collector.options, "bpf_stats", False) and \
