@@ -14,6 +14,14 @@ from sysretstat.model.snapshot import SCHEMA, Snapshot, check_invariants
 from test_top_view import Penalty, snap
 
 
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path, monkeypatch):
+    """run_cli's top sees no saved calibration outside tmp_path."""
+    monkeypatch.setenv("SYSRETSTAT_CALIBRATION", str(tmp_path / "none.json"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
 def test_text_frame_summary_and_table():
     out = top_batch.text_frame(snap(), ts.ViewState())
     first, titles, *rows = out.rstrip("\n").split("\n")

@@ -13,9 +13,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.bpf
 @pytest.mark.parametrize("term", [None, "sysretstat-no-such-terminal"])
-def test_unknown_terminal_is_one_error_line(term):
+def test_unknown_terminal_is_one_error_line(term, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TERM"}
     env["PYTHONPATH"] = ROOT
+    # No saved calibration (a bad one is a warning line) outside tmp_path.
+    env.update(SYSRETSTAT_CALIBRATION=str(tmp_path / "none.json"),
+               XDG_STATE_HOME=str(tmp_path), HOME=str(tmp_path))
     if term:
         env["TERM"] = term
     master, slave = pty.openpty()

@@ -12,6 +12,10 @@ import time
 
 import pytest
 
+from sysretstat.model import syscall_table
+from sysretstat.model.reasons import REASONS
+from sysretstat.penalty.calibration import machine_key
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow,
@@ -97,6 +101,28 @@ def loaded_programs():
 
 
 @pytest.fixture
+def hermetic(tmp_path):
+    """Environment for top that no saved calibration outside tmp_path
+    reaches (/var/lib/sysretstat, $XDG_STATE_HOME, ~/.local/state)."""
+    return "SYSRETSTAT_CALIBRATION=%s XDG_STATE_HOME=%s HOME=%s" % (
+        tmp_path / "no-calibration.json", tmp_path, tmp_path)
+
+
+@pytest.fixture
+def calibrated(tmp_path):
+    """The same, with the fixture's calibration entry as this machine's."""
+    with open(os.path.join(ROOT, "tests", "fixtures", "records",
+                           "calibration.json")) as f:
+        doc = json.load(f)
+    entry = next(iter(doc["machines"].values()))
+    doc["machines"] = {machine_key(): entry}
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(doc))
+    return "SYSRETSTAT_CALIBRATION=%s XDG_STATE_HOME=%s HOME=%s" % (
+        path, tmp_path, tmp_path)
+
+
+@pytest.fixture
 def workload(workloads):
     procs = [subprocess.Popen([os.path.join(workloads, "retpaths"), sc,
                                "100000000"], stdout=subprocess.DEVNULL)
@@ -107,9 +133,9 @@ def workload(workloads):
         p.wait()
 
 
-def test_interactive_view(workload):
+def test_interactive_view(workload, hermetic):
     sig, rcx = (str(p.pid) for p in workload)
-    t = Tmux("top -i 0.5")
+    t = Tmux("top -i 0.5", env=hermetic)
     try:
         s = t.wait_for(lambda s: "REASON" in s and {sig, rcx} <= {
             r[0] for r in rows(s)})
@@ -121,7 +147,9 @@ def test_interactive_view(workload):
         titles = next(l for l in lines if "REASON" in l).split()
         assert titles[:6] == ["PID", "COMM", "RET/s", "IRET/s", "IRET%",
                               "REASON"]
-        assert {"SRp50", "SRp99", "IRp50", "IRp99"} <= set(titles)
+        # A percentile that does not fit is named on the status line.
+        for p in ("SRp50", "SRp99", "IRp50", "IRp99"):
+            assert p in titles or p in lines[4].split("hidden: ")[-1]
         assert lines[23].startswith("q quit")
         by_pid = {r[0]: r for r in rows(s)}
         assert by_pid[sig][1] == "retpaths" and by_pid[sig][5] == "signal"
@@ -217,13 +245,99 @@ def colours(screen):
 
 
 @pytest.mark.parametrize("no_color", [False, True])
-def test_colour_and_iterations(workload, no_color):
-    env = "NO_COLOR=1" if no_color else ""
+def test_colour_and_iterations(workload, no_color, hermetic):
+    env = hermetic + (" NO_COLOR=1" if no_color else "")
     t = Tmux("top -i 0.4 -n 4", env=env)
     try:
         t.wait_for(lambda s: "REASON" in s and "retpaths" in s)
         assert colours(t.screen(escapes=True)) != no_color
         # -n: top ends by itself after 4 intervals.
         t.wait_for(lambda s: "EXITED 0" in s, timeout=20)
+    finally:
+        t.kill()
+
+
+SYSCALL_NAMES = {n for t in (syscall_table.X64, syscall_table.I386,
+                             syscall_table.X32) for n in t.values()}
+
+
+def table(screen):
+    """The column titles' line and the table's lines below it."""
+    lines = screen.split("\n")
+    out = []
+    for l in lines[6:]:
+        if not l.strip() or l.startswith("q quit"):
+            break
+        out.append(l)
+    return lines[5], out
+
+
+def cells(screen, title):
+    head, lines = table(screen)
+    if title not in head.split():
+        return []
+    at, end = head.index(title), head.index(title) + len(title)
+    out = []
+    for l in lines:
+        # The word under the title: right-aligned ids end where it ends.
+        word = next((m.group() for m in re.finditer(r"\S+", l)
+                     if m.start() < end and m.end() > at), None)
+        if word is not None:
+            out.append(word)
+    return out
+
+
+def full(names, known):
+    return bool(names) and all(n in known or n == "-" or
+                               re.fullmatch(r"sys_\d+|unknown", n)
+                               for n in names)
+
+
+@pytest.mark.parametrize("cal", ["nocal", "cal"])
+def test_full_names_at_80x24(workload, hermetic, calibrated, cal):
+    """Every reason and syscall name on the 80x24 screen is whole, with
+    and without a calibration (with one, COST/s takes room)."""
+    sig, rcx = (str(p.pid) for p in workload)
+    t = Tmux("top -i 0.5", env=calibrated if cal == "cal" else hermetic)
+    try:
+        # Waits are for the rows; whole names must hold in every frame.
+        s = t.wait_for(lambda s: "REASON" in s and {sig, rcx} <= set(
+            cells(s, "PID")) and dict(zip(cells(s, "PID"), cells(
+                s, "REASON"))).get(sig) == "signal")
+        assert ("COST/s" in s) == (cal == "cal"), s
+        reasons = cells(s, "REASON")
+        assert full(reasons, REASONS), s
+        by_pid = dict(zip(cells(s, "PID"), reasons))
+        assert by_pid[rcx] in ("rcx_ne_rip", "signal"), s
+        assert dict(zip(cells(s, "PID"), cells(s, "COMM")))[sig] == \
+            "retpaths"
+        # Thread view: the workloads' threads, reasons whole.
+        t.keys("2", "/", rcx, "Enter")
+        s = t.wait_for(lambda s: "[2 thread]" in s and "filter '%s'" % rcx
+                       in s and cells(s, "REASON")[:1] in (["rcx_ne_rip"],
+                                                           ["signal"]))
+        assert full(cells(s, "REASON"), REASONS), s
+        # Syscall view: rt_sigreturn's rcx_ne_rip, both names whole.
+        t.keys("Escape", "3", "/", "rt_sigreturn", "Enter")
+        s = t.wait_for(lambda s: "[3 syscall]" in s and "rcx_ne_rip" in
+                       cells(s, "REASON"))
+        assert "rt_sigreturn" in cells(s, "SYSCALL"), s
+        t.keys("Escape")
+        s = t.wait_for(lambda s: "[3 syscall]" in s and "filter" not in
+                       s.split("\n")[4] and {"tgkill", "rt_sigreturn"}
+                       <= set(cells(s, "SYSCALL")))
+        assert full(cells(s, "SYSCALL"), SYSCALL_NAMES), s
+        assert full(cells(s, "REASON"), REASONS), s
+        # CPU view.
+        t.keys("4")
+        s = t.wait_for(lambda s: "[4 cpu]" in s and {"signal",
+                       "rcx_ne_rip"} & set(cells(s, "REASON")))
+        assert full(cells(s, "REASON"), REASONS), s
+        # Help: whole at 80x24.
+        t.keys("h")
+        s = t.wait_for(lambda s: "Any key closes this help." in s)
+        assert "(5 host: --per-host)" in s and "Esc clears)" in s
+        t.keys("x", "q")
+        t.wait_for(lambda s: "EXITED 0" in s)
     finally:
         t.kill()

@@ -8,6 +8,7 @@ from sysretstat.kernel import abi
 from sysretstat.top import state as ts, rows as tr, detail as td
 from sysretstat.render import units
 from sysretstat.top import view as tv
+from sysretstat.top import batch as top_batch
 from sysretstat.commands.top import interval_delta
 from sysretstat.model.snapshot import Counts, Hist, Row, Snapshot
 
@@ -337,3 +338,252 @@ def test_interval_delta_equals_snapshot_delta():
     got.meta["bpf"] = want.meta["bpf"]
     assert got.to_report() == want.to_report()
     assert (400, 4) in got.processes and got.meta["interval_s"] == 1.5
+
+
+# Layout by priority (sysretstat-top(8), COLUMNS): names in full, the
+# optional columns (COST/s, percentiles) hidden first and named.
+
+from sysretstat.model.reasons import REASONS
+from sysretstat.model import syscall_table
+from sysretstat.top import columns as tc
+
+SYSCALL_NAMES = {n for t in (syscall_table.X64, syscall_table.I386,
+                             syscall_table.X32) for n in t.values()}
+LONGEST_SYSCALLS = [("i386", 423, "sched_rr_get_interval_time64"),
+                    ("x64", 444, "landlock_create_ruleset"),
+                    ("x64", 230, "clock_nanosleep"),
+                    ("x64", 15, "rt_sigreturn")]
+OPTIONAL = ("COST/s", "SRp50", "SRp99", "IRp50", "IRp99")
+
+
+def wide_snap():
+    """A row per reason, the longest first; 15-character comms (the
+    kernel's longest), the longest syscall names, several CPUs."""
+    s = snap()
+    by_len = sorted(REASONS, key=len, reverse=True)
+    for i, reason in enumerate(by_len):
+        pid = 4000000 + i
+        comm = ("%s-%d" % (reason, i))[:15].ljust(15, "x")
+        c = counts(10, **{reason: 500 - i})
+        s.processes[(pid, 1)] = Row((pid, 1), {"pid": pid, "comm": comm}, c)
+        s.threads[(pid, 1)] = Row((pid, 1), {"pid": pid, "tid": pid,
+                                             "comm": comm}, Counts(c.n))
+        s.cpus[i + 1] = Row(i + 1, {"cpu": i + 1}, c.copy())
+    for i, (abi_, nr, name) in enumerate(LONGEST_SYSCALLS):
+        reason = by_len[i]
+        s.syscalls[(abi_, nr)] = Row((abi_, nr), {"nr": nr, "name": name,
+                                                  "abi": abi_},
+                                     counts(5, **{reason: 900 - i}))
+    return s
+
+
+def table_lines(screen):
+    lines = screen.split("\n")
+    i = tv.HEADER_LINES     # below the summary and the status line
+    out = []
+    for l in lines[i + 1:]:
+        if not l.strip() or l.startswith("q quit"):
+            break
+        out.append(l)
+    return lines[i], out
+
+
+def column(head, lines, title):
+    """The cells of a left-aligned column, by its title's offset."""
+    at = head.index(title)
+    return [l[at:].split()[0] for l in lines]
+
+
+VIEW_COLUMNS = {"process": ("PID", "COMM"), "thread": ("TID", "PID", "COMM"),
+                "syscall": ("NR", "ABI", "SYSCALL"), "cpu": ("CPU",),
+                "host": ("HOST",)}
+
+
+def check_layout(out, view, with_cost):
+    head, lines = table_lines(out)
+    assert lines
+    titles = head.split()
+    for t in VIEW_COLUMNS[view] + ("RET/s", "IRET/s", "IRET%", "REASON"):
+        assert t in titles or t + "v" in titles, (t, out)
+    reasons = column(head, lines, "REASON")
+    assert set(reasons) <= set(REASONS) | {"-"}, out
+    if view == "syscall":
+        assert set(column(head, lines, "SYSCALL")) <= SYSCALL_NAMES, out
+    if view in ("process", "thread"):
+        assert all(len(c) == 15 or c in ("alpha", "beta", "gamma")
+                   for c in column(head, lines, "COMM")), out
+    status = out.split("\n")[4]
+    hidden = status.split("hidden: ")[1].split() if "hidden: " in status \
+        else []
+    for t in OPTIONAL:
+        if t == "COST/s" and not with_cost or view == "thread" and \
+                t != "COST/s":
+            assert t not in titles and t not in hidden
+            continue
+        # Shown, or named hidden (a percentile pair as SR/IRp50).
+        named = t in hidden or "SR/" + t in hidden or \
+            t.startswith("SR") and "SR/IR" + t[2:] in hidden
+        assert (t in titles) != named, (t, out)
+    return reasons
+
+
+@pytest.mark.parametrize("w,h", [(80, 24), (100, 30), (200, 50)])
+@pytest.mark.parametrize("cal", [None, Penalty()], ids=["nocal", "cal"])
+@pytest.mark.parametrize("view", ["process", "thread", "syscall", "cpu"])
+def test_full_names_at_every_size(view, cal, w, h):
+    s = wide_snap()
+    st = ts.ViewState(view=view)
+    seen = set()
+    # Page through every row: names in full wherever they scroll to.
+    for _ in range(len(s.table(view)) + 1):
+        out = text(s, st, w, h, calibration=cal)
+        seen |= set(check_layout(out, view, cal is not None))
+        ts.handle_key(st, "down", tr.build_rows(s, st, cal))
+    want = {r.counts.top_reason() for r in s.table(view).values()} - {None}
+    assert seen - {"-"} == want
+
+
+@pytest.mark.parametrize("w,h", [(80, 24), (100, 30), (200, 50)])
+@pytest.mark.parametrize("cal", [None, Penalty()], ids=["nocal", "cal"])
+def test_host_view_full_names(cal, w, h):
+    a, b = wide_snap(), snap()
+    b.totals = counts(3, rip_noncanonical=100)
+    st = ts.ViewState(view="host", views=ts.VIEWS + ("host",))
+    hosts = {"build-server-17.example": a, "h2": b}
+    out = text(a.copy().merge(b), st, w, h, hosts=hosts, calibration=cal)
+    check_layout(out, "host", cal is not None)
+    head, lines = table_lines(out)
+    assert column(head, lines, "HOST") == ["build-server-17.example", "h2"]
+    assert "rip_noncanonical" in lines[1]
+
+
+def test_80x24_with_calibration_hides_cost_and_percentiles_not_names():
+    out = text(wide_snap(), ts.ViewState(), 80, 24, calibration=Penalty())
+    status = out.split("\n")[4]
+    assert "hidden: COST/s SRp50" in status, out
+    head, lines = table_lines(out)
+    assert "rip_noncanonical" in column(head, lines, "REASON")
+    # The room COST/s and SRp50 freed goes to the names first.
+    assert "rip_noncanonica" in column(head, lines, "COMM")
+
+
+def test_longest_reason_fits_its_column():
+    assert tc.REASON_WIDTH == max(len(r) for r in REASONS)
+    cols = tc.columns("process", "SR", True, True, [])
+    assert next(c for c in cols if c.name == "reason").width >= \
+        tc.REASON_WIDTH
+
+
+def test_names_cut_only_when_essentials_cannot_fit():
+    rows = tr.build_rows(wide_snap(), ts.ViewState(view="syscall"))
+    cols = tc.columns("syscall", "SR", True, True, rows)
+    need = sum(c.width for c in cols if c.prio >= tc.ESSENTIAL)
+    need += sum(1 for c in cols if c.prio >= tc.ESSENTIAL) - 1
+    fitted, hidden = tc.fit_columns(tc.columns("syscall", "SR", True, True,
+                                               rows), need)
+    assert hidden == ["COST/s", "SRp50", "IRp50", "SRp99", "IRp99"]
+    assert next(c for c in fitted if c.name == "name").width == 28
+    fitted, _ = tc.fit_columns(tc.columns("syscall", "SR", True, True,
+                                          rows), need - 5)
+    assert next(c for c in fitted if c.name == "name").width == 23
+    assert [c.name for c in fitted][-1] == "reason"
+    assert next(c for c in fitted if c.name == "reason").width == 16
+
+
+def test_status_line_pairs_percentiles_when_short_of_room():
+    st = ts.ViewState(view="syscall")
+    s = tv.status_line(st, 300, 9000, ["COST/s", "SRp50", "IRp50", "SRp99",
+                                       "IRp99"], 80)
+    assert len(s) <= 80
+    assert s.startswith("[3 syscall]") and s.endswith(
+        "hidden: COST/s SR/IRp50 SR/IRp99")
+    wide = tv.status_line(st, 3, 9, ["COST/s"], 200)
+    assert wide.startswith("1 process") and wide.endswith("hidden: COST/s")
+
+
+def test_help_fits_80x24():
+    st = ts.ViewState(help=True)
+    lines = tv.render(snap(), st, 80, 24)
+    shown = " ".join(tv.line_text(l).strip() for l in lines)
+    for key, what in tv.HELP:
+        assert key in shown and " ".join(what.split()) in " ".join(
+            shown.split()), what
+    assert " ".join(tv.HELP_COLUMNS.split()) in " ".join(shown.split())
+    assert "Any key closes this help." in shown
+
+
+def test_one_host_is_singular():
+    a = snap()
+    st = ts.ViewState(view="host", views=ts.VIEWS + ("host",))
+    out = text(a, st, hosts={"h1": a})
+    assert "1 host " in out.split("\n")[0]
+    first = top_batch.text_frame(a, st, hosts={"h1": a}).split("\n")[0]
+    assert "1 host " in first and "1 hosts" not in first
+
+
+def sel_of(lines):
+    """The first cell of the highlighted row, or None."""
+    for l in lines:
+        if any(style == "sel" for _, style in l):
+            return tv.line_text(l).split()[0]
+    return None
+
+
+def churn(keys, cumulative):
+    """An interval holding only `keys`, in that order by IRET/s."""
+    s = snap()
+    s.processes = {}
+    for i, pid in enumerate(keys):
+        row = cumulative.processes[(pid, pid)]
+        s.processes[(pid, pid)] = Row((pid, pid), dict(row.fields),
+                                      counts(10, signal=100 * (9 - i)))
+    return s
+
+
+def test_selection_stays_on_its_pid_while_rows_churn():
+    cum = snap()
+    cum.processes = {(p, p): Row((p, p), {"pid": p, "comm": "p%d" % p},
+                                 counts(10, signal=1))
+                     for p in (11, 22, 33, 44, 55)}
+    st = ts.ViewState()
+    first = churn([11, 22, 33, 44], cum)
+    tv.render(first, st, 80, 24, cumulative=cum)
+    for _ in range(2):
+        ts.handle_key(st, "down", tr.build_rows(first, st))
+    assert sel_of(tv.render(first, st, 80, 24, cumulative=cum)) == "33"
+    # Reordered: the highlight follows 33 to its new place.
+    assert sel_of(tv.render(churn([44, 33, 11], cum), st, 80, 24,
+                            cumulative=cum)) == "33"
+    # 33 idle this interval: nothing highlighted rather than another pid.
+    frame = tv.render(churn([55, 22, 11, 44], cum), st, 80, 24,
+                      cumulative=cum)
+    assert sel_of(frame) is None and st.sel_key == (33, 33)
+    # ...and highlighted again when it is back, wherever it lands.
+    assert sel_of(tv.render(churn([55, 11, 22, 44, 33], cum), st, 80, 24,
+                            cumulative=cum)) == "33"
+    # Enter on a remembered idle row opens that row, not a neighbour.
+    tv.render(churn([22, 11], cum), st, 80, 24, cumulative=cum)
+    ts.handle_key(st, "enter", tr.build_rows(churn([22, 11], cum), st))
+    out = tv.screen_text(tv.render(churn([22, 11], cum), st, 80, 24,
+                                   cumulative=cum))
+    assert "process 33 p33" in out
+    ts.handle_key(st, "esc", [])
+    # Gone for good (out of the cumulative table too): the selection
+    # moves to the row now at its place.
+    del cum.processes[(33, 33)]
+    frame = tv.render(churn([55, 22, 11], cum), st, 80, 24, cumulative=cum)
+    assert sel_of(frame) in ("55", "22", "11")
+    assert st.sel_key != (33, 33)
+
+
+def test_selection_survives_an_empty_interval():
+    cum = snap()
+    st = ts.ViewState()
+    tv.render(cum, st, 80, 24, cumulative=cum)
+    ts.handle_key(st, "down", tr.build_rows(cum, st))
+    key = st.sel_key
+    empty = snap()
+    empty.processes = {}
+    tv.render(empty, st, 80, 24, cumulative=cum)
+    assert st.sel_key == key
+    assert sel_of(tv.render(cum, st, 80, 24, cumulative=cum)) == str(key[0])

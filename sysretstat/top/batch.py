@@ -16,7 +16,7 @@ def summary_line(delta, state, calibration=None, hosts=None):
     m = delta.meta
     t = delta.totals
     dt = tr.interval_of(delta, state.interval)
-    host = "%d hosts" % len(hosts) if hosts else safe(m.get("hostname", "?"))
+    host = tv.hosts_text(hosts) if hosts else safe(m.get("hostname", "?"))
     s = "%s  %s  %s" % (time.strftime("%H:%M:%S"), host,
                         tv.rates_text(t, m, dt, calibration))
     rs = t.reasons()

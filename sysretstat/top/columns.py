@@ -4,6 +4,7 @@ first when the terminal is narrow, and each cell's text.
 
 from sysretstat.render.units import fmt_ns_short as fmt_ns
 from sysretstat.render.units import fmt_pct, fmt_rate
+from sysretstat.model.reasons import REASONS
 
 def fit(text, width, right=False):
     text = str(text)
@@ -11,46 +12,73 @@ def fit(text, width, right=False):
         return text[:width]
     return text.rjust(width) if right else text.ljust(width)
 
+# A column at or above this priority is the row's identity, its counts,
+# IRET share or reason: the screen drops every column below it (COST/s,
+# the percentiles) before it cuts a name, and cuts names before it drops
+# one of these.
+ESSENTIAL = 90
+
+# The reason column holds any reason in full, so that its width does not
+# depend on which reasons this frame's rows happen to have.
+REASON_WIDTH = max(len(r) for r in REASONS)
+
+# A name (COMM, SYSCALL, HOST) is never cut to less than this, and a
+# hostile one (a remote comm@host) never claims more than NAME_CAP.
+NAME_MIN = 8
+NAME_CAP = 40
+
+
 class Col:
     __slots__ = ("name", "title", "width", "right", "flex", "maxw", "prio",
-                 "sort")
+                 "sort", "minw")
 
     def __init__(self, name, title, width, right=True, flex=False, maxw=0,
-                 prio=0, sort=None):
+                 prio=0, sort=None, minw=None):
         self.name, self.title, self.width, self.right = name, title, width, \
             right
         self.flex, self.maxw, self.prio, self.sort = flex, maxw, prio, sort
+        self.minw = width if minw is None else minw
 
 def columns(view, fast_label, with_cost, with_latency, rows):
     """The columns of a view, before fitting to a width.
 
-    prio: lower is dropped first when the screen is too narrow.
+    prio: lower is dropped first when the screen is too narrow; see
+    ESSENTIAL.  A name column starts as wide as the longest name in
+    `rows`, so that fit_columns() cuts one only as a last resort.
     """
     def idw(i, title):
         w = max([len(title)] + [len(str(r.ident[i])) for r in rows
                                 if len(r.ident) > i])
         return w
 
+    def name_col(title, roomy, prio=ESSENTIAL):
+        longest = max([len(title)] + [len(str(r.name)) for r in rows])
+        want = min(NAME_CAP, longest)
+        # roomy: the width spare room widens it to, for a steady layout.
+        return Col("name", title, want, False, True, max(want, roomy), prio,
+                   "name", min(want, NAME_MIN))
+
     cols = []
     if view == "process":
         cols += [Col("id0", "PID", idw(0, "PID"), prio=100, sort="id"),
-                 Col("name", "COMM", 8, False, True, 15, 90, "name")]
+                 name_col("COMM", 15)]
     elif view == "thread":
         cols += [Col("id0", "TID", idw(0, "TID"), prio=100, sort="id"),
-                 Col("id1", "PID", idw(1, "PID"), prio=40),
-                 Col("name", "COMM", 8, False, True, 15, 90, "name")]
+                 Col("id1", "PID", idw(1, "PID"), prio=ESSENTIAL),
+                 name_col("COMM", 15)]
     elif view == "syscall":
         cols += [Col("id0", "NR", idw(0, "NR"), prio=100, sort="id"),
-                 Col("id1", "ABI", idw(1, "ABI"), False, prio=35),
-                 Col("name", "SYSCALL", 8, False, True, 20, 90, "name")]
+                 Col("id1", "ABI", idw(1, "ABI"), False, prio=ESSENTIAL),
+                 name_col("SYSCALL", 20, 99)]
     elif view == "cpu":
         cols += [Col("id0", "CPU", idw(0, "CPU"), prio=100, sort="id")]
     else:
-        cols += [Col("name", "HOST", 12, False, True, 30, 100, "name")]
+        cols += [name_col("HOST", 30, 100)]
     cols += [Col("returns", "RET/s", 6, prio=95, sort="returns"),
              Col("iret", "IRET/s", 6, prio=96, sort="iret"),
              Col("iret_share", "IRET%", 5, prio=94, sort="iret_share"),
-             Col("reason", "REASON", 8, False, True, 16, 92, "reason")]
+             Col("reason", "REASON", REASON_WIDTH, False, prio=97,
+                 sort="reason")]
     if with_cost:
         cols.append(Col("cost", "COST/s", 6, prio=50, sort="cost"))
     if with_latency:
@@ -62,16 +90,32 @@ def columns(view, fast_label, with_cost, with_latency, rows):
     return cols
 
 def fit_columns(cols, width):
-    """Drop the lowest-priority columns until the rest fit; widen flex."""
-    cols = list(cols)
+    """The columns that fit `width`, and the titles of those left out
+    (in the order they went).
+
+    First the columns under ESSENTIAL go, lowest priority first; then
+    names are cut down to NAME_MIN; then essential columns go.  Room
+    left over widens the name column up to its maxw.
+    """
+    cols = [c for c in cols]
+    hidden = []
 
     def need(cs):
         return sum(c.width for c in cs) + max(0, len(cs) - 1)
-    while cols and need(cols) > width:
-        victim = min(cols, key=lambda c: c.prio)
-        if victim.prio >= 100 and len(cols) == 1:
-            break
-        cols.remove(victim)
+
+    def drop(below):
+        while len(cols) > 1 and need(cols) > width:
+            victim = min(cols, key=lambda c: c.prio)
+            if victim.prio >= below:
+                return
+            cols.remove(victim)
+            hidden.append(victim.title)
+    drop(ESSENTIAL)
+    for c in cols:
+        over = need(cols) - width
+        if c.flex and over > 0:
+            c.width = max(c.minw, c.width - over)
+    drop(float("inf"))
     spare = width - need(cols)
     for c in cols:
         if c.flex and spare > 0:
@@ -79,7 +123,7 @@ def fit_columns(cols, width):
             if grow > 0:
                 c.width += grow
                 spare -= grow
-    return cols
+    return cols, hidden
 
 def cell(row, name):
     c = row.counts

@@ -104,19 +104,29 @@ def sort_rows(rows, key, reverse=False):
     rows.sort(key=lambda r: sort_value(r, key), reverse=desc)
     return rows
 
-def follow_selection(state, rows):
+def follow_selection(state, rows, alive=None):
     """Keep the same row selected while the order changes under it;
-    True when the selected row is still there."""
-    found = False
+    True when the selected row is in `rows`.
+
+    A row with no returns this interval is missing from `rows` but may
+    be back in the next: unless `alive(key)` says it is gone for good
+    (it left the cumulative table), its key stays selected, with
+    state.sel_away set (nothing highlighted), and it is highlighted
+    again when it reappears.  Moving the selection to whichever row
+    took its place would lose it for good."""
+    state.sel_away = False
     if state.sel_key is not None:
         for i, r in enumerate(rows):
             if r.key == state.sel_key:
                 state.sel = i
-                found = True
-                break
+                return True
+        if alive is None or alive(state.sel_key):
+            state.sel_away = True
+            state.sel = max(0, min(state.sel, len(rows) - 1))
+            return False
     state.sel = max(0, min(state.sel, len(rows) - 1))
     state.sel_key = rows[state.sel].key if rows else None
-    return found
+    return False
 
 def idle_row(key, delta, state, cumulative):
     if key is None or cumulative is None or state.view not in TABLE_OF:

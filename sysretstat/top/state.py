@@ -36,6 +36,7 @@ class ViewState:
     detail: bool = False
     sel: int = 0                   # index of the selected row
     sel_key: object = None         # its key, to follow it across frames
+    sel_away: bool = False         # its row is not in this frame
     top: int = 0                   # first table row on screen
     views: tuple = VIEWS           # + ("host",) with --per-host
     ascii: bool = False            # no Unicode block characters

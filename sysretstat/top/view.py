@@ -14,6 +14,7 @@ row), "hot" (IRET-heavy figures), "dim", "bar0"/"bar1" (histogram bars
 of the fast and IRET path), "key", "warn", "input".
 """
 
+import textwrap
 import time
 
 from sysretstat.model.fields import (PATH_ABBREV, TABLE_OF_VIEW as TABLE_OF,
@@ -31,12 +32,12 @@ from sysretstat.top.state import ASCENDING, SORT_TITLES
 HEADER_LINES = 5
 
 HELP = [
-    ("Tab, 1-4", "view: 1 process, 2 thread, 3 syscall, 4 cpu"
-                 " (5 host with --per-host)"),
+    ("Tab, 1-4", "view: 1 process 2 thread 3 syscall 4 cpu (5 host:"
+                 " --per-host)"),
     ("s / S, > / <", "sort by the next / previous column"),
     ("r", "reverse the sort order"),
-    ("/", "filter by name, or by id when all digits (Enter sets,"
-          " Esc clears)"),
+    ("/", "filter by name, or id when all digits (Enter sets, Esc"
+          " clears)"),
     ("p, space", "pause / resume the display (collection goes on)"),
     ("Up/Down, j/k", "move the selection (PgUp/PgDn, Home/End, g/G)"),
     ("Enter", "open / close the detail pane of the selected row"),
@@ -44,6 +45,14 @@ HELP = [
     ("h, ?", "this help"),
     ("q", "quit"),
 ]
+
+HELP_COLUMNS = (
+    "Columns: RET/s returns per second, IRET/s IRET returns per second, "
+    "IRET% their share, REASON the top IRET reason, COST/s estimated time "
+    "lost to IRET (with a `sysretstat bench` calibration), SRp50..IRp99 "
+    "latency percentiles of the SYSRET (ERETU: ER) and IRET paths.  Where "
+    "the screen is too narrow, COST/s and then the percentiles are hidden "
+    "(the status line names them) before a name is cut.")
 
 
 def guard_text(meta):
@@ -81,7 +90,7 @@ def header(delta, state, width, calibration=None, hosts=None, now=None):
     t = delta.totals if delta is not None else None
     hostname = safe(m.get("hostname", "?"))
     if hosts:
-        hostname = "%d hosts" % len(hosts)
+        hostname = hosts_text(hosts)
     clock = time.strftime("%H:%M:%S", time.localtime(now)) if now else ""
     right = ("PAUSED " if state.paused else "") + clock
     left = "sysretstat top  %s  kernel %s  %s" % (
@@ -120,16 +129,41 @@ def header(delta, state, width, calibration=None, hosts=None, now=None):
     lines.append([(tool, "warn" if lost else "dim")])
     return lines
 
-def status_line(state, nrows, total):
+def hosts_text(hosts):
+    return "%d host%s" % (len(hosts), "" if len(hosts) == 1 else "s")
+
+def status_line(state, nrows, total, hidden=(), width=None):
+    """Views, sort, filter, rows shown and the columns the width left
+    out.  Where that is too long, the views list shrinks to the current
+    one (the footer says Tab switches), so that the hidden columns stay
+    in sight."""
+    order = "asc" if (state.sort in ASCENDING) != state.reverse else "desc"
+    rest = "  sort %s %s" % (SORT_TITLES.get(state.sort, state.sort), order)
+    if state.filter:
+        rest += "  filter '%s'" % state.filter
+    rest += "  %d/%d rows" % (nrows, total)
     views = " ".join(("[%d %s]" if v == state.view else "%d %s")
                      % (i + 1, v) for i, v in enumerate(state.views))
-    order = "asc" if (state.sort in ASCENDING) != state.reverse else "desc"
-    s = "%s  sort %s %s" % (views, SORT_TITLES.get(state.sort, state.sort),
-                            order)
-    if state.filter:
-        s += "  filter '%s'" % state.filter
-    s += "  %d/%d rows" % (nrows, total)
-    return s
+    if not hidden:
+        return views + rest
+    full = rest + "  hidden: " + " ".join(hidden)
+    if width is None or len(views) + len(full) <= width:
+        return views + full
+    if state.view in state.views:
+        views = "[%d %s]" % (state.views.index(state.view) + 1, state.view)
+    if len(views) + len(full) <= width:
+        return views + full
+    return views + rest + "  hidden: " + " ".join(pair_percentiles(hidden))
+
+def pair_percentiles(titles):
+    """SRp50 IRp50 as SR/IRp50: the hidden list in less room."""
+    out = list(titles)
+    for t in titles:
+        if t[-3:] in ("p50", "p99") and not t.startswith("IR") \
+                and "IR" + t[-3:] in out and t in out:
+            out[out.index(t)] = t[:-3] + "/IR" + t[-3:]
+            out.remove("IR" + t[-3:])
+    return out
 
 def render(delta, state, width, height, cumulative=None, calibration=None,
            hosts=None, now=None):
@@ -152,7 +186,11 @@ def render(delta, state, width, height, cumulative=None, calibration=None,
         delta is not None and state.view in TABLE_OF) else len(hosts or {})
     body_h = max(0, height - len(lines) - 2)
     idle = settle(state, rows, delta, cumulative, body_h)
-    lines.append([(status_line(state, len(rows), total), "dim")])
+    table = idle is None and not state.detail
+    cols, hidden = table_columns(rows, delta, state, width, body_h,
+                                 calibration) if table else ([], [])
+    lines.append([(status_line(state, len(rows), total, hidden, width),
+                   "dim")])
     if idle is not None:
         body = render_detail(idle, delta, state, width, body_h,
                              cumulative, calibration)
@@ -160,7 +198,7 @@ def render(delta, state, width, height, cumulative=None, calibration=None,
         body = render_detail(rows[state.sel], delta, state, width, body_h,
                              cumulative, calibration)
     else:
-        body = render_table(rows, delta, state, width, body_h, calibration)
+        body = render_table(rows, delta, state, width, body_h, cols)
     lines += body[:body_h]
     while len(lines) < height - 1:
         lines.append([])
@@ -174,13 +212,17 @@ def settle(state, rows, delta, cumulative, body_h):
     interval (returned, as a RowView of zeros) or closes when there are
     no rows, and the table scrolls to keep the selection in view."""
     gone = state.sel_key if state.detail else None
-    if follow_selection(state, rows):
+    known = cumulative.table(TABLE_OF[state.view]) if (
+        cumulative is not None and state.view in TABLE_OF) else None
+    if follow_selection(state, rows, None if known is None else
+                        known.__contains__):
         gone = None
     idle = idle_row(gone, delta, state, cumulative)
     if idle is not None:
-        state.sel_key = gone
+        state.sel_key, state.sel_away = gone, False
         return idle
-    state.detail = state.detail and bool(rows)
+    # Without the row itself, the pane would show another's.
+    state.detail = state.detail and bool(rows) and not state.sel_away
     n = body_h - 1
     if n > 0 and not state.detail:
         if state.sel < state.top:
@@ -201,18 +243,25 @@ def footer(state, width):
             "p pause  Enter detail")
     return [(fit(keys, width), "key")]
 
-def render_table(rows, delta, state, width, height, calibration=None):
-    if height <= 0:
-        return []
+def visible_rows(rows, state, height):
+    return rows[state.top:state.top + height - 1]
+
+def table_columns(rows, delta, state, width, height, calibration=None):
+    """The table's columns at this width, and the titles of those that
+    did not fit (top/columns.py: fit_columns)."""
     m = delta.meta if delta is not None else {}
     with_lat = rows[0].counts.lat is not None if rows else (
         (m.get("filters") or {}).get("latency", True) and
         state.view != "thread")
-    visible = rows[state.top:state.top + height - 1]
     # Widths from the rows on screen: a frame's cost stays with them.
-    cols = fit_columns(columns(state.view, PATH_ABBREV[fast_path(m)],
-                               calibration is not None, with_lat, visible),
-                       width)
+    return fit_columns(columns(state.view, PATH_ABBREV[fast_path(m)],
+                               calibration is not None, with_lat,
+                               visible_rows(rows, state, height)), width)
+
+def render_table(rows, delta, state, width, height, cols):
+    if height <= 0:
+        return []
+    visible = visible_rows(rows, state, height)
     head = []
     for c in cols:
         title = c.title
@@ -228,25 +277,24 @@ def render_table(rows, delta, state, width, height, calibration=None):
         return out
     for i, r in enumerate(visible, state.top):
         text = fit(format_row(r, cols), width)
-        style = "sel" if i == state.sel else (
+        style = "sel" if i == state.sel and not state.sel_away else (
             "hot" if r.counts.iret and r.counts.iret_share >= 0.5 else None)
         out.append([(text, style)])
     return out
 
 def render_help(width):
+    # Wrapped, not cut: every line of it is meant to be read at 80x24.
+    key_w = 16
     lines = [[(fit("sysretstat top: keys", width), "title")], []]
     for k, what in HELP:
-        lines.append([(fit("  %-14s" % k, 16), "key"),
-                      (fit(what, max(0, width - 16)), None)])
-    lines += [[], [(fit("Columns: RET/s returns per second, IRET/s IRET "
-                        "returns per second, IRET% their share,", width),
-                    None)],
-              [(fit("REASON the top IRET reason, COST/s estimated time lost"
-                    " to IRET (with a", width), None)],
-              [(fit("`sysretstat bench` calibration), SRp50..IRp99 latency "
-                    "percentiles of the", width), None)],
-              [(fit("SYSRET (ERETU: ER) and IRET paths.   "
-                    "Any key closes this help.", width), None)]]
+        for i, part in enumerate(textwrap.wrap(what, max(
+                10, width - key_w)) or [""]):
+            lines.append([(fit("  %-14s" % k if i == 0 else "", key_w),
+                           "key"), (part, None)])
+    lines.append([])
+    lines += [[(part, None)] for part in textwrap.wrap(HELP_COLUMNS,
+                                                       max(10, width))]
+    lines += [[], [("Any key closes this help.", "dim")]]
     return lines
 
 def _pad(lines, width, height):
