@@ -22,6 +22,15 @@ from test_top_view import Penalty, snap
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path, monkeypatch):
+    """run_cli's report and top see no saved calibration (its COST
+    columns) outside tmp_path."""
+    monkeypatch.setenv("SYSRETSTAT_CALIBRATION", str(tmp_path / "none.json"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
 @pytest.fixture(scope="module")
 def recs(tmp_path_factory):
     d = tmp_path_factory.mktemp("width")
