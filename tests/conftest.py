@@ -10,7 +10,8 @@ Markers:
 Fixtures:
   workloads  directory with the compiled test workloads (retpaths,
              compat32), built once per session.
-  run_cli    run `python -m sysretstat ARGS` and return CompletedProcess.
+  run_cli    run `python -m sysretstat ARGS` and return CompletedProcess,
+             with no saved calibration (a test passes its own).
 """
 
 import os
@@ -75,9 +76,15 @@ def workloads(tmp_path_factory):
 
 
 @pytest.fixture
-def run_cli():
+def run_cli(tmp_path_factory):
+    # Hermetic: no saved calibration of this machine (/var/lib, the
+    # user's state) leaks into what a command prints; a test that wants
+    # one passes SYSRETSTAT_CALIBRATION.
+    state = str(tmp_path_factory.mktemp("state"))
+
     def run(*args, timeout=120, input=None, env=None, check=False):
-        e = dict(os.environ, PYTHONPATH=ROOT)
+        e = dict(os.environ, PYTHONPATH=ROOT, XDG_STATE_HOME=state,
+                 SYSRETSTAT_CALIBRATION=os.path.join(state, "none.json"))
         e.pop("COLUMNS", None)     # output widths: set per test
         if env:
             e.update(env)

@@ -109,8 +109,11 @@ def test_version_names_libbpf_kernel_and_build(run_cli):
     assert lines[0].startswith("sysretstat, version ")
     assert lines[1].startswith("libbpf ")
     assert lines[2] == "kernel " + os.uname().release
-    # Run from this checkout: git's description, not "release".
-    assert lines[3].startswith("build checkout ")
+    # Run from a git checkout: git's description, not "release" (an
+    # unpacked sdist has no .git and is a release).
+    in_git = os.path.exists(os.path.join(ROOT, ".git"))
+    assert lines[3].startswith("build checkout " if in_git
+                               else "build release")
     assert len(lines) == 4
 
 

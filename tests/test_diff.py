@@ -111,7 +111,13 @@ def test_refuses_other_schemas(pair, run_cli, tmp_path):
     r = run_cli("diff", pb, other)
     assert r.returncode == 1
     assert r.stderr == ("sysretstat: error: %s: report schema sysretstat/2; "
-                        "this sysretstat compares sysretstat/1\n" % other)
+                        "this sysretstat compares sysretstat/1.x\n" % other)
+    # A 1.0 document (before the comms table) compares with today's.
+    doc["schema"] = "sysretstat/1"
+    del doc["comms"]
+    other.write_text(json.dumps(doc))
+    r = run_cli("diff", pb, other, "--json")
+    assert r.returncode == 0, r.stderr
     old = tmp_path / "v1.data"
     old.write_text('{"format":"sysretstat-record","version":1,'
                    '"schema":"sysretstat/1"}\n{"t":"meta","meta":{}}\n')

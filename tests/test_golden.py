@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDS = os.path.join(ROOT, "tests", "fixtures", "records")
 GOLDEN = os.path.join(ROOT, "tests", "fixtures", "golden")
 REGEN = os.environ.get("SYSRETSTAT_REGEN_GOLDEN") == "1"
-VIEWS = ("process", "thread", "syscall", "cpu", "reason", "latency",
+VIEWS = ("process", "comm", "thread", "syscall", "cpu", "reason", "latency",
          "interval")
 CUT_AT = 180000
 
@@ -35,6 +35,9 @@ for rec in ("cmd", "sys", "nolat", "cut"):
 CASES.append(("cmd", "json-sort-p99", ["--json", "--sort", "p99"], True))
 CASES.append(("cmd", "text-thread-iret", ["--by", "thread", "--sort",
                                           "iret"], True))
+CASES.append(("sys", "csv-comm", ["--format", "csv", "--by", "comm"], True))
+CASES.append(("sys", "text-comm-name", ["--by", "comm", "--sort", "name"],
+              True))
 
 
 @pytest.fixture(scope="module")

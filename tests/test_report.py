@@ -4,6 +4,7 @@ recording (exact expectations) and from a real one (BPF)."""
 import csv
 import io
 import json
+import os
 import random
 
 import pytest
@@ -12,8 +13,8 @@ from sysretstat.kernel import abi
 from sysretstat.render.hist import power_rows, render_hist
 from sysretstat.render.units import fmt_ns
 from sysretstat.render.text import VIEWS
-from sysretstat.model.fields import PERCENTILES
-from sysretstat.model.snapshot import TABLES, Counts, Hist, Snapshot
+from sysretstat.model.fields import PERCENTILES, REPORT_VIEWS
+from sysretstat.model.snapshot import SCHEMA, TABLES, Counts, Hist, Snapshot
 from test_recordfile import make_delta, synth, write_recording
 
 FORMATS = ("text", "json", "csv", "markdown")
@@ -38,7 +39,7 @@ def test_every_view_and_format(rec_file, run_cli, fmt, by):
     t = expect.totals
     if fmt == "json":
         doc = json.loads(out)
-        assert doc["schema"] == "sysretstat/1"
+        assert doc["schema"] == SCHEMA
         assert doc["totals"]["returns"] == t.returns
         assert doc["totals"]["reasons"] == t.reasons()
         kept = [tb for tb in TABLES if doc[tb]]
@@ -47,6 +48,9 @@ def test_every_view_and_format(rec_file, run_cli, fmt, by):
                              "syscall": "syscalls", "cpu": "cpus"}[by]]
         elif by is None:
             assert kept == list(TABLES)
+        elif by == "comm":
+            assert kept == [] and sum(c["processes"] for c in doc["comms"]) \
+                == len(expect.processes)
         else:
             assert kept == []
         assert len(doc["series"]) == 12
@@ -69,8 +73,7 @@ def test_every_view_and_format(rec_file, run_cli, fmt, by):
             assert sum(int(r["signal"]) for r in rows) == \
                 t.reason("signal")
         else:
-            table = {"process": "processes", "thread": "threads",
-                     "syscall": "syscalls", "cpu": "cpus"}[view]
+            table = REPORT_VIEWS[view]
             assert len(rows) == len(expect.table(table))
             # Each table sums to the totals, outcome by outcome.
             for col in ("returns", "sysret", "iret", "signal", "restart"):
@@ -84,7 +87,7 @@ def test_every_view_and_format(rec_file, run_cli, fmt, by):
                                                t.iret) in out
     sections = {"reason": "IRET reasons", "latency": "Syscall duration "
                 "(sys_enter to sys_exit)", "interval": "Over time",
-                "process": "By process",
+                "process": "By process", "comm": "By command",
                 "thread": "By thread", "syscall": "By syscall",
                 "cpu": "By CPU"}
     want = [sections[by]] if by else list(sections.values())
@@ -284,3 +287,19 @@ def test_time_lost_uses_this_machines_calibration(rec_file, run_cli,
     assert doc["meta"]["iret_penalty"]["mean_penalty_ns"] == 100.0
     assert doc["totals"]["iret_time_lost_s"] == pytest.approx(
         expect.totals.iret * 100e-9)
+
+
+def test_a_calibrated_report_reads_back():
+    # report --json adds the calibration it used to meta (an object);
+    # the document must still read as a snapshot (diff, top --connect).
+    golden = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "fixtures", "golden", "cmd.json")
+    with open(golden) as f:
+        doc = json.load(f)
+    assert isinstance(doc["meta"]["iret_penalty"], dict)
+    snap = Snapshot.from_report(doc)
+    assert snap.totals.returns == doc["totals"]["returns"]
+    doc["meta"]["iret_penalty"] = "64ns"
+    with pytest.raises(ValueError):
+        Snapshot.from_report(doc)
+

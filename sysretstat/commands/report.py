@@ -42,8 +42,9 @@ def load(path):
 @click.option("--by", type=click.Choice(VIEWS + ("processes", "threads",
                                                  "syscalls", "cpus")),
               default=None, metavar="VIEW",
-              help="Only this view: process, thread, syscall, cpu, reason, "
-                   "latency or interval (default: all; csv: process).")
+              help="Only this view: process, comm (processes summed by "
+                   "command name), thread, syscall, cpu, reason, latency or "
+                   "interval (default: all; csv: process).")
 @click.option("--top", type=click.IntRange(min=1), default=None,
               metavar="N", help="Rows per table (default 20 in text and "
                                 "markdown, all in json and csv).")

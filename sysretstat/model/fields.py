@@ -16,8 +16,14 @@ TABLES = ("processes", "threads", "syscalls", "cpus")
 # `--by VIEW` and top's views name a table by its row.
 TABLE_OF_VIEW = {"process": "processes", "thread": "threads",
                  "syscall": "syscalls", "cpu": "cpus"}
+# Tables summed from another by one of its fields, when they are read
+# (not collected, not stored): processes by command name.
+GROUPED = {"comms": ("processes", "comm")}
+# Every view of a report, stored or grouped.
+REPORT_VIEWS = dict(TABLE_OF_VIEW, comm="comms")
 TABLE_TITLES = {"processes": "By process", "threads": "By thread",
-                "syscalls": "By syscall", "cpus": "By CPU"}
+                "syscalls": "By syscall", "cpus": "By CPU",
+                "comms": "By command"}
 
 # An identity field of a row: its name in the report document, its type
 # there, and its column header in text and CSV.
@@ -33,10 +39,11 @@ IDENTITY = {
     "syscalls": (Ident("abi", str, "abi"), Ident("nr", int, "nr"),
                  Ident("name", str, "syscall")),
     "cpus": (Ident("cpu", int, "cpu"),),
+    "comms": (Ident("comm", str, "comm"), Ident("processes", int, "procs")),
 }
 # Identity fields a row of each table cannot do without (its key).
 REQUIRED = {"processes": ("pid",), "threads": ("pid", "tid"),
-            "syscalls": ("abi", "nr"), "cpus": ("cpu",)}
+            "syscalls": ("abi", "nr"), "cpus": ("cpu",), "comms": ("comm",)}
 FIELD_TYPES = dict({i.name: i.type for idents in IDENTITY.values()
                     for i in idents}, start_ns=int, cgroup=str)
 # What a row document holds besides its identity.
@@ -56,6 +63,8 @@ def row_key(table, fields):
         return (fields["tid"], fields.get("start_ns", 0))
     if table == "syscalls":
         return (fields["abi"], fields["nr"])
+    if table == "comms":
+        return fields["comm"]
     return fields["cpu"]
 
 

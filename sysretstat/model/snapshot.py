@@ -3,7 +3,7 @@
 The collector produces cumulative snapshots; `Snapshot.delta()` turns
 two of them into an interval; every output (top, report, JSON,
 Prometheus, diff) renders a Snapshot and nothing else.  A snapshot
-round-trips through the report schema "sysretstat/1" (sysretstat(8),
+round-trips through the report schema "sysretstat/1.1" (sysretstat(8),
 OUTPUT): `Snapshot.from_report(s.to_report()) == s` up to the `--top`
 cut.
 
@@ -17,17 +17,29 @@ import copy
 from sysretstat.kernel import abi
 from sysretstat.model import fields
 from sysretstat.model.counts import Counts
-from sysretstat.model.fields import (COUNT_KEYS, TABLE_OF_VIEW, TABLES,
-                                     row_key)
+from sysretstat.model.fields import (COUNT_KEYS, GROUPED, REPORT_VIEWS,
+                                     TABLES, row_key)
 from sysretstat.model.histogram import Hist
 from sysretstat.model.validate import (bucket, check_fields, check_meta,
                                        count)
 
-SCHEMA = "sysretstat/1"
+# The report schema this version writes.  A minor version only adds
+# (1.1: the "comms" table, processes summed by command name), so every
+# 1.x document reads, its unknown members ignored.
+SCHEMA = "sysretstat/1.1"
+SCHEMA_MAJOR = "sysretstat/1"
+
+
+def schema_readable(schema):
+    """Whether a document or record file of this schema reads here."""
+    return isinstance(schema, str) and (
+        schema == SCHEMA_MAJOR or (schema.startswith(SCHEMA_MAJOR + ".")
+                                   and schema[len(SCHEMA_MAJOR) + 1:]
+                                   .isdigit()))
 REASONS = abi.REASONS
 OUTCOMES = abi.OUTCOMES
 # Kept for callers of the earlier single module.
-__all__ = ["SCHEMA", "REASONS", "OUTCOMES", "TABLES", "Counts", "Hist",
+__all__ = ["SCHEMA", "SCHEMA_MAJOR", "schema_readable", "REASONS", "OUTCOMES", "TABLES", "Counts", "Hist",
            "Row", "Snapshot", "bucket", "check_fields", "check_meta",
            "count", "row_key", "SORT_KEYS", "ASCENDING_SORTS",
            "LATENCY_SORTS", "counts_sort_value",
@@ -49,6 +61,21 @@ class Row:
 
     def __repr__(self):
         return "Row(%r, %r)" % (self.fields, self.counts)
+
+
+def grouped(rows, field):
+    """Rows summed by one of their fields: {value: Row}, each with that
+    field and how many rows it sums ("processes" for comms)."""
+    out = {}
+    for r in rows.values():
+        v = r.fields.get(field) or ""
+        g = out.get(v)
+        if g is None:
+            out[v] = Row(v, {field: v, "processes": 1}, r.counts.copy())
+        else:
+            g.fields["processes"] += 1
+            g.counts.add(r.counts)
+    return out
 
 
 class _Deferred:
@@ -100,8 +127,12 @@ class Snapshot:
         self.cpus = cpus if cpus is not None else {}
 
     def table(self, name):
-        """A table by its name or by its view's (process, thread, ...)."""
-        return getattr(self, TABLE_OF_VIEW.get(name, name))
+        """A table by its name or by its view's (process, thread, ...);
+        a grouped one (fields.GROUPED) is summed when read."""
+        name = REPORT_VIEWS.get(name, name)
+        if name in GROUPED:
+            return grouped(self.table(GROUPED[name][0]), GROUPED[name][1])
+        return getattr(self, name)
 
     @property
     def fast_path(self):
@@ -184,14 +215,16 @@ class Snapshot:
 
     def to_report(self, top=None, tables=TABLES, sort="returns",
                   series=None):
-        """The report schema document ("sysretstat/1").  Only `tables`
+        """The report schema document (SCHEMA).  Only `tables`
         get rows, the `top` first by `sort` (the others are empty
         lists); a recording's `series` is added as "series" (an
         extension of the schema)."""
         fp = self.fast_path
         doc = {"schema": SCHEMA, "meta": self.meta,
                "totals": self.totals.to_json(fp)}
-        for t in TABLES:
+        # Grouped tables are in the document only when asked for: they
+        # are sums of a stored one, which a reader can redo.
+        for t in TABLES + tuple(g for g in GROUPED if g in tables):
             rows = self.sorted_rows(t, sort) if t in tables else []
             if top is not None:
                 rows = rows[:top]
@@ -204,9 +237,9 @@ class Snapshot:
 
     @classmethod
     def from_report(cls, doc):
-        if doc.get("schema") != SCHEMA:
-            raise ValueError("unsupported schema %r (this version reads %s)"
-                             % (doc.get("schema"), SCHEMA))
+        if not schema_readable(doc.get("schema")):
+            raise ValueError("unsupported schema %r (this version reads %s.x)"
+                             % (doc.get("schema"), SCHEMA_MAJOR))
         s = cls(check_meta(doc.get("meta", {})),
                 Counts.from_json(doc["totals"]))
         for t in TABLES:

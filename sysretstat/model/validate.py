@@ -44,7 +44,7 @@ def _number(v):
 
 _META_STR = ("version", "kernel", "cpu_model", "hostname", "started_at",
              "command")
-_META_NUM = ("duration_s", "interval_s", "latency_sample", "iret_penalty")
+_META_NUM = ("duration_s", "interval_s", "latency_sample")
 _META_DICT = ("filters", "guard", "lost", "bpf", "recording")
 
 
@@ -59,6 +59,12 @@ def check_meta(meta):
     for k in _META_NUM:
         if meta.get(k) is not None and not _number(meta[k]):
             raise ValueError("meta.%s is not a number" % k)
+    # The calibration `report --json` and the daemon add (an object);
+    # a bare number is the mean penalty.
+    pen = meta.get("iret_penalty")
+    if pen is not None and not isinstance(pen, dict) and not _number(pen):
+        raise ValueError("meta.iret_penalty is neither a calibration nor "
+                         "a number")
     for k in _META_DICT:
         # Present means an object: outputs read them with .get(k, {}).
         if k in meta and not isinstance(meta[k], dict):

@@ -10,7 +10,8 @@ import stat
 import zlib
 
 from sysretstat.errors import RecordFileError
-from sysretstat.model.snapshot import SCHEMA, Counts, Snapshot, check_meta
+from sysretstat.model.snapshot import (SCHEMA_MAJOR, Counts, Snapshot,
+                                       check_meta, schema_readable)
 from sysretstat.record.format import (CHECKPOINT_BYTES, DATA_ERRORS,
                                       FRAME_TYPES, HEADER_LEN, MAGIC,
                                       MAGIC_MAX, PREFIX_LEN, READ_VERSIONS,
@@ -182,10 +183,11 @@ class Recording:
                 "sysretstat that wrote it)"
                 % (self.path, version,
                    " and ".join(str(v) for v in READ_VERSIONS)))
-        if head.get("schema") != SCHEMA:
+        if not schema_readable(head.get("schema")):
             raise RecordFileError("%s: data schema %r; this sysretstat "
-                                  "reads %s" % (self.path, head.get("schema"),
-                                                SCHEMA))
+                                  "reads %s.x" % (self.path,
+                                                  head.get("schema"),
+                                                  SCHEMA_MAJOR))
         self.schema = head["schema"]
         self.version = version
         if version == 2:
@@ -354,9 +356,10 @@ def read_run(path):
         if not isinstance(schema, str) or not schema.startswith("sysretstat/"):
             raise RecordFileError("%s: JSON without a sysretstat report "
                                   "schema" % path)
-        if schema != SCHEMA:
+        if not schema_readable(schema):
             raise RecordFileError("%s: report schema %s; this sysretstat "
-                                  "compares %s" % (path, schema, SCHEMA))
+                                  "compares %s.x" % (path, schema,
+                                                     SCHEMA_MAJOR))
         try:
             snap = Snapshot.from_report(doc)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError,

@@ -8,7 +8,7 @@ where there are no samples.
 import csv
 import io
 
-from sysretstat.model.fields import PERCENTILES, TABLE_OF_VIEW, ident_headers
+from sysretstat.model.fields import PERCENTILES, REPORT_VIEWS, ident_headers
 from sysretstat.model.histogram import bucket_bounds
 from sysretstat.model.reasons import EXPLAIN, REASONS
 from sysretstat.render.text import ident_cells
@@ -66,7 +66,7 @@ def render_csv(snap, view="process", top=None, sort="returns", series=None):
         for start, dur, c in (series.rows() if series is not None else []):
             w.writerow([round(start, 6), round(dur, 6)] + _counts_cols(c))
     else:
-        table = TABLE_OF_VIEW[view]
+        table = REPORT_VIEWS[view]
         w.writerow(ident_headers(table) + COUNTS_HEADERS + _lat_headers(fast))
         rows = snap.sorted_rows(table, sort)
         for r in rows[:top] if top else rows:

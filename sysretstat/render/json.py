@@ -8,15 +8,15 @@ the daemon's API); this module only chooses its tables and writes it.
 import json
 import sys
 
-from sysretstat.model.fields import TABLE_OF_VIEW, TABLES
+from sysretstat.model.fields import GROUPED, REPORT_VIEWS, TABLES
 
 
 def tables_for(by):
     """Which tables `--by` keeps: all, one, or none (reason, latency and
     interval views are in totals and series)."""
     if by is None:
-        return TABLES
-    return (TABLE_OF_VIEW[by],) if by in TABLE_OF_VIEW else ()
+        return TABLES + tuple(GROUPED)
+    return (REPORT_VIEWS[by],) if by in REPORT_VIEWS else ()
 
 
 def dump(doc, stream=sys.stdout):

@@ -6,7 +6,7 @@ same content with "##" headings, GitHub tables and fenced bars.
 `fmt_ns` and `render_table` are used by other commands too.
 """
 
-from sysretstat.model.fields import (IDENTITY, TABLE_OF_VIEW, TABLE_TITLES,
+from sysretstat.model.fields import (IDENTITY, REPORT_VIEWS, TABLE_TITLES,
                                      ident_headers)
 from sysretstat.model.reasons import EXPLAIN
 from sysretstat.render.hist import bar, render_hist
@@ -14,10 +14,10 @@ from sysretstat.render.safe import safe
 from sysretstat.render.units import fmt_ns, fmt_time
 from sysretstat.render.width import fit_lines, fit_table, text_width
 
-BY = TABLE_OF_VIEW
+BY = REPORT_VIEWS
 # Every view of `report --by`, in the order of a full report.
-VIEWS = ("reason", "latency", "interval", "process", "syscall", "thread",
-         "cpu")
+VIEWS = ("reason", "latency", "interval", "process", "comm", "syscall",
+         "thread", "cpu")
 SERIES_ROWS = 40
 
 __all__ = ["fmt_ns", "render_table", "render_report", "summary",
