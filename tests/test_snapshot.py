@@ -108,7 +108,7 @@ def test_report_round_trip_and_schema():
     assert set(doc["totals"]["latency_ns"]) == {"sysret", "iret"}
     hist = doc["totals"]["latency_ns"]["sysret"]
     assert set(hist) == {"count", "sum", "min", "max", "p50", "p90", "p99",
-                         "p999", "buckets"}
+                         "p999", "untimed", "buckets"}
 
 
 def test_fred_snapshots_name_the_fast_path_eretu():
@@ -186,3 +186,24 @@ def test_counts_minus_reads_latency_lazily():
     assert a.lat[0] == Hist({3: 4}, 40) and b.lat[0] == Hist({3: 1}, 10)
     no_lat = Counts([1]).minus(Counts([1], [Hist({2: 2}, 4), Hist()]))
     assert no_lat.lat[0] == Hist({2: -2}, -4)
+
+
+def test_untimed_returns_per_path_and_why():
+    # 10 SYSRET returns, 7 timed; 5 IRET (3 fork children, 2 signal),
+    # 1 timed: the fork children are never timed (no sys_enter).
+    c = Counts()
+    c.n[abi.O_SYSRET] = 10
+    c.n[abi.OUTCOMES.index("fork_child")] = 3
+    c.n[abi.OUTCOMES.index("signal")] = 2
+    c.lat = [Hist.from_values([100] * 7), Hist.from_values([900])]
+    assert c.untimed() == (3, 4)
+    assert c.untimed_why() == {"fork_child": 3, "no_sys_enter": 4}
+    d = c.to_json()
+    assert d["latency_ns"]["sysret"]["untimed"] == 3
+    assert d["latency_ns"]["iret"]["untimed"] == 4
+    assert list(d["latency_ns"]["iret"])[-2:] == ["untimed", "buckets"]
+    doc = Snapshot(totals=c).to_report()
+    assert doc["meta"]["untimed_why"] == {"fork_child": 3, "no_sys_enter": 4}
+    # A process's latency can lag its counts: never negative.
+    c.lat = [Hist.from_values([100] * 12), Hist()]
+    assert c.untimed() == (0, 5)

@@ -148,9 +148,29 @@ class Counts:
              "reasons": dict(rs)}
         lat = self.lat
         if lat is not None:
-            d["latency_ns"] = {fast_path: lat[0].to_json(),
-                               "iret": lat[1].to_json()}
+            fast, iret = self.untimed()
+            d["latency_ns"] = {fast_path: lat[0].to_json(fast),
+                               "iret": lat[1].to_json(iret)}
         return d
+
+    def untimed(self):
+        """Returns without a duration, (fast path, IRET): a fork child's
+        first return (no sys_enter of its own) and a syscall whose entry
+        was not seen.  Never negative: a process's latency can lag its
+        counts (lost.proc_hists)."""
+        lat = self.lat
+        if lat is None:
+            return 0, 0
+        n = self.n
+        return (max(0, n[abi.O_SYSRET] + n[abi.O_ERETU] - lat[0].count),
+                max(0, sum(n[abi.FIRST_IRET:]) - lat[1].count))
+
+    def untimed_why(self):
+        """Why returns have no duration: {"fork_child": n, "no_sys_enter":
+        n} (a fork child's first return takes IRET and is never timed)."""
+        fast, iret = self.untimed()
+        fork = min(self.n[abi.OUTCOMES.index("fork_child")], iret)
+        return {"fork_child": fork, "no_sys_enter": fast + iret - fork}
 
     @classmethod
     def from_json(cls, d):

@@ -157,9 +157,10 @@ class Hist:
         n = self.count
         return self.sum_ns / n if n > 0 else None
 
-    def to_json(self):
+    def to_json(self, untimed=None):
         """The histogram in the report document: count, sum, bounds,
-        PERCENTILES and the non-empty buckets.  One sort of the buckets
+        PERCENTILES, `untimed` (returns of its path without a duration,
+        when given) and the non-empty buckets.  One sort of the buckets
         serves every statistic: with thousands of rows this dominates
         `report --json`."""
         b = self.buckets
@@ -184,6 +185,8 @@ class Hist:
                         v = m
                         break
             out[p.key] = v
+        if untimed is not None:
+            out["untimed"] = untimed
         out["buckets"] = [[lo, hi, c] for (lo, hi), c in zip(bounds, cs)]
         return out
 

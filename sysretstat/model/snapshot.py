@@ -220,7 +220,10 @@ class Snapshot:
         lists); a recording's `series` is added as "series" (an
         extension of the schema)."""
         fp = self.fast_path
-        doc = {"schema": SCHEMA, "meta": self.meta,
+        meta = self.meta
+        if self.totals.lat is not None:
+            meta = dict(meta, untimed_why=self.totals.untimed_why())
+        doc = {"schema": SCHEMA, "meta": meta,
                "totals": self.totals.to_json(fp)}
         # Grouped tables are in the document only when asked for: they
         # are sums of a stored one, which a reader can redo.

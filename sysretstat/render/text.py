@@ -111,7 +111,9 @@ def ident_cells(table, fields):
             for i in IDENTITY[table]]
 
 
-def table_rows(snap, table, top, sort="returns"):
+def table_rows(snap, table, top, sort="returns", with_latency=None):
+    """The rows of a table as text cells; with_latency: whether the
+    latency columns are there (a row without latency shows "-")."""
     rows = []
     for r in snap.sorted_rows(table, sort)[:top]:
         c = r.counts
@@ -124,6 +126,8 @@ def table_rows(snap, table, top, sort="returns"):
                     fmt_ns(lat[0].percentile(.99)),
                     fmt_ns(lat[1].percentile(.5)),
                     fmt_ns(lat[1].percentile(.99))]
+        elif with_latency:
+            row += ["-"] * 4
         rows.append(row)
     return rows
 
@@ -149,9 +153,9 @@ def drop_order(table, with_latency):
 
 def render_table(snap, table, top, sort="returns", tablefmt="simple",
                  title=True, width=None):
-    rows = table_rows(snap, table, top, sort)
     with_lat = any(r.counts.lat is not None
                    for r in snap.table(table).values())
+    rows = table_rows(snap, table, top, sort, with_lat)
     n = len(snap.table(table))
     out = ("%s (top %d of %d)\n" % (TABLE_TITLES[table], min(top, n), n)
            if title else "")
@@ -172,21 +176,20 @@ SAME_SYSCALL_ROWS = 10
 
 def untimed_line(counts):
     """How many returns have no duration, and why ("" when all do)."""
-    lat = counts.lat
-    untimed = counts.returns - lat[0].count - lat[1].count
+    why = counts.untimed_why()
+    untimed = why["fork_child"] + why["no_sys_enter"]
     if untimed <= 0:
         return ""
-    # A fork child's first return has no sys_enter of its own.
-    fork = min(counts.reason("fork_child"), untimed)
-    why = []
-    if fork:
-        why.append("%d fork children's first returns (no sys_enter)" % fork)
-    if untimed > fork:
-        why.append("%d whose sys_enter was not seen (entered before "
-                   "tracing began, or the entry was skipped: seccomp, "
-                   "PTRACE_SYSEMU)" % (untimed - fork))
+    parts = []
+    if why["fork_child"]:
+        parts.append("%d fork children's first returns (no sys_enter)"
+                     % why["fork_child"])
+    if why["no_sys_enter"]:
+        parts.append("%d whose sys_enter was not seen (entered before "
+                     "tracing began, or the entry was skipped: seccomp, "
+                     "PTRACE_SYSEMU)" % why["no_sys_enter"])
     return "untimed: %d of %d returns: %s\n" % (untimed, counts.returns,
-                                                "; ".join(why))
+                                                "; ".join(parts))
 
 
 def same_syscall_table(snap, tablefmt="simple", width=None,
