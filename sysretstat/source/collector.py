@@ -263,30 +263,27 @@ class Collector:
         ncpu = len(raw.slots)
         totals = Counts.zero(latency)
         cpus, syscalls = {}, {}
+
+        def syscall_row(slot):
+            key = abi.slot_to_syscall(slot)
+            row = syscalls.get(key)
+            if row is None:
+                abi_name, nr = key
+                row = syscalls[key] = Row(
+                    key, {"nr": nr, "name": syscall_name(abi_name, nr),
+                          "abi": abi_name}, Counts.zero(latency))
+            return row
+
         for c in range(ncpu):
             cc = Counts.zero(latency)
             for slot, n in raw.slots[c].items():
                 _add(cc.n, n)
-                abi_name, nr = abi.slot_to_syscall(slot)
-                row = syscalls.get((abi_name, nr))
-                if row is None:
-                    row = syscalls[(abi_name, nr)] = Row(
-                        (abi_name, nr),
-                        {"nr": nr, "name": syscall_name(abi_name, nr),
-                         "abi": abi_name}, Counts.zero(latency))
-                _add(row.counts.n, n)
+                _add(syscall_row(slot).counts.n, n)
             for slot, pair in raw.slot_hists[c].items():
                 hs = [Hist.from_kernel(*h) for h in pair]
                 for h, dst in zip(hs, cc.lat):
                     dst.add(h)
-                abi_name, nr = abi.slot_to_syscall(slot)
-                row = syscalls.get((abi_name, nr))
-                if row is None:
-                    row = syscalls[(abi_name, nr)] = Row(
-                        (abi_name, nr),
-                        {"nr": nr, "name": syscall_name(abi_name, nr),
-                         "abi": abi_name}, Counts.zero(latency))
-                for h, dst in zip(hs, row.counts.lat):
+                for h, dst in zip(hs, syscall_row(slot).counts.lat):
                     dst.add(h)
             if any(cc.n) or (latency and any(h.count for h in cc.lat)):
                 cpus[c] = Row(c, {"cpu": c}, cc)
