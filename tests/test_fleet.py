@@ -328,3 +328,92 @@ def test_batch_cli_marks_a_dead_host(daemons, run_cli):
     summaries = [l for l in r.stdout.splitlines() if " returns " in l]
     assert len(summaries) == 8
     assert all(" returns 0/s" not in l for l in summaries), summaries
+
+
+# Rows of a fleet: each host's own penalty, CPUs told apart by host.
+
+def two_host_interval():
+    """alpha and beta (100 and 300 ns per IRET), the same process and CPU
+    on each, merged as top --connect merges them."""
+    from sysretstat.model.snapshot import Snapshot
+    by_host = {}
+    for host, n in (("alpha", 1), ("beta", 2)):
+        c = counts(sysret=SYSRET * n, signal=SIGNAL * n)
+        s = snapshot([(7, "app", c)])
+        s.meta.update(hostname=host, interval_s=1.0)
+        s.cpus[0] = Row(0, {"cpu": 0}, c.copy())
+        by_host[host] = s
+    pens = {"alpha": remote.Penalty(100.0, {}),
+            "beta": remote.Penalty(300.0, {})}
+    cal = remote.FleetPenalty(pens, by_host)
+    down = Snapshot({"hostname": "gamma", "interval_s": 1.0,
+                     "unreachable_since": "2026-01-01T00:00:00+0000",
+                     "error": "connection refused"})
+    hosts = dict(by_host, **{"gamma (unreachable since 00:00:00)": down})
+    return remote.merge_intervals(by_host, "alpha,beta"), hosts, cal
+
+
+@pytest.mark.parametrize("view", ["process", "thread", "cpu", "host"])
+def test_each_row_costs_its_own_hosts_penalty(view):
+    from sysretstat.top import rows as tr, state as ts
+    delta, hosts, cal = two_host_interval()
+    if view == "thread":
+        for k, r in delta.processes.items():
+            delta.threads[k] = Row(k, dict(r.fields, tid=7), r.counts)
+    st = ts.ViewState(view=view, views=ts.VIEWS + ("host",))
+    cost = {r.host or r.name: r.cost_ns
+            for r in tr.build_rows(delta, st, cal, hosts) if not r.down}
+    # beta had twice alpha's signals, each three times as dear.
+    assert cost == {"alpha": SIGNAL * 100, "beta": SIGNAL * 2 * 300}
+    # The header's figure (summed counts) is still both hosts' own.
+    assert iret_cost_ns(delta.totals, cal) == pytest.approx(
+        SIGNAL * 100 + SIGNAL * 2 * 300)
+
+
+def test_cpu_rows_of_a_fleet_name_their_host():
+    from sysretstat.top import state as ts, view as tv
+    from sysretstat.top import batch as top_batch
+    delta, hosts, cal = two_host_interval()
+    st = ts.ViewState(view="cpu")
+    screen = tv.screen_text(tv.render(delta, st, 80, 24, calibration=cal))
+    lines = screen.split("\n")
+    head = lines[tv.HEADER_LINES].split()
+    assert head[:3] == ["CPU", "HOST", "RET/s"], screen
+    body = [l.split()[:2] for l in lines[tv.HEADER_LINES + 1:]
+            if l.strip() and not l.startswith("q quit")]
+    assert body == [["0", "beta"], ["0", "alpha"]], screen
+    out = top_batch.text_frame(delta, st, cal)
+    assert out.split("\n")[1].split()[:2] == ["CPU", "HOST"]
+    # One host's CPUs: no HOST column.
+    one = hosts["alpha"]
+    screen = tv.screen_text(tv.render(one, st, 80, 24))
+    assert "HOST" not in screen.split("\n")[tv.HEADER_LINES]
+
+
+def test_host_view_shows_an_unreachable_host_as_dashes():
+    from sysretstat.top import state as ts, view as tv
+    delta, hosts, cal = two_host_interval()
+    st = ts.ViewState(view="host", views=ts.VIEWS + ("host",))
+    screen = tv.screen_text(tv.render(delta, st, 120, 24, calibration=cal,
+                                      hosts=hosts))
+    lines = screen.split("\n")
+    row = next(l for l in lines if l.startswith("gamma (unreachable"))
+    cells = row.split(")", 1)[1].split()
+    assert cells and set(cells) == {"-"}, screen
+    beta = next(l for l in lines if l.startswith("beta "))
+    # 200 SYSRET and 20 signal IRETs at 300 ns each, in 1 s.
+    assert beta.split()[1:4] + beta.split()[5:6] == [
+        "220", "20", "9.1%", "6.0us"], screen
+
+
+def test_batch_by_comm_against_a_daemon(daemons, run_cli):
+    a = daemons("alpha", 0.3)
+    r = run_cli("top", "--connect", a.url, "-b", "--by", "comm", "-i",
+                "0.1", "-n", "6", timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    titles = [l.split()[:2] for l in lines if "REASON" in l]
+    assert titles and all(t == ["COMM", "PROCS"] for t in titles)
+    rows = [l.split() for l in lines if l.startswith("app ")]
+    assert rows and all(row[1] == "1" and row[5] == "signal"
+                        for row in rows), r.stdout

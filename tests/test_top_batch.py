@@ -138,3 +138,28 @@ def test_json_intervals_with_pid_filter(run_cli, signal_workload):
         lat = t["latency_ns"]["iret"]
         assert lat["count"] > 0 and lat["p50"] <= lat["p99"]
         assert doc["meta"]["bpf"]["stats"] is True
+
+
+def test_text_frame_by_comm():
+    from test_top_view import comm_snap
+    out = top_batch.text_frame(comm_snap(), ts.ViewState(view="comm"))
+    first, titles, *rows = out.rstrip("\n").split("\n")
+    assert "returns 925/s" in first
+    assert titles.split()[:6] == ["COMM", "PROCS", "RET/s", "IRET/s",
+                                  "IRET%", "REASON"]
+    assert [r.split()[:6] for r in rows] == [
+        ["alpha", "3", "650", "300", "46.2%", "signal"],
+        ["gamma", "1", "25", "25", "100%", "rcx_ne_rip"],
+        ["beta", "1", "250", "0", "0%", "-"]]
+    # At 60 columns, the percentiles go and the names stay whole.
+    narrow = top_batch.text_frame(comm_snap(), ts.ViewState(view="comm"),
+                                  width=60)
+    assert all(len(l) <= 60 for l in narrow.split("\n"))
+    assert "alpha" in narrow and "rcx_ne_rip" in narrow
+
+
+def test_by_comm_is_a_choice(run_cli):
+    r = run_cli("top", "--help")
+    assert "process|comm|thread|syscall|cpu|host" in r.stdout.replace(
+        "\n", "").replace(" ", "")
+    assert "comm" in _cli_error(run_cli, "--by", "nope")

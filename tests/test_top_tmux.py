@@ -194,8 +194,8 @@ def test_interactive_view(workload, hermetic):
         s = t.wait_for(lambda s: "REASON" in s)
 
         # Views: the syscall table shows tgkill for the signals.
-        t.keys("Escape", "3", "/", "tgkill", "Enter")
-        s = t.wait_for(lambda s: "[3 syscall]" in s and "tgkill" in s
+        t.keys("Escape", "4", "/", "tgkill", "Enter")
+        s = t.wait_for(lambda s: "[4 syscall]" in s and "tgkill" in s
                        and "filter 'tgkill'" in s)
         tg = rows(s)
         assert len(tg) == 1 and tg[0][:3] == ["234", "x64", "tgkill"]
@@ -203,12 +203,20 @@ def test_interactive_view(workload, hermetic):
 
         # Thread view, its table computed only when first shown: the
         # signal workload's one thread, with its reason.
-        t.keys("Escape", "2", "/", sig, "Enter")
-        s = t.wait_for(lambda s: "[2 thread]" in s and "filter '%s'" % sig
+        t.keys("Escape", "3", "/", sig, "Enter")
+        s = t.wait_for(lambda s: "[3 thread]" in s and "filter '%s'" % sig
                        in s and rows(s))
         th = rows(s)
         assert len(th) == 1 and th[0][:3] == [sig, sig, "retpaths"], s
         assert th[0][6] == "signal", s
+
+        # Comm view: both workloads are one retpaths row.
+        t.keys("Escape", "2", "/", "retpaths", "Enter")
+        s = t.wait_for(lambda s: "[2 comm]" in s and "filter 'retpaths'"
+                       in s and rows(s) and int(rows(s)[0][1]) >= 2)
+        cm = rows(s)
+        assert len(cm) == 1 and cm[0][0] == "retpaths", s
+        assert cm[0][5] in ("signal", "rcx_ne_rip"), s
 
         # Resize: the footer follows the new last line.
         t.tmux("resize-window", "-x", "100", "-y", "30")
@@ -312,31 +320,37 @@ def test_full_names_at_80x24(workload, hermetic, calibrated, cal):
         assert dict(zip(cells(s, "PID"), cells(s, "COMM")))[sig] == \
             "retpaths"
         # Thread view: the workloads' threads, reasons whole.
-        t.keys("2", "/", rcx, "Enter")
-        s = t.wait_for(lambda s: "[2 thread]" in s and "filter '%s'" % rcx
+        t.keys("3", "/", rcx, "Enter")
+        s = t.wait_for(lambda s: "[3 thread]" in s and "filter '%s'" % rcx
                        in s and cells(s, "REASON")[:1] in (["rcx_ne_rip"],
                                                            ["signal"]))
         assert full(cells(s, "REASON"), REASONS), s
         # Syscall view: rt_sigreturn's rcx_ne_rip, both names whole.
-        t.keys("Escape", "3", "/", "rt_sigreturn", "Enter")
-        s = t.wait_for(lambda s: "[3 syscall]" in s and "rcx_ne_rip" in
+        t.keys("Escape", "4", "/", "rt_sigreturn", "Enter")
+        s = t.wait_for(lambda s: "[4 syscall]" in s and "rcx_ne_rip" in
                        cells(s, "REASON"))
         assert "rt_sigreturn" in cells(s, "SYSCALL"), s
         t.keys("Escape")
-        s = t.wait_for(lambda s: "[3 syscall]" in s and "filter" not in
+        s = t.wait_for(lambda s: "[4 syscall]" in s and "filter" not in
                        s.split("\n")[4] and {"tgkill", "rt_sigreturn"}
                        <= set(cells(s, "SYSCALL")))
         assert full(cells(s, "SYSCALL"), SYSCALL_NAMES), s
         assert full(cells(s, "REASON"), REASONS), s
+        # Comm view.
+        t.keys("2")
+        s = t.wait_for(lambda s: "[2 comm]" in s and "retpaths" in cells(
+            s, "COMM") and {"signal", "rcx_ne_rip"} & set(cells(s,
+                                                                "REASON")))
+        assert full(cells(s, "REASON"), REASONS), s
         # CPU view.
-        t.keys("4")
-        s = t.wait_for(lambda s: "[4 cpu]" in s and {"signal",
+        t.keys("5")
+        s = t.wait_for(lambda s: "[5 cpu]" in s and {"signal",
                        "rcx_ne_rip"} & set(cells(s, "REASON")))
         assert full(cells(s, "REASON"), REASONS), s
         # Help: whole at 80x24.
         t.keys("h")
         s = t.wait_for(lambda s: "Any key closes this help." in s)
-        assert "(5 host: --per-host)" in s and "Esc clears)" in s
+        assert "(6 host: --per-host)" in s and "Esc clears)" in s
         t.keys("x", "q")
         t.wait_for(lambda s: "EXITED 0" in s)
     finally:

@@ -189,20 +189,73 @@ def test_filter_prompt_is_shown_while_typing():
 
 def test_views_switch_with_tab_and_digits():
     s, st = snap(), ts.ViewState()
-    ts.handle_key(st, "3", [])
+    assert ts.VIEWS == ("process", "comm", "thread", "syscall", "cpu")
+    ts.handle_key(st, "4", [])
     out = text(s, st)
-    assert st.view == "syscall" and "[3 syscall]" in out
+    assert st.view == "syscall" and "[4 syscall]" in out
     names = [r[2] for r in data_rows(out)]
     assert names == ["tgkill", "rt_sigreturn"]
     ts.handle_key(st, "tab", [])
     assert st.view == "cpu"
     ts.handle_key(st, "tab", [])
     assert st.view == "process"
+    ts.handle_key(st, "tab", [])
+    assert st.view == "comm"
+    ts.handle_key(st, "btab", [])
     ts.handle_key(st, "btab", [])
     assert st.view == "cpu"
-    ts.handle_key(st, "2", [])
+    ts.handle_key(st, "3", [])
     out = text(s, st)
     assert "TID" in out and "IRp50" not in out   # threads: no latency
+
+
+def comm_snap():
+    """snap() with two more processes named alpha: three of them."""
+    s = snap()
+    for pid in (101, 102):
+        c = counts(50, signal=100)
+        s.processes[(pid, 9)] = Row((pid, 9), {"pid": pid, "comm": "alpha"},
+                                    c)
+        s.totals.add(c)
+    return s
+
+
+def test_comm_view_sums_processes_by_name():
+    s, st = comm_snap(), ts.ViewState()
+    ts.handle_key(st, "2", [])
+    assert st.view == "comm"
+    out = text(s, st)
+    assert "[2 comm]" in out and "3/3 rows" in out
+    head = next(l for l in out.split("\n") if "REASON" in l)
+    assert head.split()[:3] == ["COMM", "PROCS", "RET/s"]
+    # alpha: 3 processes, 600 + 2 * 50 SYSRET and 400 + 2 * 100 IRET for
+    # signal, over 2 s.
+    rows = data_rows(out)
+    assert [r[:2] for r in rows] == [["alpha", "3"], ["gamma", "1"],
+                                     ["beta", "1"]]
+    assert rows[0][2:6] == ["650", "300", "46.2%", "signal"]
+    # The detail pane names the command and how many processes it sums.
+    ts.handle_key(st, "enter", tr.build_rows(s, st))
+    out = text(s, st)
+    assert "comm alpha (3 processes)" in out
+    assert "signal" in out and "SYSRET latency (n=" in out
+    # Tab from the comm view goes on to threads.
+    ts.handle_key(st, "esc", [])
+    ts.handle_key(st, "tab", [])
+    assert st.view == "thread"
+
+
+def test_comm_view_filter_sort_and_cost():
+    s, st = comm_snap(), ts.ViewState(view="comm", sort="name")
+    assert [r.name for r in tr.build_rows(s, st)] == ["alpha", "beta",
+                                                      "gamma"]
+    st.sort = "id"      # PROCS, ascending; ties by name
+    assert [r.name for r in tr.build_rows(s, st)] == ["beta", "gamma",
+                                                      "alpha"]
+    st.filter = "alp"
+    rows = tr.build_rows(s, st, Penalty())
+    assert [r.ident for r in rows] == [(3,)]
+    assert rows[0].cost_ns == 600 * 1000.0
 
 
 def test_selection_moves_and_follows_its_row():
@@ -297,7 +350,7 @@ def test_host_view():
     st = ts.ViewState(view="host", views=ts.VIEWS + ("host",))
     merged = a.copy().merge(b)
     out = text(merged, st, hosts={"h1": a, "h2": b})
-    assert "2 hosts" in out and "[5 host]" in out
+    assert "2 hosts" in out and "[6 host]" in out
     assert [r[0] for r in data_rows(out)] == ["h1", "h2"]
 
 
@@ -395,6 +448,7 @@ def column(head, lines, title):
 
 
 VIEW_COLUMNS = {"process": ("PID", "COMM"), "thread": ("TID", "PID", "COMM"),
+                "comm": ("COMM", "PROCS"),
                 "syscall": ("NR", "ABI", "SYSCALL"), "cpu": ("CPU",),
                 "host": ("HOST",)}
 
@@ -409,7 +463,7 @@ def check_layout(out, view, with_cost):
     assert set(reasons) <= set(REASONS) | {"-"}, out
     if view == "syscall":
         assert set(column(head, lines, "SYSCALL")) <= SYSCALL_NAMES, out
-    if view in ("process", "thread"):
+    if view in ("process", "thread", "comm"):
         assert all(len(c) == 15 or c in ("alpha", "beta", "gamma")
                    for c in column(head, lines, "COMM")), out
     status = out.split("\n")[4]
@@ -429,7 +483,7 @@ def check_layout(out, view, with_cost):
 
 @pytest.mark.parametrize("w,h", [(80, 24), (100, 30), (200, 50)])
 @pytest.mark.parametrize("cal", [None, Penalty()], ids=["nocal", "cal"])
-@pytest.mark.parametrize("view", ["process", "thread", "syscall", "cpu"])
+@pytest.mark.parametrize("view", ts.VIEWS)
 def test_full_names_at_every_size(view, cal, w, h):
     s = wide_snap()
     st = ts.ViewState(view=view)
@@ -495,7 +549,7 @@ def test_status_line_pairs_percentiles_when_short_of_room():
     s = tv.status_line(st, 300, 9000, ["COST/s", "SRp50", "IRp50", "SRp99",
                                        "IRp99"], 80)
     assert len(s) <= 80
-    assert s.startswith("[3 syscall]") and s.endswith(
+    assert s.startswith("[4 syscall]") and s.endswith(
         "hidden: COST/s SR/IRp50 SR/IRp99")
     wide = tv.status_line(st, 3, 9, ["COST/s"], 200)
     assert wide.startswith("1 process") and wide.endswith("hidden: COST/s")
@@ -587,3 +641,26 @@ def test_selection_survives_an_empty_interval():
     tv.render(empty, st, 80, 24, cumulative=cum)
     assert st.sel_key == key
     assert sel_of(tv.render(cum, st, 80, 24, cumulative=cum)) == str(key[0])
+
+
+def test_evicted_rows_are_not_lost_entries():
+    s = snap()
+    s.meta["lost"] = {"storage": 0, "unattributed_threads": 9,
+                      "evicted_processes": 3, "evicted_threads": 4}
+    assert tv.lost_count(s.meta) == 0 and tv.evicted_count(s.meta) == 7
+    lines = tv.render(s, ts.ViewState(), 80, 24)
+    tool = lines[3]
+    assert "lost 0  evicted 7" in tv.line_text(tool)
+    assert {st for _, st in tool} <= {"dim", None}
+    first = top_batch.summary_line(s, ts.ViewState())
+    assert first.endswith("  evicted 7") and "lost" not in first
+    s.meta["lost"]["storage"] = 2
+    lines = tv.render(s, ts.ViewState(), 80, 24)
+    assert "lost 2  evicted 7" in tv.line_text(lines[3])
+    assert lines[3][0][1] == "warn"
+    assert top_batch.summary_line(s, ts.ViewState()).endswith(
+        "  lost 2  evicted 7")
+    s.meta["lost"] = {"storage": 0, "evicted_threads": 0}
+    out = tv.line_text(tv.render(s, ts.ViewState(), 80, 24)[3])
+    assert "lost 0" in out and "evicted" not in out
+    assert "evicted" not in top_batch.summary_line(s, ts.ViewState())

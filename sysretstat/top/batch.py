@@ -29,6 +29,9 @@ def summary_line(delta, state, calibration=None, hosts=None):
     lost = tv.lost_count(m)
     if lost:
         s += "  lost %d" % lost
+    evicted = tv.evicted_count(m)
+    if evicted:
+        s += "  evicted %d" % evicted
     return s
 
 

@@ -70,8 +70,15 @@ def columns(view, fast_label, with_cost, with_latency, rows):
         cols += [Col("id0", "NR", idw(0, "NR"), prio=100, sort="id"),
                  Col("id1", "ABI", idw(1, "ABI"), False, prio=ESSENTIAL),
                  name_col("SYSCALL", 20, 99)]
+    elif view == "comm":
+        cols += [name_col("COMM", 15, 100),
+                 Col("id0", "PROCS", idw(0, "PROCS"), prio=ESSENTIAL,
+                     sort="id")]
     elif view == "cpu":
         cols += [Col("id0", "CPU", idw(0, "CPU"), prio=100, sort="id")]
+        if any(r.host for r in rows):
+            # --connect: CPU 0 of every host, told apart only by this.
+            cols.append(name_col("HOST", 30, 99))
     else:
         cols += [name_col("HOST", 30, 100)]
     cols += [Col("returns", "RET/s", 6, prio=95, sort="returns"),
@@ -132,6 +139,8 @@ def cell(row, name):
         return row.ident[i] if i < len(row.ident) else ""
     if name == "name":
         return row.name
+    if row.down:
+        return "-"
     if name == "returns":
         return fmt_rate(row.rate(c.returns))
     if name == "iret":

@@ -16,6 +16,10 @@ def render_detail(row, delta, state, width, height, cumulative=None,
     c = row.counts
     ident = " ".join(str(i) for i in row.ident)
     title = "%s %s %s" % (state.view, ident, row.name)
+    if state.view == "comm":
+        # Its ident is how many processes it sums, not an id.
+        title = "comm %s (%s process%s)" % (
+            row.name, ident, "" if ident == "1" else "es")
     lines = [[(fit(title.strip() + "   (Esc or Enter: back)", width),
                "head")]]
     fast = fast_path(delta.meta if delta else {}).upper()

@@ -3,7 +3,7 @@ snapshot, filtered and sorted, and the selection kept on its row as the
 order changes under it.
 """
 
-from sysretstat.model.fields import TABLE_OF_VIEW as TABLE_OF
+from sysretstat.model.fields import GROUPED, REPORT_VIEWS as TABLE_OF
 from sysretstat.model.snapshot import Counts, counts_sort_value
 from sysretstat.render.safe import safe
 from sysretstat.top.state import ASCENDING
@@ -12,15 +12,21 @@ from sysretstat.top.state import ASCENDING
 class RowView:
     """One table row as top shows it: identity, counts, rates."""
 
-    __slots__ = ("key", "ident", "name", "counts", "dt", "cost_ns")
+    __slots__ = ("key", "ident", "name", "counts", "dt", "cost_ns", "host",
+                 "down")
 
-    def __init__(self, key, ident, name, counts, dt, cost_ns=None):
+    def __init__(self, key, ident, name, counts, dt, cost_ns=None,
+                 host=None, down=False):
         self.key = key
         self.ident = ident      # tuple of identity cells (pid, tid, ...)
         self.name = name
         self.counts = counts
         self.dt = dt
         self.cost_ns = cost_ns  # estimated ns lost to IRET, or None
+        self.host = host        # its daemon's label (--connect), or None
+        # A host whose daemon was not read (down, or no second snapshot
+        # yet): its zeros are no measurement.
+        self.down = down
 
     def rate(self, n):
         return n / self.dt if self.dt > 0 else 0.0
@@ -42,6 +48,26 @@ def iret_cost_ns(counts, calibration):
         total += n * (p if p is not None else (mean or 0.0))
     return total
 
+def row_cost_ns(counts, calibration, host=None):
+    """iret_cost_ns(), with the row's own host's penalty where the
+    calibration is a fleet's (source/remote.py FleetPenalty): the
+    fleet's penalty is weighted by the whole interval's reasons, so one
+    host's row costed with it would take the others' penalties."""
+    if calibration is None:
+        return None
+    if host is not None and hasattr(calibration, "for_host") and \
+            hasattr(calibration, "cost_ns"):
+        return calibration.cost_ns(counts, host)
+    return iret_cost_ns(counts, calibration)
+
+def _host_of(key, snap, calibration):
+    """The calibration's name for a host view row: its key, or for a
+    host marked down (key "label (unreachable ...)"), its hostname."""
+    if calibration is not None and hasattr(calibration, "for_host") and \
+            calibration.for_host(key) is not None:
+        return key
+    return snap.meta.get("hostname") or key
+
 def _ident(view, f, key):
     if f.get("host"):
         # A row of one daemon among several (--connect).
@@ -56,6 +82,8 @@ def _ident(view, f, key):
         return (f.get("nr"), safe(f.get("abi", ""))), safe(f.get("name", ""))
     if view == "cpu":
         return (f.get("cpu"),), ""
+    if view == "comm":
+        return (f.get("processes"),), safe(f.get("comm", ""))
     return (), str(key)
 
 def build_rows(delta, state, calibration=None, hosts=None):
@@ -65,15 +93,20 @@ def build_rows(delta, state, calibration=None, hosts=None):
     if state.view == "host":
         for host, snap in sorted((hosts or {}).items()):
             c = snap.totals
+            down = "unreachable_since" in snap.meta
             rows.append(RowView(host, (), safe(host), c,
-                                interval_of(snap, dt),
-                                iret_cost_ns(c, calibration)))
+                                interval_of(snap, dt), None if down else
+                                row_cost_ns(c, calibration,
+                                            _host_of(host, snap,
+                                                     calibration)),
+                                down=down))
     elif delta is not None:
         for key, r in delta.table(TABLE_OF[state.view]).items():
             ident, name = _ident(state.view, r.fields, key)
+            host = r.fields.get("host")
             rows.append(RowView(key, ident, name, r.counts, dt,
-                                iret_cost_ns(r.counts, calibration)
-                                if calibration is not None else None))
+                                row_cost_ns(r.counts, calibration, host),
+                                host))
     if state.filter:
         rows = [r for r in rows if matches(r, state.filter)]
     sort_rows(rows, state.sort, state.reverse)
@@ -100,7 +133,10 @@ def sort_rows(rows, key, reverse=False):
     desc = key not in ASCENDING
     if reverse:
         desc = not desc
-    rows.sort(key=lambda r: r.ident if r.ident else (str(r.key),))
+    # Idents can tie (CPU 0 of two hosts, two comms of as many
+    # processes): the name settles them, or such rows swap between frames.
+    rows.sort(key=lambda r: (r.ident, str(r.name)) if r.ident
+              else ((), str(r.key)))
     rows.sort(key=lambda r: sort_value(r, key), reverse=desc)
     return rows
 
@@ -128,6 +164,16 @@ def follow_selection(state, rows, alive=None):
     state.sel_key = rows[state.sel].key if rows else None
     return False
 
+def view_keys(snap, view):
+    """The keys of a view's table in `snap`: for a grouped one (comm),
+    its group values, without summing every row's counts (the
+    cumulative snapshot holds every process seen since start)."""
+    table = TABLE_OF[view]
+    if table in GROUPED:
+        src, field = GROUPED[table]
+        return {r.fields.get(field) or "" for r in snap.table(src).values()}
+    return snap.table(table)
+
 def idle_row(key, delta, state, cumulative):
     if key is None or cumulative is None or state.view not in TABLE_OF:
         return None
@@ -136,7 +182,8 @@ def idle_row(key, delta, state, cumulative):
         return None
     ident, name = _ident(state.view, r.fields, key)
     return RowView(key, ident, name, Counts.zero(r.counts.lat is not None),
-                   interval_of(delta, state.interval))
+                   interval_of(delta, state.interval),
+                   host=r.fields.get("host"))
 
 def cumulative_counts(row, state, cumulative):
     if cumulative is None or state.view not in TABLE_OF:

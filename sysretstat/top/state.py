@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 
 from sysretstat.model.fields import TABLE_OF_VIEW
 
-VIEWS = tuple(TABLE_OF_VIEW)
+# The stored tables' views, with comm (processes summed by command name,
+# model/fields.py GROUPED) next to process: a build's hundreds of cc1
+# processes read as one row there.
+VIEWS = tuple(TABLE_OF_VIEW)[:1] + ("comm",) + tuple(TABLE_OF_VIEW)[1:]
 
 # Sort keys, in the order `s` steps through them, with their titles.
 SORT_KEYS = ("returns", "iret", "iret_share", "reason", "cost", "p50", "p99",

@@ -17,7 +17,7 @@ of the fast and IRET path), "key", "warn", "input".
 import textwrap
 import time
 
-from sysretstat.model.fields import (PATH_ABBREV, TABLE_OF_VIEW as TABLE_OF,
+from sysretstat.model.fields import (PATH_ABBREV, REPORT_VIEWS as TABLE_OF,
                                      fast_path)
 from sysretstat.render.safe import safe
 from sysretstat.render.units import fmt_ns_short as fmt_ns
@@ -25,14 +25,15 @@ from sysretstat.render.units import fmt_pct, fmt_rate
 from sysretstat.top.columns import columns, fit, fit_columns, format_row
 from sysretstat.top.detail import render_detail
 from sysretstat.top.rows import (build_rows, follow_selection, idle_row,
-                                 interval_of, iret_cost_ns)
+                                 interval_of, iret_cost_ns, view_keys)
 from sysretstat.top.state import ASCENDING, SORT_TITLES
 
 # Lines above the table: 4 of summary, 1 of view/sort/filter status.
 HEADER_LINES = 5
 
 HELP = [
-    ("Tab, 1-4", "view: 1 process 2 thread 3 syscall 4 cpu (5 host:"
+    ("Tab, 1-5", "view: 1 process, 2 comm (processes of one command name"
+                 " summed), 3 thread, 4 syscall, 5 cpu (6 host:"
                  " --per-host)"),
     ("s / S, > / <", "sort by the next / previous column"),
     ("r", "reverse the sort order"),
@@ -66,9 +67,17 @@ def guard_text(meta):
 def lost_count(meta):
     """Entries the collection dropped this interval (not the unattributed
     returns, which the tables cannot show by construction)."""
+    # evicted_* count rows of exited tasks dropped to bound memory, not
+    # entries lost: their returns stay in the totals (unattributed_*).
     return sum(v for k, v in (meta.get("lost") or {}).items()
                if isinstance(v, (int, float))
-               and not k.startswith("unattributed_"))
+               and not k.startswith(("unattributed_", "evicted_")))
+
+def evicted_count(meta):
+    """Rows of exited processes and threads the collector dropped to make
+    room (source/collector.py)."""
+    return sum(v for k, v in (meta.get("lost") or {}).items()
+               if isinstance(v, (int, float)) and k.startswith("evicted_"))
 
 def rates_text(t, meta, dt, calibration=None):
     """The interval's totals in one line: rates, the fast path's share,
@@ -126,7 +135,10 @@ def header(delta, state, width, calibration=None, hosts=None, now=None):
     else:
         tool = "tool: BPF run time not measured (--bpf-stats)"
     tool += "  lost %d" % lost
-    lines.append([(tool, "warn" if lost else "dim")])
+    evicted = evicted_count(m)
+    if evicted:
+        tool += "  evicted %d" % evicted
+    lines.append([(tool, "warn" if lost > 0 else "dim")])
     return lines
 
 def hosts_text(hosts):
@@ -135,8 +147,8 @@ def hosts_text(hosts):
 def status_line(state, nrows, total, hidden=(), width=None):
     """Views, sort, filter, rows shown and the columns the width left
     out.  Where that is too long, the views list shrinks to the current
-    one (the footer says Tab switches), so that the hidden columns stay
-    in sight."""
+    one (the footer says Tab switches), so that the rows count and the
+    hidden columns stay in sight."""
     order = "asc" if (state.sort in ASCENDING) != state.reverse else "desc"
     rest = "  sort %s %s" % (SORT_TITLES.get(state.sort, state.sort), order)
     if state.filter:
@@ -144,14 +156,12 @@ def status_line(state, nrows, total, hidden=(), width=None):
     rest += "  %d/%d rows" % (nrows, total)
     views = " ".join(("[%d %s]" if v == state.view else "%d %s")
                      % (i + 1, v) for i, v in enumerate(state.views))
-    if not hidden:
-        return views + rest
-    full = rest + "  hidden: " + " ".join(hidden)
+    full = rest + ("  hidden: " + " ".join(hidden) if hidden else "")
     if width is None or len(views) + len(full) <= width:
         return views + full
     if state.view in state.views:
         views = "[%d %s]" % (state.views.index(state.view) + 1, state.view)
-    if len(views) + len(full) <= width:
+    if not hidden or len(views) + len(full) <= width:
         return views + full
     return views + rest + "  hidden: " + " ".join(pair_percentiles(hidden))
 
@@ -182,7 +192,7 @@ def render(delta, state, width, height, cumulative=None, calibration=None,
     lines = header(delta, state, width, calibration, hosts, now)
     rows = build_rows(delta, state, calibration, hosts) \
         if delta is not None else []
-    total = len(delta.table(TABLE_OF[state.view])) if (
+    total = len(view_keys(delta, state.view)) if (
         delta is not None and state.view in TABLE_OF) else len(hosts or {})
     body_h = max(0, height - len(lines) - 2)
     idle = settle(state, rows, delta, cumulative, body_h)
@@ -212,7 +222,7 @@ def settle(state, rows, delta, cumulative, body_h):
     interval (returned, as a RowView of zeros) or closes when there are
     no rows, and the table scrolls to keep the selection in view."""
     gone = state.sel_key if state.detail else None
-    known = cumulative.table(TABLE_OF[state.view]) if (
+    known = view_keys(cumulative, state.view) if (
         cumulative is not None and state.view in TABLE_OF) else None
     if follow_selection(state, rows, None if known is None else
                         known.__contains__):
