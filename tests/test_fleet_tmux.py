@@ -102,7 +102,7 @@ def test_fleet_view_survives_a_stopped_daemon(two_daemons):
         # Both daemons run on this host with the same hostname: the
         # second one is named by its address.
         b_name = "127.0.0.1:%d" % pb
-        t.wait_for(lambda s: "[5 host]" in s and b_name in s
+        t.wait_for(lambda s: "[6 host]" in s and b_name in s
                    and RATE.search(s.split("\n")[1] if s.count("\n") else
                                    "") is not None, timeout=30)
         g0 = generation(pa)
