@@ -257,7 +257,7 @@ META_KEYS = {"version", "kernel", "cpu_model", "hostname", "started_at",
              "lost"}
 COUNTS_KEYS = {"returns", "paths", "reasons"}
 HIST_KEYS = {"count", "sum", "min", "max", "p50", "p90", "p99", "p999",
-             "buckets"}
+             "untimed", "buckets"}
 
 
 def check_report(doc):
@@ -275,9 +275,12 @@ def check_report(doc):
             doc["cpus"]:
         assert row["returns"] == sum(row["paths"].values())
         assert row["paths"]["iret"] == sum(row["reasons"].values())
-        for h in row["latency_ns"].values():
+        for path, h in row["latency_ns"].items():
             assert set(h) == HIST_KEYS
             assert h["count"] == sum(b[2] for b in h["buckets"])
+            # Every return of the path is timed or untimed (schema 1.1).
+            assert h["count"] + h["untimed"] >= row["paths"][
+                "iret" if path == "iret" else path]
     assert check_invariants(Snapshot.from_report(doc)) == []
 
 
