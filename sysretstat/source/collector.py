@@ -16,6 +16,7 @@ import datetime
 import os
 import time
 from collections import OrderedDict
+from operator import add, ge, sub
 
 from sysretstat import __version__
 from sysretstat.kernel import abi, bpf, hostinfo
@@ -53,7 +54,7 @@ class _Thread:
 class _Proc:
     __slots__ = ("pid", "start", "comm", "n", "hist", "dead", "threads",
                  "counts", "extra_n", "extra_hist", "row", "shown",
-                 "shown_hist")
+                 "shown_hist", "shown_live", "fields")
 
     def __init__(self, pid, start, comm):
         self.pid, self.start, self.comm = pid, start, comm
@@ -67,6 +68,8 @@ class _Proc:
         self.row = None
         self.shown = None
         self.shown_hist = None
+        self.shown_live = False   # shown_hist held a cache's deltas
+        self.fields = None   # identity fields of its rows, while unchanged
 
 
 class Collector:
@@ -149,19 +152,22 @@ class Collector:
         return self._build(raw, now - self._t0)
 
     def _apply(self, raw):
-        for rec in raw.threads:
-            self._thread_update(rec, dead=False)
-        for rec in raw.exited_threads:
-            self._thread_update(rec, dead=True)
+        self._threads_update(raw.threads, dead=False)
+        self._threads_update(raw.exited_threads, dead=True)
         dirty = self._dirty["processes"]
+        procs, new_proc = self.procs, _Proc
+        from_kernel = Hist.from_kernel
         for pid, start, comm, hist in raw.procs + raw.exited_procs:
-            dirty.add((pid, start))
-            p = self._proc(pid, start, comm)
+            key = (pid, start)
+            dirty.add(key)
+            p = procs.get(key)
+            if p is None:
+                p = procs[key] = new_proc(pid, start, comm)
             p.comm = comm or p.comm
-            p.hist = [Hist.from_kernel(*h) for h in hist]
+            p.hist = [from_kernel(*h) for h in hist]
             p.counts = None
         for pid, start, _, _ in raw.exited_procs:
-            self.procs[(pid, start)].dead = True
+            procs[(pid, start)].dead = True
         self._apply_live(raw.live)
         self._evict()
 
@@ -215,33 +221,45 @@ class Collector:
         return p
 
     def _thread_update(self, rec, dead):
-        tid, tgid, start, leader_start, comm, new = rec
-        key = (tid, start)
-        pkey = (tgid, leader_start)
-        self._dirty["threads"].add(key)
-        self._dirty["processes"].add(pkey)
-        p = self._proc(tgid, leader_start, comm)
-        t = self.threads.get(key)
-        if t is None:
-            t = self.threads[key] = _Thread(tid, start, pkey, comm)
-            p.threads += 1
-        if tid == tgid or not p.comm:
-            p.comm = comm
-        t.comm = comm
-        if new != t.n:
-            p.n = [a + b - c for a, b, c in zip(p.n, new, t.n)]
-            p.counts = None
-            t.n = new
-            t.counts = None
-        if dead and not t.dead:
-            t.dead = True
-            p.threads -= 1
-            # Gone when no thread it is known to have lives (the leader
-            # may exit before the others): it may then be evicted.
-            if p.threads <= 0:
-                p.dead = True
-        elif not dead:
-            p.dead = False
+        self._threads_update((rec,), dead)
+
+    def _threads_update(self, recs, dead):
+        """Thread records of a dump or of the exit queue: one loop over
+        thousands, with what it touches held in locals."""
+        dirty_t = self._dirty["threads"]
+        dirty_p = self._dirty["processes"]
+        threads, procs = self.threads, self.procs
+        new_thread, new_proc = _Thread, _Proc
+        for tid, tgid, start, leader_start, comm, new in recs:
+            key = (tid, start)
+            pkey = (tgid, leader_start)
+            dirty_t.add(key)
+            dirty_p.add(pkey)
+            p = procs.get(pkey)
+            if p is None:
+                p = procs[pkey] = new_proc(tgid, leader_start, comm)
+            t = threads.get(key)
+            if t is None:
+                t = threads[key] = new_thread(tid, start, pkey, comm)
+                p.threads += 1
+            if tid == tgid or not p.comm:
+                p.comm = comm
+            t.comm = comm
+            if new != t.n:
+                p.n = list(map(add, p.n, map(sub, new, t.n)))
+                p.counts = None
+                t.n = new
+                t.counts = None
+            if dead and not t.dead:
+                t.dead = True
+                p.threads -= 1
+                # Gone when no thread it is known to have lives (the
+                # leader may exit before the others): it may then be
+                # evicted.
+                if p.threads <= 0:
+                    p.dead = True
+            elif not dead:
+                p.dead = False
 
     def _evict(self):
         """Bound memory: drop the oldest exited threads and processes."""
@@ -293,9 +311,8 @@ class Collector:
 
         threads = self._update_rows("threads", self.threads,
                                     self._thread_row)
-        processes = self._update_rows(
-            "processes", self.procs,
-            lambda key, p: self._proc_row(key, p, latency))
+        processes = self._update_rows("processes", self.procs,
+                                      self._proc_row)
 
         lost = dict(raw.lost)
         lost["evicted_threads"] = self.evicted["threads"]
@@ -328,15 +345,18 @@ class Collector:
         change).  Unchanged rows are the same objects, which
         Snapshot.delta() skips by identity."""
         rows = self._rows[table]
+        attributed = self._attributed[table]
+        pop, get = rows.pop, known.get
         for key in self._dirty[table]:
-            old = rows.pop(key, None)
+            old = pop(key, None)
             if old is not None:
-                self._attributed[table] -= old.counts.returns
-            entry = known.get(key)
+                attributed -= sum(old.counts.n)
+            entry = get(key)
             row = make_row(key, entry) if entry is not None else None
             if row:
                 rows[key] = row
-                self._attributed[table] += row.counts.returns
+                attributed += sum(row.counts.n)
+        self._attributed[table] = attributed
         self._dirty[table] = set()
         return dict(rows)
 
@@ -344,43 +364,62 @@ class Collector:
     def _thread_row(key, t):
         if t.counts is None:
             t.shown = _floor(t.n if t.extra is None else
-                             [a + b for a, b in zip(t.n, t.extra)], t.shown)
+                             list(map(add, t.n, t.extra)), t.shown)
             t.counts = Counts(t.shown)
             t.row = None
-        if t.row is None or (t.row and t.row.fields["comm"] != t.comm):
-            t.row = Row(key, {"pid": t.pkey[0], "tid": t.tid,
-                              "comm": t.comm, "start_ns": t.start},
-                        t.counts) if any(t.counts.n) else False
-        return t.row
+        row = t.row
+        if row is None or (row and row.fields["comm"] != t.comm):
+            # The fields stay those of the last row while the name
+            # does: a new Row then costs no new dict.
+            f = row.fields if row else None
+            if f is None or f["comm"] != t.comm:
+                f = {"pid": t.pkey[0], "tid": t.tid, "comm": t.comm,
+                     "start_ns": t.start}
+            t.row = row = Row(key, f, t.counts) if any(t.counts.n) \
+                else False
+        return row
 
-    def _proc_row(self, key, p, latency):
+    def _proc_row(self, key, p):
         if p.counts is None:
-            p.counts = self._proc_counts(p, latency)
+            p.counts = self._proc_counts(p, self.options.latency)
             p.row = None
-        if p.row is None or (p.row and p.row.fields["comm"] != p.comm):
-            p.row = Row(key, {"pid": p.pid, "comm": p.comm,
-                              "start_ns": p.start}, p.counts) \
+        row = p.row
+        if row is None or (row and row.fields["comm"] != p.comm):
+            f = p.fields
+            if f is None or f["comm"] != p.comm:
+                f = p.fields = {"pid": p.pid, "comm": p.comm,
+                                "start_ns": p.start}
+            p.row = row = Row(key, f, p.counts) \
                 if not p.counts.is_zero() else False
-        return p.row
+        return row
 
     @staticmethod
     def _proc_counts(p, latency):
-        n = p.n if p.extra_n is None else [a + b for a, b in
-                                           zip(p.n, p.extra_n)]
+        n = p.n if p.extra_n is None else list(map(add, p.n, p.extra_n))
         p.shown = n = _floor(n, p.shown)
         if not latency:
             return Counts(n)
         hist = p.hist
-        if p.extra_hist is not None:
+        live = p.extra_hist is not None
+        if live:
             hist = [(h.copy() if h is not None else Hist()).add(x)
                     for h, x in zip(hist or [None, None], p.extra_hist)]
         hist = hist or [Hist(), Hist()]
-        if p.shown_hist is not None:
+        shown = p.shown_hist
+        if shown is not None and p.shown_live:
             # A read that missed a cache's flush (see _floor) has fewer
-            # samples: the path keeps what was shown.
-            hist = [new if new.sum_ns >= old.sum_ns and
-                    new.count >= old.count else old
-                    for new, old in zip(hist, p.shown_hist)]
+            # samples: the path keeps what was shown.  Only a histogram
+            # shown with a cache's deltas can be ahead: storage alone
+            # only grows from dump to dump, and summing the counts of
+            # thousands of histograms per read would cost more than the
+            # rest of their rows.
+            kept = [new if new is old or (new.sum_ns >= old.sum_ns and
+                                          new.count >= old.count) else old
+                    for new, old in zip(hist, shown)]
+            # What is kept is still ahead of storage: checked again.
+            live = live or any(k is not h for k, h in zip(kept, hist))
+            hist = kept
+        p.shown_live = live
         p.shown_hist = hist
         return Counts(n, hist)
 
@@ -413,9 +452,9 @@ def _floor(n, shown):
     grow; a live read can still miss the deltas a CPU's cache wrote back
     to storage between the task dump and the read of the caches (they
     come with the next read), and a row must not go down meanwhile."""
-    if shown is None or all(a >= b for a, b in zip(n, shown)):
+    if shown is None or all(map(ge, n, shown)):
         return n
-    return [max(a, b) for a, b in zip(n, shown)]
+    return list(map(max, n, shown))
 
 
 def _add(dst, src):
