@@ -27,7 +27,7 @@ class Hist:
     mostly never expanded.
     """
 
-    __slots__ = ("_data", "sum_ns")
+    __slots__ = ("_data", "sum_ns", "_runs_n")
 
     # Pending terms kept before they are expanded: bounds the memory and
     # the cost of a histogram that sums many others.
@@ -41,6 +41,11 @@ class Hist:
         # (sign, where, bytes of int64 counts).
         self._data = (dict(buckets) if buckets else {}, ())
         self.sum_ns = int(sum_ns)
+        # (runs, their count summed): the pending runs are immutable,
+        # so their sum holds while they are the ones pending.  The dict
+        # is summed every time: readers of record files add to it in
+        # place.
+        self._runs_n = ((), 0)
 
     @classmethod
     def from_kernel(cls, where, raw, sum_ns=0):
@@ -48,9 +53,12 @@ class Hist:
         mutated, so shared by every copy), count the buckets `where`
         says: from bucket `where` on (an int), or those whose bits are
         set in the little-endian bitmap `where` (bytes), in order."""
-        h = cls(None, sum_ns)
-        if raw:
-            h._data = ({}, ((1, where, raw),))
+        # Without __init__: the collector makes two per active process
+        # per read.
+        h = cls.__new__(cls)
+        h._data = ({}, ((1, where, raw),)) if raw else ({}, ())
+        h.sum_ns = int(sum_ns)
+        h._runs_n = ((), 0)
         return h
 
     @property
@@ -78,9 +86,15 @@ class Hist:
     @property
     def count(self):
         b, runs = self._data
-        # Summing pending runs needs no dict.
-        return sum(b.values()) + sum(sign * sum(memoryview(raw).cast("q"))
-                                     for sign, _, raw in runs)
+        if not runs:
+            return sum(b.values())
+        done, n = self._runs_n
+        if done is not runs:
+            # Summing pending runs needs no dict.
+            n = sum(sign * sum(memoryview(raw).cast("q"))
+                    for sign, _, raw in runs)
+            self._runs_n = (runs, n)
+        return sum(b.values()) + n
 
     def add(self, other, sign=1):
         """Add `other` (times sign) to this histogram, which must be this
@@ -105,6 +119,7 @@ class Hist:
         b, runs = self._data
         h._data = (dict(b), runs)
         h.sum_ns = self.sum_ns
+        h._runs_n = self._runs_n
         return h
 
     def __eq__(self, other):
