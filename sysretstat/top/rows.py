@@ -86,11 +86,58 @@ def _ident(view, f, key):
         return (f.get("processes"),), safe(f.get("comm", ""))
     return (), str(key)
 
+class ViewRows:
+    """A view's rows, in order, each RowView made when first read: a
+    frame sorts thousands of rows and shows a screenful.  Reads as a
+    list of RowViews (index, slice, len, iteration)."""
+
+    __slots__ = ("keys", "_entries", "_made", "_make")
+
+    def __init__(self, entries, make):
+        # entries: (key, ident, name, counts, cost_ns or None, host), in
+        # order; cost None is computed when the row is made.
+        self._entries = entries
+        self.keys = [e[0] for e in entries]
+        self._made = [None] * len(entries)
+        self._make = make
+
+    def __len__(self):
+        return len(self._entries)
+
+    def __bool__(self):
+        return bool(self._entries)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self._entries)))]
+        r = self._made[i]
+        if r is None:
+            r = self._made[i] = self._make(*self._entries[i])
+        return r
+
+    def __iter__(self):
+        for i in range(len(self._entries)):
+            yield self[i]
+
+    def index(self, key):
+        """The position of the row of `key` (ValueError if none)."""
+        return self.keys.index(key)
+
+
+# Sort values read straight from a row's Counts, for the figures most
+# views sort by (see counts_sort_value): no RowView needed to sort.
+_FIGURES = {
+    "returns": lambda c: sum(c.n),
+    "iret": lambda c: c.iret,
+    "sysret": lambda c: c.sysret,
+}
+
+
 def build_rows(delta, state, calibration=None, hosts=None):
     """The rows of the current view, filtered and sorted."""
     dt = interval_of(delta, state.interval)
-    rows = []
     if state.view == "host":
+        rows = []
         for host, snap in sorted((hosts or {}).items()):
             c = snap.totals
             down = "unreachable_since" in snap.meta
@@ -100,22 +147,62 @@ def build_rows(delta, state, calibration=None, hosts=None):
                                             _host_of(host, snap,
                                                      calibration)),
                                 down=down))
-    elif delta is not None:
-        for key, r in delta.table(TABLE_OF[state.view]).items():
-            ident, name = _ident(state.view, r.fields, key)
-            host = r.fields.get("host")
-            rows.append(RowView(key, ident, name, r.counts, dt,
-                                row_cost_ns(r.counts, calibration, host),
-                                host))
-    if state.filter:
-        rows = [r for r in rows if matches(r, state.filter)]
-    sort_rows(rows, state.sort, state.reverse)
-    return rows
+        if state.filter:
+            rows = [r for r in rows if matches(r, state.filter)]
+        sort_rows(rows, state.sort, state.reverse)
+        return rows
+    if delta is None:
+        return []
+    view, key = state.view, state.sort
+    by_cost = key == "cost"
+    entries = []
+    for k, r in delta.table(TABLE_OF[view]).items():
+        f = r.fields
+        ident, name = _ident(view, f, k)
+        if state.filter and not _matches(ident, name, state.filter):
+            continue
+        host = f.get("host")
+        entries.append((k, ident, name, r.counts,
+                        row_cost_ns(r.counts, calibration, host)
+                        if by_cost else None, host))
+    # As sort_rows: by identity, then (stably) by the key; on indexes,
+    # so that neither sort calls Python per comparison.
+    tb = [(e[1], str(e[2])) if e[1] else ((), str(e[0])) for e in entries]
+    order = sorted(range(len(entries)), key=tb.__getitem__)
+    fig = _FIGURES.get(key)
+    if fig is not None:
+        vals = [fig(e[3]) for e in entries]
+    elif by_cost:
+        vals = [e[4] or 0.0 for e in entries]
+    elif key == "name":
+        vals = [str(e[2]).lower() for e in entries]
+    elif key == "id":
+        vals = [e[1] for e in entries]
+    else:
+        vals = []
+        for e in entries:
+            v = counts_sort_value(e[3], key)
+            vals.append(e[3].returns if v is None else v)
+    desc = key not in ASCENDING
+    if state.reverse:
+        desc = not desc
+    order.sort(key=vals.__getitem__, reverse=desc)
+
+    def make(k, ident, name, counts, cost, host):
+        return RowView(k, ident, name, counts, dt,
+                       row_cost_ns(counts, calibration, host)
+                       if cost is None else cost, host)
+    return ViewRows([entries[i] for i in order], make)
+
+
+def _matches(ident, name, text):
+    if text.isdigit() and any(str(i) == text for i in ident):
+        return True
+    return text.lower() in str(name).lower()
+
 
 def matches(row, text):
-    if text.isdigit() and any(str(i) == text for i in row.ident):
-        return True
-    return text.lower() in str(row.name).lower()
+    return _matches(row.ident, row.name, text)
 
 def sort_value(row, key):
     if key == "cost":
@@ -152,10 +239,18 @@ def follow_selection(state, rows, alive=None):
     took its place would lose it for good."""
     state.sel_away = False
     if state.sel_key is not None:
-        for i, r in enumerate(rows):
-            if r.key == state.sel_key:
-                state.sel = i
+        if isinstance(rows, ViewRows):
+            # Found among the keys: no row made for it.
+            try:
+                state.sel = rows.index(state.sel_key)
                 return True
+            except ValueError:
+                pass
+        else:
+            for i, r in enumerate(rows):
+                if r.key == state.sel_key:
+                    state.sel = i
+                    return True
         if alive is None or alive(state.sel_key):
             state.sel_away = True
             state.sel = max(0, min(state.sel, len(rows) - 1))
