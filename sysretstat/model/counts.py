@@ -1,6 +1,8 @@
 """Returns of one row (or of everything) by outcome, with the latency
 of each return path."""
 
+from operator import sub
+
 from sysretstat.kernel import abi
 from sysretstat.model.histogram import Hist
 from sysretstat.model.validate import count
@@ -108,9 +110,13 @@ class Counts:
     def minus(self, older):
         """A new Counts: self - older, its latency computed when read.
         Both must stay unchanged until then, as snapshots do."""
-        c = Counts([a - b for a, b in zip(self.n, older.n)], self.lat)
-        if c._lat is not None or older.lat is not None:
-            c._lat = _Difference(c._lat, older.lat or ())
+        # Without __init__ (its copy of n): top's interval makes one per
+        # active row.
+        c = Counts.__new__(Counts)
+        c.n = list(map(sub, self.n, older.n))
+        lat, olat = self.lat, older.lat
+        c._lat = _Difference(lat, olat or ()) \
+            if lat is not None or olat is not None else None
         return c
 
     def same(self, other):

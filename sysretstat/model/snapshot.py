@@ -174,17 +174,28 @@ class Snapshot:
 
     def _table_delta(self, t, older):
         theirs = older.table(t) if older is not None else {}
+        get = theirs.get
         out = {}
         for k, row in self.table(t).items():
-            o = theirs.get(k)
+            rc = row.counts
+            o = get(k)
             if o is None:
-                c = row.counts.copy()
-            elif o.counts is row.counts or row.counts.same(o.counts):
-                # The collector shares unchanged counts between
-                # snapshots; equal ones made this interval nothing.
-                continue
+                c = rc.copy()
             else:
-                c = row.counts.minus(o.counts)
+                oc = o.counts
+                if oc is rc:
+                    # The collector shares unchanged counts between
+                    # snapshots.
+                    continue
+                if rc.n != oc.n:
+                    # Returns changed, so the row is in the interval:
+                    # no need to ask is_zero().
+                    out[k] = Row(k, row.fields, rc.minus(oc))
+                    continue
+                if rc.same(oc):
+                    # Equal ones made this interval nothing.
+                    continue
+                c = rc.minus(oc)
             if not c.is_zero():
                 out[k] = Row(k, row.fields, c)
         return out
