@@ -443,6 +443,7 @@ def _parse_dump(data):
     k_unpack, ksize = _KIND.unpack_from, _KIND.size
     thread_kind, proc_kind = abi.REC_THREAD, abi.REC_PROC
     comms = _comms
+    two = abi.NR_LAT == 2
     while off < n:
         # Most records are threads: decode one whole, and look at its
         # kind after (every record starts with abi.RecHead).
@@ -474,11 +475,22 @@ def _parse_dump(data):
         if b + 8 * sum(nb) > n:
             raise _malformed(data, off, "process record's %d bucket counts "
                              "cut short" % sum(nb))
-        runs = []
-        for p in range(abi.NR_LAT):
-            e = b + 8 * nb[p]
-            runs.append((nz[p], data[b:e], s[p]))
+        if two:
+            # The usual two paths unrolled: one record per active
+            # process, thousands per read.
+            m = b + 8 * nb[0]
+            e = m + 8 * nb[1]
+            runs = [(nz[0], data[b:m], s[0]), (nz[1], data[m:e], s[1])]
             b = e
-        procs.append((v[p_tgid], v[p_start], _comm(v[p_comm]), runs))
+        else:
+            runs = []
+            for p in range(abi.NR_LAT):
+                e = b + 8 * nb[p]
+                runs.append((nz[p], data[b:e], s[p]))
+                b = e
+        c = comms.get(v[p_comm])
+        if c is None:
+            c = _comm(v[p_comm])
+        procs.append((v[p_tgid], v[p_start], c, runs))
         off = b
     return threads, procs
