@@ -207,3 +207,14 @@ def test_untimed_returns_per_path_and_why():
     # A process's latency can lag its counts: never negative.
     c.lat = [Hist.from_values([100] * 12), Hist()]
     assert c.untimed() == (0, 5)
+
+
+def test_interval_gap_is_the_gap_at_its_end_not_a_delta():
+    # unattributed_* is the gap between totals and tables at a live read:
+    # it can shrink, and an interval never shows it negative.
+    a = Snapshot({"duration_s": 1.0, "lost": {"unattributed_threads": 14,
+                                              "storage": 2}})
+    b = Snapshot({"duration_s": 2.0, "lost": {"unattributed_threads": 3,
+                                              "storage": 5}})
+    d = b.delta(a)
+    assert d.meta["lost"] == {"unattributed_threads": 3, "storage": 3}

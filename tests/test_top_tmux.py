@@ -1,6 +1,7 @@
 """The full-screen `sysretstat top`, driven in tmux against workloads whose
 IRET causes are known by construction (tests/workloads/README.md)."""
 
+import itertools
 import json
 import os
 import re
@@ -23,9 +24,16 @@ pytestmark = [pytest.mark.bpf, pytest.mark.slow,
                                  reason="tmux missing")]
 
 
+_SERVERS = itertools.count()
+
+
 class Tmux:
     def __init__(self, command, w=80, h=24, env=""):
-        self.sock = "sysretstat-top-test-%d" % os.getpid()
+        # A server of its own per terminal: the previous test's server
+        # may still be exiting after its kill-server, and a new session
+        # on a dying server fails.
+        self.sock = "sysretstat-top-test-%d-%d" % (os.getpid(),
+                                                  next(_SERVERS))
         sh = "cd %s && %s PYTHONPATH=%s %s -m sysretstat %s; " \
              "echo EXITED $?; sleep 600" % (ROOT, env, ROOT, sys.executable,
                                             command)

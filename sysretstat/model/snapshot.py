@@ -326,10 +326,16 @@ def sort_value(row, key):
 
 
 def _lost_delta(new, old):
+    """An interval's lost counts: what each counter added.  The
+    unattributed_* entries are not counters but the gap between the
+    totals and the tables at the read (it shrinks as well as grows):
+    the interval's is the gap at its end, never a negative delta."""
     out = {}
     for k, v in new.items():
-        if isinstance(v, (int, float)) and isinstance(old.get(k, 0),
-                                                      (int, float)):
+        if k.startswith("unattributed_"):
+            out[k] = v
+        elif isinstance(v, (int, float)) and isinstance(old.get(k, 0),
+                                                        (int, float)):
             out[k] = v - old.get(k, 0)
         else:
             out[k] = v
