@@ -327,15 +327,15 @@ def sort_value(row, key):
 
 def _lost_delta(new, old):
     """An interval's lost counts: what each counter added.  The
-    unattributed_* entries are not counters but the gap between the
-    totals and the tables at the read (it shrinks as well as grows):
-    the interval's is the gap at its end, never a negative delta."""
+    unattributed_* entries are the gap between the totals and the
+    tables at a live read, which shrinks as well as grows: an
+    interval's is the change of the gap, negative when the tables
+    caught up with returns the totals had counted before, so that each
+    interval's tables still sum to its totals up to it."""
     out = {}
     for k, v in new.items():
-        if k.startswith("unattributed_"):
-            out[k] = v
-        elif isinstance(v, (int, float)) and isinstance(old.get(k, 0),
-                                                        (int, float)):
+        if isinstance(v, (int, float)) and isinstance(old.get(k, 0),
+                                                      (int, float)):
             out[k] = v - old.get(k, 0)
         else:
             out[k] = v
