@@ -20,6 +20,7 @@ SOURCE_DIRS = (os.path.join(os.path.dirname(HERE), "bpf"), PACKAGED)
 CFLAGS = ["-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86",
           "-Wall", "-Werror"]
 
+
 def source_dir():
     for d in SOURCE_DIRS:
         if os.path.exists(os.path.join(d, "sysret.bpf.c")):

@@ -9,7 +9,7 @@ from sysretstat.kernel.abi import (FIRST_IRET, O_ERETU, O_SYSRET, OUTCOMES,
                                    REASONS)
 
 __all__ = ["OUTCOMES", "REASONS", "FIRST_IRET", "O_SYSRET", "O_ERETU",
-           "EXPLAIN"]
+           "EXPLAIN", "time_lost_ns"]
 
 EXPLAIN = {
     "xen_pv": "Xen PV guest: the kernel never uses SYSRET",
@@ -39,3 +39,16 @@ EXPLAIN = {
     "compat_guard": "32-bit fast syscall whose return fails the SYSRETL "
                     "check (e.g. execve, sigreturn)",
 }
+
+
+def time_lost_ns(reasons, penalty):
+    """Estimated ns lost to IRET for {reason: count} at `penalty` (a
+    calibration: penalty_ns(reason) and mean_penalty_ns): each count
+    times its reason's penalty, the mean where the reason has none."""
+    mean = getattr(penalty, "mean_penalty_ns", None) or 0.0
+    total = 0.0
+    for reason, n in reasons.items():
+        p = penalty.penalty_ns(reason)
+        total += n * (p if p is not None else mean)
+    return total
+

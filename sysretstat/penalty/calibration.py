@@ -22,6 +22,7 @@ import tempfile
 
 from sysretstat.kernel import abi, hostinfo
 from sysretstat.errors import CalibrationError
+from sysretstat.model.reasons import time_lost_ns
 
 SCHEMA = "sysretstat-calibration/1"
 SYSTEM_PATH = "/var/lib/sysretstat/calibration.json"
@@ -83,12 +84,7 @@ class Calibration:
 
     def time_lost_ns(self, reasons):
         """Estimated time lost to IRET for {reason: count}."""
-        total = 0.0
-        for r, n in reasons.items():
-            p = self.penalty_ns(r)
-            if p is not None:
-                total += n * p
-        return total
+        return time_lost_ns(reasons, self)
 
     def time_lost_s(self, reasons):
         return self.time_lost_ns(reasons) / 1e9

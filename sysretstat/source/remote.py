@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sysretstat import __version__
 from sysretstat.errors import RemoteError, UsageError
-from sysretstat.model.reasons import REASONS
+from sysretstat.model.reasons import REASONS, time_lost_ns
 from sysretstat.model.snapshot import Snapshot
 
 SNAPSHOT_PATH = "/api/v1/snapshot"
@@ -336,13 +336,7 @@ class FleetPenalty:
         """ns lost to IRET in `counts`: with its host's own penalty where
         the host is known and calibrated."""
         cal = self.hosts.get(host) if host is not None else None
-        cal = cal or self
-        total = 0.0
-        for reason, n in counts.reasons().items():
-            p = cal.penalty_ns(reason)
-            total += n * (p if p is not None else
-                          (cal.mean_penalty_ns or 0.0))
-        return total
+        return time_lost_ns(counts.reasons(), cal or self)
 
 
 # The fleet view ------------------------------------------------------------

@@ -6,6 +6,7 @@ from sysretstat.render.units import fmt_ns_short as fmt_ns
 from sysretstat.render.units import fmt_pct, fmt_rate
 from sysretstat.model.reasons import REASONS
 
+
 def fit(text, width, right=False):
     text = str(text)
     if len(text) > width:
@@ -38,6 +39,7 @@ class Col:
             right
         self.flex, self.maxw, self.prio, self.sort = flex, maxw, prio, sort
         self.minw = width if minw is None else minw
+
 
 def columns(view, fast_label, with_cost, with_latency, rows):
     """The columns of a view, before fitting to a width.
@@ -96,6 +98,7 @@ def columns(view, fast_label, with_cost, with_latency, rows):
                  Col("iret_p99", "IRp99", 6, prio=71, sort="iret_p99")]
     return cols
 
+
 def fit_columns(cols, width):
     """The columns that fit `width`, and the titles of those left out
     (in the order they went).
@@ -132,6 +135,7 @@ def fit_columns(cols, width):
                 spare -= grow
     return cols, hidden
 
+
 def cell(row, name):
     c = row.counts
     if name.startswith("id"):
@@ -159,6 +163,7 @@ def cell(row, name):
         return fmt_ns(c.lat[1].percentile(.5 if name == "iret_p50"
                                           else .99))
     return ""
+
 
 def format_row(row, cols):
     parts = [fit(cell(row, c.name), c.width, c.right) for c in cols]

@@ -10,6 +10,7 @@ from sysretstat.render.units import fmt_pct, fmt_rate
 from sysretstat.top.columns import fit
 from sysretstat.top.rows import cumulative_counts
 
+
 # Detail pane ------------------------------------------------------------
 def render_detail(row, delta, state, width, height, cumulative=None,
                   calibration=None):
@@ -45,6 +46,7 @@ def render_detail(row, delta, state, width, height, cumulative=None,
     lines += render_hists(c, cumulative_counts(row, state, cumulative),
                           fast, width, room, state.ascii)
     return lines
+
 
 def render_hists(counts, since_start, fast, width, height, ascii=False):
     """The two paths' latency histograms side by side, with percentiles."""
@@ -99,6 +101,7 @@ def render_hists(counts, since_start, fast, width, height, ascii=False):
                 segs.append((" " * max(1, half - used + 1), None))
         lines.append(segs)
     return lines
+
 
 def hist_bins(lat, rows):
     """[(lower_ns, fast count, iret count)] by power of two, merged

@@ -4,6 +4,7 @@ order changes under it.
 """
 
 from sysretstat.model.fields import GROUPED, REPORT_VIEWS as TABLE_OF
+from sysretstat.model.reasons import time_lost_ns
 from sysretstat.model.snapshot import Counts, counts_sort_value
 from sysretstat.render.safe import safe
 from sysretstat.top.state import ASCENDING
@@ -37,16 +38,13 @@ def interval_of(snap, default=1.0):
     dt = m.get("interval_s") or m.get("duration_s") or 0
     return dt if dt and dt > 0 else default
 
+
 def iret_cost_ns(counts, calibration):
     """Estimated ns lost to IRET: each reason's count times its penalty."""
     if calibration is None:
         return None
-    mean = calibration.mean_penalty_ns
-    total = 0.0
-    for reason, n in counts.reasons().items():
-        p = calibration.penalty_ns(reason)
-        total += n * (p if p is not None else (mean or 0.0))
-    return total
+    return time_lost_ns(counts.reasons(), calibration)
+
 
 def row_cost_ns(counts, calibration, host=None):
     """iret_cost_ns(), with the row's own host's penalty where the
@@ -60,6 +58,7 @@ def row_cost_ns(counts, calibration, host=None):
         return calibration.cost_ns(counts, host)
     return iret_cost_ns(counts, calibration)
 
+
 def _host_of(key, snap, calibration):
     """The calibration's name for a host view row: its key, or for a
     host marked down (key "label (unreachable ...)"), its hostname."""
@@ -67,6 +66,7 @@ def _host_of(key, snap, calibration):
             calibration.for_host(key) is not None:
         return key
     return snap.meta.get("hostname") or key
+
 
 def _ident(view, f, key):
     if f.get("host"):
@@ -85,6 +85,7 @@ def _ident(view, f, key):
     if view == "comm":
         return (f.get("processes"),), safe(f.get("comm", ""))
     return (), str(key)
+
 
 class ViewRows:
     """A view's rows, in order, each RowView made when first read: a
@@ -204,6 +205,7 @@ def _matches(ident, name, text):
 def matches(row, text):
     return _matches(row.ident, row.name, text)
 
+
 def sort_value(row, key):
     if key == "cost":
         return row.cost_ns or 0.0
@@ -213,6 +215,7 @@ def sort_value(row, key):
         return row.ident
     v = counts_sort_value(row.counts, key)
     return row.counts.returns if v is None else v
+
 
 def sort_rows(rows, key, reverse=False):
     # Figures sort largest first, names and ids in reading order; ties
@@ -226,6 +229,7 @@ def sort_rows(rows, key, reverse=False):
               else ((), str(r.key)))
     rows.sort(key=lambda r: sort_value(r, key), reverse=desc)
     return rows
+
 
 def follow_selection(state, rows, alive=None):
     """Keep the same row selected while the order changes under it;
@@ -259,6 +263,7 @@ def follow_selection(state, rows, alive=None):
     state.sel_key = rows[state.sel].key if rows else None
     return False
 
+
 def view_keys(snap, view):
     """The keys of a view's table in `snap`: for a grouped one (comm),
     its group values, without summing every row's counts (the
@@ -268,6 +273,7 @@ def view_keys(snap, view):
         src, field = GROUPED[table]
         return {r.fields.get(field) or "" for r in snap.table(src).values()}
     return snap.table(table)
+
 
 def idle_row(key, delta, state, cumulative):
     if key is None or cumulative is None or state.view not in TABLE_OF:
@@ -279,6 +285,7 @@ def idle_row(key, delta, state, cumulative):
     return RowView(key, ident, name, Counts.zero(r.counts.lat is not None),
                    interval_of(delta, state.interval),
                    host=r.fields.get("host"))
+
 
 def cumulative_counts(row, state, cumulative):
     if cumulative is None or state.view not in TABLE_OF:

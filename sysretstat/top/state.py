@@ -47,6 +47,7 @@ class ViewState:
     message: str = ""
     hidden: set = field(default_factory=set)  # columns left out
 
+
 def handle_key(state, key, rows, page=10):
     """Apply one key (a character, or a name: up, down, pgup, pgdn, home,
     end, enter, esc, tab, btab, backspace) to the state.
@@ -106,6 +107,7 @@ def handle_key(state, key, rows, page=10):
         state.sel = max(0, min(n - 1, state.sel + move))
         state.sel_key = rows[state.sel].key if n else None
     return None
+
 
 def _switch(state, view):
     if view != state.view:

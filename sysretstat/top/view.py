@@ -64,6 +64,7 @@ def guard_text(meta):
         return "Xen PV: every return is IRET"
     return "%s-level paging" % ("5" if g.get("la57") else "4")
 
+
 def lost_count(meta):
     """Entries the collection dropped this interval (not the unattributed
     returns, which the tables cannot show by construction)."""
@@ -73,11 +74,13 @@ def lost_count(meta):
                if isinstance(v, (int, float))
                and not k.startswith(("unattributed_", "evicted_")))
 
+
 def evicted_count(meta):
     """Rows of exited processes and threads the collector dropped to make
     room (source/collector.py)."""
     return sum(v for k, v in (meta.get("lost") or {}).items()
                if isinstance(v, (int, float)) and k.startswith("evicted_"))
+
 
 def rates_text(t, meta, dt, calibration=None):
     """The interval's totals in one line: rates, the fast path's share,
@@ -92,6 +95,7 @@ def rates_text(t, meta, dt, calibration=None):
         cost = iret_cost_ns(t, calibration) or 0.0
         s += "  IRET cost ~%s/s" % fmt_ns(cost / dt)
     return s
+
 
 def header(delta, state, width, calibration=None, hosts=None, now=None):
     m = delta.meta if delta is not None else {}
@@ -141,8 +145,10 @@ def header(delta, state, width, calibration=None, hosts=None, now=None):
     lines.append([(tool, "warn" if lost > 0 else "dim")])
     return lines
 
+
 def hosts_text(hosts):
     return "%d host%s" % (len(hosts), "" if len(hosts) == 1 else "s")
+
 
 def status_line(state, nrows, total, hidden=(), width=None):
     """Views, sort, filter, rows shown and the columns the width left
@@ -165,6 +171,7 @@ def status_line(state, nrows, total, hidden=(), width=None):
         return views + full
     return views + rest + "  hidden: " + " ".join(pair_percentiles(hidden))
 
+
 def pair_percentiles(titles):
     """SRp50 IRp50 as SR/IRp50: the hidden list in less room."""
     out = list(titles)
@@ -174,6 +181,7 @@ def pair_percentiles(titles):
             out[out.index(t)] = t[:-3] + "/IR" + t[-3:]
             out.remove("IR" + t[-3:])
     return out
+
 
 def render(delta, state, width, height, cumulative=None, calibration=None,
            hosts=None, now=None):
@@ -253,8 +261,10 @@ def footer(state, width):
             "p pause  Enter detail")
     return [(fit(keys, width), "key")]
 
+
 def visible_rows(rows, state, height):
     return rows[state.top:state.top + height - 1]
+
 
 def table_columns(rows, delta, state, width, height, calibration=None):
     """The table's columns at this width, and the titles of those that
@@ -267,6 +277,7 @@ def table_columns(rows, delta, state, width, height, calibration=None):
     return fit_columns(columns(state.view, PATH_ABBREV[fast_path(m)],
                                calibration is not None, with_lat,
                                visible_rows(rows, state, height)), width)
+
 
 def render_table(rows, delta, state, width, height, cols):
     if height <= 0:
@@ -292,6 +303,7 @@ def render_table(rows, delta, state, width, height, cols):
         out.append([(text, style)])
     return out
 
+
 def render_help(width):
     # Wrapped, not cut: every line of it is meant to be read at 80x24.
     key_w = 16
@@ -306,6 +318,7 @@ def render_help(width):
                                                        max(10, width))]
     lines += [[], [("Any key closes this help.", "dim")]]
     return lines
+
 
 def _pad(lines, width, height):
     """Every line exactly `width` wide, exactly `height` lines."""
@@ -325,8 +338,10 @@ def _pad(lines, width, height):
         out.append([(" " * width, None)])
     return out
 
+
 def line_text(line):
     return "".join(t for t, _ in line)
+
 
 def screen_text(lines):
     return "\n".join(line_text(l).rstrip() for l in lines)
