@@ -51,8 +51,8 @@ def _grouped(rows, key):
 
 
 def by_comm(snap):
-    return _grouped(snap.processes.values(),
-                    lambda r: r.fields.get("comm", ""))
+    # The report's comm view: one grouping of processes by name.
+    return {comm: r.counts for comm, r in snap.table("comms").items()}
 
 
 def by_syscall(snap):
