@@ -103,10 +103,16 @@ def _find(lb, btf, name, kind):
     return tid if tid > 0 else None
 
 
+def tracepoint_type_id(name):
+    """The BTF id of the typed (tp_btf) tracepoint `name` (what a tp_btf
+    link reports as its target), or None where the kernel has none."""
+    return _ask(("tracepoint", name), lambda lb, btf: _find(
+        lb, btf, "btf_trace_" + name, KIND_TYPEDEF))
+
+
 def tracepoint_exists(name):
     """Whether the kernel has the typed (tp_btf) tracepoint `name`."""
-    return _ask(("tracepoint", name), lambda lb, btf: _find(
-        lb, btf, "btf_trace_" + name, KIND_TYPEDEF) is not None)
+    return tracepoint_type_id(name) is not None
 
 
 def sysret_guard_in_c():

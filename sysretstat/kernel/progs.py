@@ -113,9 +113,7 @@ def _info(fd, info):
 
 def _tp_btf_name(btf_id):
     for tp in ("sys_enter", "sys_exit"):
-        if btf_id and btf_id == _btf._ask(
-                ("tracepoint id", tp), lambda lb, b: _btf._find(
-                    lb, b, "btf_trace_" + tp, _btf.KIND_TYPEDEF)):
+        if btf_id and btf_id == _btf.tracepoint_type_id(tp):
             return tp
     return None
 
