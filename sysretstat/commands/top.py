@@ -1,10 +1,9 @@
 """`sysretstat top`: live SYSRET/IRET rates, reasons and latency.
 
-Data comes from a *source*: an object with snapshot() (a cumulative
-Snapshot) and close().  A local Collector is one; with --connect, a
-RemoteSource (sysretstat/remote.py) merges running daemons.  Each tick
-takes a snapshot and shows its difference from the previous one, so
-every figure is a rate over the last interval.
+Data comes from a *feed* of intervals: Feed over this host's Collector,
+or with --connect FleetFeed over running daemons (source/remote.py's
+Fleet).  Each tick shows the difference between two snapshots, so every
+figure is a rate over the last interval.
 """
 
 import signal
@@ -93,7 +92,7 @@ def command(pids, interval, batch, iterations, as_json, by, sort, top_n,
     source = open_source(pids, not no_latency, bpf_stats, urls)
     try:
         feed = FleetFeed(source, per_host, interval) if urls else \
-            Feed(source, per_host, calibration)
+            Feed(source, calibration)
         if interactive:
             return run_interactive(feed, state, interval, iterations,
                                    frame_log)
@@ -128,36 +127,24 @@ def open_source(pids, latency, bpf_stats, urls):
 
 
 class Feed:
-    """Successive snapshots of a source, as intervals.
+    """Successive snapshots of this host's collector, as intervals.
 
     tick() takes a snapshot; delta is the interval since the previous
-    one, cumulative the snapshot itself, hosts (with --per-host) each
-    host's interval.
+    one, cumulative the snapshot itself.  (hosts, one interval per host,
+    is FleetFeed's: always None here.)
     """
 
-    def __init__(self, source, per_host=False, calibration=None):
+    def __init__(self, source, calibration=None):
         self.source = source
-        self.per_host = per_host
         self.calibration = calibration
         self.warnings = []
         self.delta = self.cumulative = self.hosts = None
-        self._prev = self._read()
-
-    def _read(self):
-        if not self.per_host:
-            return self.source.snapshot(), None
-        from sysretstat.source.remote import merge
-        by_host = self.source.snapshots()
-        return merge(by_host), by_host
+        self._prev = source.snapshot()
 
     def tick(self):
-        (snap, hosts), (prev, prev_hosts) = self._read(), self._prev
-        self.delta = interval_delta(snap, prev)
-        self.cumulative = snap
-        if hosts is not None:
-            self.hosts = {h: interval_delta(s, (prev_hosts or {}).get(h))
-                          for h, s in hosts.items()}
-        self._prev = (snap, hosts)
+        snap = self.source.snapshot()
+        self.delta = interval_delta(snap, self._prev)
+        self.cumulative = self._prev = snap
         return self.delta
 
 
