@@ -109,19 +109,31 @@ def test_kept_recordings_are_version_2():
         assert rec.cumulative().meta["recording"]["format_version"] == 2
 
 
-def test_v3_round_trip(tmp_path):
+def test_v4_round_trip(tmp_path):
     p = tmp_path / "r.data"
     deltas, expect = synth(p, n=6, checkpoint_every=4)
     head, objs = split(p.read_bytes())
-    assert head["version"] == record.VERSION == 3
+    assert head["version"] == record.VERSION == 4
     assert objs[0]["t"] == "m" and objs[0]["outcomes"] == list(ORDER)
     rec = record.read(str(p))
-    assert (rec.version, rec.complete, rec.warning) == (3, True, None)
+    assert (rec.version, rec.complete, rec.warning) == (4, True, None)
     snap = rec.cumulative()
-    assert snap.meta["recording"]["format_version"] == 3
+    assert snap.meta["recording"]["format_version"] == 4
     assert_same_by_name(snap, expect)
     assert [c.n for _, _, c in rec.series.rows()] == \
         [d.totals.n for d in deltas]
+
+
+def test_v3_reads(tmp_path):
+    """Version 4 only adds optional members: a file without them, named
+    version 3, reads the same."""
+    p = tmp_path / "r.data"
+    deltas, expect = synth(p, n=6, checkpoint_every=4)
+    head, objs = split(p.read_bytes())
+    p.write_bytes(join(dict(head, version=3), objs))
+    rec = record.read(str(p))
+    assert (rec.version, rec.complete, rec.warning) == (3, True, None)
+    assert_same_by_name(rec.cumulative(), expect)
 
 
 @pytest.mark.parametrize("complete", [True, False])
@@ -167,7 +179,7 @@ def test_enum_reordered_after_recording(tmp_path, monkeypatch):
     v2.write_bytes(join(dict(head, version=2), v2_objs))
     new = ORDER[::-1]
     monkeypatch.setattr(abi, "OUTCOMES", new)
-    for path, version in ((p, 3), (v2, 2)):
+    for path, version in ((p, 4), (v2, 2)):
         rec = record.read(str(path))
         assert rec.version == version
         assert_same_by_name(rec.cumulative(), expect, new, ORDER)
@@ -250,9 +262,9 @@ def test_other_versions_are_refused(tmp_path):
     p = tmp_path / "r.data"
     synth(p, n=1)
     head, objs = split(p.read_bytes())
-    for v in (1, 4, "3", True, 3.0, None):
+    for v in (1, 5, "3", True, 3.0, None):
         p.write_bytes(join(dict(head, version=v), objs))
         with pytest.raises(RecordFileError) as e:
             record.read(str(p))
         assert "record format version %r; this sysretstat reads versions " \
-            "2 and 3" % v in str(e.value)
+            "2, 3 and 4" % v in str(e.value)

@@ -28,13 +28,32 @@ class _Difference:
         return lat
 
 
+def _detail_sum(a, b, sign=1):
+    """{(reason, detail): n} a + sign * b, without the zeros."""
+    if not b:
+        return dict(a) if a else None
+    out = dict(a) if a else {}
+    for k, v in b.items():
+        v = out.get(k, 0) + sign * v
+        if v:
+            out[k] = v
+        else:
+            out.pop(k, None)
+    return out or None
+
+
 class Counts:
-    """Returns of one row by outcome, and its latency per path."""
+    """Returns of one row by outcome, and its latency per path.
 
-    __slots__ = ("n", "_lat")
+    detail: what the returns of a reason were, where the reason has more
+    to say (the signal, the restart code, the tracer, thread or process
+    fork), as {(reason, detail): returns}; None when there is none."""
 
-    def __init__(self, n=None, lat=None):
+    __slots__ = ("n", "_lat", "detail")
+
+    def __init__(self, n=None, lat=None, detail=None):
         self.n = list(n) if n is not None else [0] * abi.NR_OUTCOMES
+        self.detail = dict(detail) if detail else None
         # lat[0]: SYSRET (ERETU on FRED kernels), lat[1]: IRET; None
         # where the row has no latency (threads); or a _Difference.  One
         # attribute, replaced whole, like Hist._data, so that a thread
@@ -101,11 +120,13 @@ class Counts:
                 self.lat = [Hist(), Hist()]
             for a, b in zip(self.lat, other.lat):
                 a.add(b, sign)
+        if other.detail:
+            self.detail = _detail_sum(self.detail, other.detail, sign)
         return self
 
     def copy(self):
         return Counts(self.n, None if self.lat is None
-                      else [h.copy() for h in self.lat])
+                      else [h.copy() for h in self.lat], self.detail)
 
     def minus(self, older):
         """A new Counts: self - older, its latency computed when read.
@@ -117,6 +138,8 @@ class Counts:
         lat, olat = self.lat, older.lat
         c._lat = _Difference(lat, olat or ()) \
             if lat is not None or olat is not None else None
+        c.detail = _detail_sum(self.detail, older.detail, -1) \
+            if older.detail else self.detail
         return c
 
     def same(self, other):
@@ -124,7 +147,7 @@ class Counts:
         sample is only taken with a return, so equal counts and sums mean
         equal histograms, short of a recount that moved a sample between
         buckets of one path, which changes no count."""
-        return self.n == other.n and (
+        return self.n == other.n and self.detail == other.detail and (
             self.lat is None or other.lat is None or (
                 self.lat[0].sum_ns == other.lat[0].sum_ns and
                 self.lat[1].sum_ns == other.lat[1].sum_ns))
@@ -135,6 +158,7 @@ class Counts:
 
     def __eq__(self, other):
         return isinstance(other, Counts) and self.n == other.n and \
+            (self.detail or None) == (other.detail or None) and \
             (self.lat or [Hist(), Hist()]) == (other.lat or [Hist(), Hist()])
 
     def __repr__(self):
@@ -152,12 +176,22 @@ class Counts:
                        "iret": sum(n[abi.FIRST_IRET:]),
                        "eretu": n[abi.O_ERETU]},
              "reasons": dict(rs)}
+        if self.detail:
+            d["reason_detail"] = self.reason_detail()
         lat = self.lat
         if lat is not None:
             fast, iret = self.untimed()
             d["latency_ns"] = {fast_path: lat[0].to_json(fast),
                                "iret": lat[1].to_json(iret)}
         return d
+
+    def reason_detail(self):
+        """{reason: {detail: returns}}, each largest first."""
+        out = {}
+        for (reason, detail), v in sorted(self.detail.items(),
+                                          key=lambda kv: (-kv[1], kv[0])):
+            out.setdefault(reason, {})[detail] = v
+        return {r: out[r] for r in sorted(out)}
 
     def untimed(self):
         """Returns without a duration, (fast path, IRET): a fork child's
@@ -187,8 +221,30 @@ class Counts:
             if name not in abi.REASONS:
                 raise ValueError("unknown reason %.40r" % name)
             c.n[abi.OUTCOMES.index(name)] = count(v)
+        detail = d.get("reason_detail")
+        if detail:
+            c.detail = parse_detail(detail)
         lat = d.get("latency_ns")
         if lat:
             fast = lat.get("sysret") or lat.get("eretu") or {}
             c.lat = [Hist.from_json(fast), Hist.from_json(lat.get("iret", {}))]
         return c
+
+
+def parse_detail(doc):
+    """A document's reason_detail as Counts.detail, checked."""
+    if not isinstance(doc, dict):
+        raise ValueError("reason_detail is not an object")
+    out = {}
+    for reason, by in doc.items():
+        if reason not in abi.REASONS:
+            raise ValueError("reason_detail of unknown reason %.40r" % reason)
+        if not isinstance(by, dict):
+            raise ValueError("reason_detail.%s is not an object" % reason)
+        for name, v in by.items():
+            if not isinstance(name, str) or len(name) > 64:
+                raise ValueError("bad detail name %.40r" % (name,))
+            v = count(v)
+            if v:
+                out[(reason, name)] = v
+    return out or None

@@ -17,13 +17,14 @@ TABLES = ("processes", "threads", "syscalls", "cpus")
 TABLE_OF_VIEW = {"process": "processes", "thread": "threads",
                  "syscall": "syscalls", "cpu": "cpus"}
 # Tables summed from another by one of its fields, when they are read
-# (not collected, not stored): processes by command name.
-GROUPED = {"comms": ("processes", "comm")}
+# (not collected, not stored): processes by command name, and by the
+# cgroup v2 path (a container or a service) they ran in.
+GROUPED = {"comms": ("processes", "comm"), "cgroups": ("processes", "cgroup")}
 # Every view of a report, stored or grouped.
-REPORT_VIEWS = dict(TABLE_OF_VIEW, comm="comms")
+REPORT_VIEWS = dict(TABLE_OF_VIEW, comm="comms", cgroup="cgroups")
 TABLE_TITLES = {"processes": "By process", "threads": "By thread",
                 "syscalls": "By syscall", "cpus": "By CPU",
-                "comms": "By command"}
+                "comms": "By command", "cgroups": "By cgroup"}
 
 # An identity field of a row: its name in the report document, its type
 # there, and its column header in text and CSV.
@@ -40,14 +41,17 @@ IDENTITY = {
                  Ident("name", str, "syscall")),
     "cpus": (Ident("cpu", int, "cpu"),),
     "comms": (Ident("comm", str, "comm"), Ident("processes", int, "procs")),
+    "cgroups": (Ident("cgroup", str, "cgroup"),
+                Ident("processes", int, "procs")),
 }
 # Identity fields a row of each table cannot do without (its key).
 REQUIRED = {"processes": ("pid",), "threads": ("pid", "tid"),
-            "syscalls": ("abi", "nr"), "cpus": ("cpu",), "comms": ("comm",)}
+            "syscalls": ("abi", "nr"), "cpus": ("cpu",), "comms": ("comm",),
+            "cgroups": ("cgroup",)}
 FIELD_TYPES = dict({i.name: i.type for idents in IDENTITY.values()
                     for i in idents}, start_ns=int, cgroup=str)
 # What a row document holds besides its identity.
-COUNT_KEYS = ("returns", "paths", "reasons", "latency_ns")
+COUNT_KEYS = ("returns", "paths", "reasons", "reason_detail", "latency_ns")
 
 
 def ident_headers(table):
@@ -65,6 +69,8 @@ def row_key(table, fields):
         return (fields["abi"], fields["nr"])
     if table == "comms":
         return fields["comm"]
+    if table == "cgroups":
+        return fields["cgroup"]
     return fields["cpu"]
 
 

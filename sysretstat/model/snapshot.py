@@ -24,8 +24,9 @@ from sysretstat.model.validate import (bucket, check_fields, check_meta,
                                        count)
 
 # The report schema this version writes.  A minor version only adds
-# (1.1: the "comms" table, processes summed by command name), so every
-# 1.x document reads, its unknown members ignored.
+# (1.1: the "comms" and "cgroups" tables, processes summed by command
+# name and by cgroup; reason_detail; untimed returns), so every 1.x
+# document reads, its unknown members ignored.
 SCHEMA = "sysretstat/1.1"
 SCHEMA_MAJOR = "sysretstat/1"
 
@@ -65,8 +66,13 @@ class Row:
 
 def grouped(rows, field):
     """Rows summed by one of their fields: {value: Row}, each with that
-    field and how many rows it sums ("processes" for comms)."""
+    field and how many rows it sums ("processes" for comms).  None of
+    them with the field (a recording made before processes had a
+    cgroup): no rows, rather than one of unknown."""
     out = {}
+    if field != "comm" and not any(field in r.fields
+                                   for r in rows.values()):
+        return out
     for r in rows.values():
         v = r.fields.get(field) or ""
         g = out.get(v)

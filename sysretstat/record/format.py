@@ -35,8 +35,11 @@ sysretstat does not know is refused, with one line, rather than guessed.
 The names sit in a frame so that the CRC covers them.
 
 Version 2 is version 3 without "outcomes": its lists are in V2_OUTCOMES
-order, the enum as it stood while version 2 was written.  Version 3 is
-written; both are read.
+order, the enum as it stood while version 2 was written.  Version 4 is
+version 3 with two optional trailing members: a counts list may end
+with its reason detail, {"signal": {"SIGURG": n}, ...}, and a process
+row with its cgroup v2 path.  Version 4 is written; 2, 3 and 4 are
+read.
 
 A report decodes the last checkpoint plus the deltas after it and the
 small "i" frames (the time series); other frames are skipped by length.
@@ -51,12 +54,13 @@ import json
 import zlib
 
 from sysretstat.kernel import abi
+from sysretstat.model.counts import _detail_sum, parse_detail
 from sysretstat.model.snapshot import (SCHEMA, Counts, Hist, Row, Snapshot,
                                        bucket, check_fields, count)
 
 MAGIC = "sysretstat-record"
-VERSION = 3
-READ_VERSIONS = (2, 3)
+VERSION = 4
+READ_VERSIONS = (2, 3, 4)
 # Every version-2 file has its lists in this order and does not say so:
 # never change it, whatever happens to abi.OUTCOMES.
 V2_OUTCOMES = (
@@ -122,26 +126,36 @@ class OutcomeOrder:
 
 
 # Counts: [n without trailing zeros] or [n, sum_fast, flat_fast,
-# sum_iret, flat_iret] where flat is [bucket, count, bucket, count...].
+# sum_iret, flat_iret] where flat is [bucket, count, bucket, count...],
+# either followed by the reason detail (an object) where there is one.
 def _enc_counts(c):
     n = c.n
     last = len(n)
     while last and not n[last - 1]:
         last -= 1
-    if c.lat is None:
-        return [n[:last]]
     out = [n[:last]]
-    for h in c.lat:
-        flat = []
-        for b in sorted(h.buckets):
-            flat.append(b)
-            flat.append(h.buckets[b])
-        out.append(h.sum_ns)
-        out.append(flat)
+    if c.lat is not None:
+        for h in c.lat:
+            flat = []
+            for b in sorted(h.buckets):
+                flat.append(b)
+                flat.append(h.buckets[b])
+            out.append(h.sum_ns)
+            out.append(flat)
+    if c.detail:
+        out.append(c.reason_detail())
     return out
 
 
+def _split_detail(v):
+    """An encoded counts list and its reason detail (or None)."""
+    if len(v) in (2, 6) and isinstance(v[-1], dict):
+        return v[:-1], parse_detail(v[-1])
+    return v, None
+
+
 def _dec_counts(v, slots):
+    v, detail = _split_detail(v)
     n = v[0]
     if len(n) > len(slots):
         raise ValueError("counts of %d outcomes" % len(n))
@@ -149,10 +163,11 @@ def _dec_counts(v, slots):
     for i, x in zip(slots, n):
         out[i] = count(x)
     if len(v) == 1:
-        return Counts(out)
+        return Counts(out, None, detail)
     if len(v) != 5:
         raise ValueError("malformed counts")
-    return Counts(out, [_dec_hist(v[1], v[2]), _dec_hist(v[3], v[4])])
+    return Counts(out, [_dec_hist(v[1], v[2]), _dec_hist(v[3], v[4])],
+                  detail)
 
 
 def _dec_hist(sum_ns, flat):
@@ -168,7 +183,9 @@ def encode_rows(s):
     return {
         "tot": _enc_counts(s.totals),
         "proc": [[r.fields["pid"], r.key[1], r.fields.get("comm", ""),
-                  _enc_counts(r.counts)] for r in s.processes.values()],
+                  _enc_counts(r.counts)] + ([r.fields["cgroup"]]
+                                            if r.fields.get("cgroup") else [])
+                 for r in s.processes.values()],
         "thr": [[r.fields["tid"], r.key[1], r.fields["pid"],
                  r.fields.get("comm", ""), _enc_counts(r.counts)]
                 for r in s.threads.values()],
@@ -184,9 +201,10 @@ def decode_rows(e, meta, order=None):
     OutcomeOrder (default: this sysretstat's own)."""
     slots = (order or OutcomeOrder.current()).slots
     s = Snapshot(meta, _dec_counts(e["tot"], slots))
-    for pid, start, comm, c in e["proc"]:
-        f = check_fields({"pid": pid, "start_ns": start, "comm": comm})
-        del f["start_ns"]
+    for r in e["proc"]:
+        pid, start, comm, c = r[:4]
+        f = check_fields(_proc_fields(r))
+        f.pop("start_ns", None)
         s.processes[(pid, start)] = Row((pid, start), f,
                                         _dec_counts(c, slots))
     for tid, start, pid, comm, c in e["thr"]:
@@ -204,8 +222,21 @@ def decode_rows(e, meta, order=None):
     return s
 
 
+def _proc_fields(r):
+    """A process row's fields: [pid, start, comm, counts(, cgroup)]."""
+    if len(r) not in (4, 5):
+        raise ValueError("process row of %d members" % len(r))
+    f = {"pid": r[0], "start_ns": r[1], "comm": r[2]}
+    if len(r) == 5:
+        f["cgroup"] = r[4]
+    return f
+
+
 def _add_raw(c, v, slots):
     """Add an encoded Counts to a Counts, in place (no decoding)."""
+    v, detail = _split_detail(v)
+    if detail:
+        c.detail = _detail_sum(c.detail, detail)
     n = v[0]
     if len(n) > len(slots):
         raise ValueError("counts of %d outcomes" % len(n))
@@ -234,7 +265,8 @@ def accumulate(total, e, order):
     _add_raw(total.totals, e["tot"], slots)
     tables = (
         (total.processes, e["proc"], lambda r: (r[0], r[1]),
-         lambda r: {"pid": r[0], "comm": r[2]}, 2),
+         lambda r: {k: v for k, v in _proc_fields(r).items()
+                    if k != "start_ns"}, 2),
         (total.threads, e["thr"], lambda r: (r[0], r[1]),
          lambda r: {"pid": r[2], "tid": r[0], "comm": r[3]}, 3),
         (total.syscalls, e["sys"], lambda r: (r[0], r[1]),
@@ -252,10 +284,17 @@ def accumulate(total, e, order):
                     raise ValueError("bad row key %.40r" % (k,))
                 row = dst[k] = Row(k, f, Counts())
             elif comm_at is not None:
-                # The name can change (exec); the latest one wins.
+                # The name can change (exec); the latest one wins, and
+                # so does the cgroup (a process can be moved).
                 row.fields["comm"] = check_fields({"comm": r[comm_at]})[
                     "comm"]
-            _add_raw(row.counts, r[-1], slots)
+                if comm_at == 2 and len(r) == 5:
+                    row.fields["cgroup"] = check_fields(
+                        {"cgroup": r[4]})["cgroup"]
+            # Counts follow the name; a process row may end with its
+            # cgroup.
+            _add_raw(row.counts, r[comm_at + 1] if comm_at is not None
+                     else r[-1], slots)
 
 
 def frame(obj):

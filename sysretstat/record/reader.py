@@ -182,7 +182,8 @@ class Recording:
                 "versions %s (record it again, or report it with the "
                 "sysretstat that wrote it)"
                 % (self.path, version,
-                   " and ".join(str(v) for v in READ_VERSIONS)))
+                   ", ".join(str(v) for v in READ_VERSIONS[:-1]) + " and "
+                   + str(READ_VERSIONS[-1])))
         if not schema_readable(head.get("schema")):
             raise RecordFileError("%s: data schema %r; this sysretstat "
                                   "reads %s.x" % (self.path,
