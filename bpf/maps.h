@@ -67,6 +67,12 @@ struct task_state {
 	 * space.  de_thread() gives an exec'ing thread the leader's tid and
 	 * start_time, which would make it the old leader's double. */
 	__u64 start_ns;
+	/* For the open return's reason detail: the last signal whose
+	 * frame was built on its way out, and who ptrace-stopped it there
+	 * (read when it stopped: the tracer may detach before it runs). */
+	__u32 sig;
+	__u32 pad2;
+	char tracer[SR_COMM_LEN];
 };
 
 /*
@@ -184,6 +190,17 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } filter_tgids SEC(".maps");
+
+/* Reason detail counts (struct sr_detail_key).  Only returns of the
+ * reasons that have one get here: signals, restarts, tracer edits and
+ * fork children, a few per thread; no preallocation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct sr_detail_key);
+	__type(value, __u64);
+} details SEC(".maps");
 
 /* Exit-time records, drained (read and deleted) by user space every
  * interval.  Not preallocated: room for bursts of exits (16,384

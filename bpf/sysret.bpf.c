@@ -201,8 +201,10 @@ int BPF_PROG(sr_signal_deliver, int sig, struct kernel_siginfo *info,
 	if (!acquire(&l, task, NULL))
 		return 0;
 	if (in_exit_path(l.st, task)) {
-		/* The frame decides, and rt_sigreturn puts RIP back. */
+		/* The frame decides, and rt_sigreturn puts RIP back.  The
+		 * last frame built is the one the return enters. */
 		promote(l.st, SR_O_SIGNAL);
+		l.st->sig = sig;
 		l.st->flags &= ~T_RESTARTING;
 	} else {
 		publish(&l, task);

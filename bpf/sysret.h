@@ -166,6 +166,7 @@ struct sr_lost {
 	__u64 cache;		/* a CPU cache found owned but not flushed */
 	__u64 migrated;		/* programs that ended on another CPU (counted, not lost) */
 	__u64 proc_hists;	/* flushes of latency without process storage */
+	__u64 details;		/* returns whose reason detail had no room */
 };
 
 /*
@@ -194,6 +195,33 @@ struct sr_thread_rec {
 	__u64 leader_start_ns;	/* with tgid, names the process */
 	char comm[SR_COMM_LEN];
 	struct sr_counts counts;
+	__u64 cgroup_id;	/* its cgroup v2 (kernfs id: the directory's inode) */
+};
+
+/*
+ * What a return of an IRET reason was, where the reason says more: the
+ * key of the `details` map, whose value counts returns (__u64).  One
+ * entry per thread, syscall slot, CPU, reason and detail, so that user
+ * space can sum them into every table; it deletes a thread's entries
+ * once it has drained the thread's exit record (the last return of a
+ * thread is published before that record is written).
+ */
+#define SR_FORK_PROCESS 1
+#define SR_FORK_THREAD 2
+
+struct sr_detail_key {
+	__s32 tid;
+	__s32 tgid;
+	__u64 start_ns;		/* as in sr_thread_rec */
+	__u64 leader_start_ns;
+	__u32 cpu;
+	__u16 slot;
+	__u8 outcome;
+	__u8 pad;
+	__u32 code;		/* signal: its number; restart: the errno
+				 * (512 ERESTARTSYS...); fork_child: SR_FORK_* */
+	__u32 pad2;
+	char tracer[SR_COMM_LEN];	/* ptrace: the tracer's comm */
 };
 
 /* A process at exit (exited_procs): its latency, dense. */

@@ -8,6 +8,7 @@
 #define __SR_THREAD_STATE_H
 
 #include "maps.h"
+#include <bpf/bpf_core_read.h>
 #include "guard.h"
 #include "filter.h"
 #include "hist.h"
@@ -51,6 +52,58 @@ static __always_inline void fill_thread_rec(struct sr_thread_rec *rec,
 	thread_identity(st, task, tid, &rec->tid, &rec->tgid, &rec->start_ns,
 			&rec->leader_start_ns, rec->comm);
 	rec->counts = st->counts;
+	rec->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+}
+
+/*
+ * Count the detail of a published return whose reason has one (see
+ * struct sr_detail_key).  A hash update only for those: signals,
+ * restarts, tracer edits and fork children, not the common returns.
+ */
+static __always_inline void detail_add(struct task_state *st,
+				       struct task_struct *task, __u32 slot,
+				       __u8 o)
+{
+	struct sr_detail_key k = {};
+	__u64 one = 1, *n;
+
+	switch (o) {
+	case SR_O_SIGNAL:
+		k.code = st->sig;
+		break;
+	case SR_O_RESTART:
+		/* The -ERESTART* code the syscall left (int: compat). */
+		k.code = -(__s32)st->last_ax;
+		break;
+	case SR_O_PTRACE:
+		__builtin_memcpy(k.tracer, st->tracer, SR_COMM_LEN);
+		break;
+	case SR_O_FORK_CHILD:
+		k.code = task->pid == task->tgid ? SR_FORK_PROCESS
+						 : SR_FORK_THREAD;
+		break;
+	default:
+		return;
+	}
+	k.tid = task->pid;
+	k.tgid = task->tgid;
+	k.start_ns = own_start(st, task);
+	k.leader_start_ns = task->group_leader->start_time;
+	k.cpu = bpf_get_smp_processor_id();
+	k.slot = slot;
+	k.outcome = o;
+	n = bpf_map_lookup_elem(&details, &k);
+	if (!n) {
+		/* First of its kind; another CPU may add it meanwhile. */
+		if (!bpf_map_update_elem(&details, &k, &one, BPF_NOEXIST))
+			return;
+		n = bpf_map_lookup_elem(&details, &k);
+		if (!n) {
+			__sync_fetch_and_add(&lost.details, 1);
+			return;
+		}
+	}
+	__sync_fetch_and_add(n, 1);
 }
 
 /* The registers that tell the open return's exit path apart (see
@@ -180,6 +233,8 @@ static __always_inline void publish(struct live *l, struct task_struct *task)
 	    proc_of(task, true))
 		st->flags |= T_PROC;
 	sl = counts_add(st, st->last_slot, o);
+	if (o >= SR_O_FORK_CHILD && o <= SR_O_PTRACE)
+		detail_add(st, task, st->last_slot, o);
 	if (st->last_bucket != NO_BUCKET && sl)
 		hist_add(l, task, sl, lat_path(o), st->last_bucket,
 			 st->last_lat, 1, true);
@@ -199,10 +254,14 @@ static __always_inline void switched_out(struct live *l,
 
 	if (!(st->flags & T_OPEN))
 		return;
-	if (!in_exit_path(st, task))
+	if (!in_exit_path(st, task)) {
 		publish(l, task);
-	else if (task->__state & TASK_TRACED)
+	} else if (task->__state & TASK_TRACED) {
+		/* Stopped, it is its tracer's child (ptrace re-parents). */
+		bpf_probe_read_kernel_str(st->tracer, sizeof(st->tracer),
+					  task->parent->comm);
 		set_stopped(st, true);
+	}
 }
 
 /*

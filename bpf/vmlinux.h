@@ -119,6 +119,18 @@ struct signal_struct {
 
 struct callback_head;
 
+struct kernfs_node {
+	u64 id;
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+};
+
 struct task_struct {
 	struct thread_info thread_info;
 	unsigned int __state;
@@ -127,6 +139,7 @@ struct task_struct {
 	pid_t pid;
 	pid_t tgid;
 	struct task_struct *real_parent;
+	struct task_struct *parent;
 	struct task_struct *group_leader;
 	struct signal_struct *signal;
 	unsigned long ptrace_message;
@@ -137,6 +150,7 @@ struct task_struct {
 	struct sigpending pending;
 	unsigned long jobctl;
 	struct callback_head *task_works;
+	struct css_set *cgroups;
 };
 
 typedef void (*__sighandler_t)(int);

@@ -15,6 +15,7 @@ import pytest
 
 from sysretstat.kernel import hostinfo
 from sysretstat.model.snapshot import Snapshot, check_invariants
+from sysretstat.render import prometheus
 
 pytestmark = pytest.mark.bpf
 N = 40
@@ -40,7 +41,21 @@ def record(run_cli, tmp_path, argv, *extra):
                    for pr in doc["processes"]) == h["count"], path
         assert sum(pr["latency_ns"][path]["sum"]
                    for pr in doc["processes"]) == h["sum"], path
+    # A final report's reason detail sums to its reason, in every row.
+    for t in ("processes", "syscalls", "cpus"):
+        for row in [doc["totals"]] + doc[t]:
+            assert detail_sums(row) == {
+                r: n for r, n in row["reasons"].items() if r in DETAILED}, row
     return doc, p
+
+
+# The reasons with a detail (sysretstat(8): reason_detail).
+DETAILED = ("signal", "restart", "ptrace", "fork_child")
+
+
+def detail_sums(row):
+    return {r: sum(by.values())
+            for r, by in row.get("reason_detail", {}).items()}
 
 
 def negatives(doc, path=""):
@@ -114,6 +129,24 @@ for g in GUARD:
                 {"rt_sigreturn": N} if g == "rflags_tf" else {})
 
 
+# scenario -> the totals' reason_detail (the workload's own, without
+# the launcher's: see test_retpaths_exact).
+SIGUSR1 = {"signal": {"SIGUSR1": N}}
+DETAIL = {
+    "signal": SIGUSR1,
+    "restart": {"restart": {"ERESTARTSYS": N},
+                "fork_child": {"process": 1}},
+    "fork": {"fork_child": {"process": N}},
+    "ptrace": {"ptrace": {"retpaths": N}, "fork_child": {"process": 1}},
+    "ptrace_detach": {"ptrace": {"retpaths": N},
+                      "fork_child": {"process": N}},
+    "ptrace_sigstop": {"ptrace": {"retpaths": N},
+                       "fork_child": {"process": 1}},
+}
+for g in GUARD + ("rcx_ne_rip",):
+    DETAIL[g] = SIGUSR1
+
+
 @pytest.mark.parametrize("scenario", sorted(CASES))
 def test_retpaths_exact(run_cli, workloads, tmp_path, scenario):
     tree, per_syscall, sysrets = CASES[scenario]
@@ -122,6 +155,8 @@ def test_retpaths_exact(run_cli, workloads, tmp_path, scenario):
     assert "ok %s %d" % (scenario if scenario != "exec" else "exec", N) \
         in p.stdout
     assert doc["totals"]["reasons"] == merged(EXEC, tree)
+    if scenario in DETAIL:
+        assert doc["totals"]["reason_detail"] == DETAIL[scenario]
     for name, reasons in per_syscall.items():
         assert syscall(doc, name)["reasons"] == reasons, name
     for name, n in sysrets.items():
@@ -132,6 +167,34 @@ def test_retpaths_exact(run_cli, workloads, tmp_path, scenario):
     # The command is one process here (or its children), all in the tree.
     assert sum(pr["returns"] for pr in doc["processes"]) == \
         doc["totals"]["returns"]
+
+
+def test_go_style_preemption_signals_by_signal(run_cli, workloads, tmp_path):
+    # Two threads each send themselves N SIGURG (as Go's runtime
+    # preempts) and a SIGALRM every fourth time, each with a handler:
+    # `signal` broken down by signal, in the totals, the process, the
+    # syscall, each thread, and the Prometheus exposition.
+    doc, p = record(run_cli, tmp_path, [os.path.join(workloads, "retpaths"),
+                                        "sigurg", N])
+    assert "ok sigurg %d" % N in p.stdout
+    alrm = 2 * ((N + 3) // 4)
+    signals = {"SIGURG": 2 * N, "SIGALRM": alrm}
+    assert doc["totals"]["reasons"] == merged(
+        EXEC, {"signal": 2 * N + alrm, "fork_child": 1})
+    assert doc["totals"]["reason_detail"] == {
+        "signal": signals, "fork_child": {"thread": 1}}
+    (proc,) = doc["processes"]
+    assert proc["reason_detail"]["signal"] == signals
+    assert syscall(doc, "tgkill")["reason_detail"] == {"signal": signals}
+    r = run_cli("report", tmp_path / "r.data", "--json", "--by", "thread")
+    threads = json.loads(r.stdout)["threads"]
+    assert sorted(t.get("reason_detail", {}).get("signal", {}).get(
+        "SIGURG", 0) for t in threads) == [N, N]
+    # The daemon's exposition of this snapshot.
+    text = prometheus.render(Snapshot.from_report(doc))
+    for sig, n in signals.items():
+        assert 'sysretstat_reason_detail_total{reason="signal",' \
+            'detail="%s"} %d' % (sig, n) in text.splitlines(), text
 
 
 def test_rip_at_task_size_max_follows_the_kernels_guard(run_cli, workloads,
@@ -323,6 +386,10 @@ def test_compat_fast_syscall_interrupted(run_cli, workloads, tmp_path,
                                          scenario, readv, handler):
     doc = compat(run_cli, workloads, tmp_path, scenario, N)
     assert syscall(doc, "readv", "i386")["reasons"] == readv
+    if scenario == "restart":
+        # A compat syscall's return value is an int: its code still reads.
+        assert syscall(doc, "readv", "i386")["reason_detail"] == {
+            "restart": {"ERESTARTSYS": 1}}
     if handler:
         # The handler's own fast calls are SYSRETL, not taken for the
         # int $0x80 re-run (getppid, then its write to the parent).

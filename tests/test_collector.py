@@ -57,6 +57,26 @@ def test_fred_makes_every_return_eretu(workloads):
     assert doc["totals"]["latency_ns"]["eretu"]["count"] > 0
 
 
+def test_reason_detail_entries_go_with_their_threads(workloads):
+    # N fork children, each one entry in the kernel's details map: once
+    # their exits are read, the collector forgets them there (the map
+    # is bounded), and the snapshot keeps what they counted.
+    cmd = GatedCommand([os.path.join(workloads, "retpaths"), "fork",
+                        str(N)])
+    col = Collector(Options(filter=True))
+    col.start()
+    try:
+        col.add_pid(cmd.pid, follow=True)
+        assert cmd.wait() == 0
+        s = col.snapshot()
+        assert s.totals.detail == {("fork_child", "process"): N}
+        assert col.tracer.obj.map("details").items() == []
+        s = col.snapshot()
+        assert s.totals.detail == {("fork_child", "process"): N}
+    finally:
+        col.close()
+
+
 def test_la57_raises_the_noncanonical_limit(workloads):
     # With 5-level paging TASK_SIZE_MAX is 2^56 - 4096: the workload's
     # RIP 0x8000000000000000 still fails, with the same reason.

@@ -25,6 +25,7 @@ class FakeTracer:
 
     def __init__(self):
         self.reads = []
+        self.forgotten = []
         self.guard = {"task_size_max": 1 << 47, "xen_pv": False,
                       "fred": False, "la57": False, "pre_6_7": False}
         self.attached = []
@@ -41,6 +42,9 @@ class FakeTracer:
     def read(self):
         return self.reads.pop(0)
 
+    def forget_details(self, keys):
+        self.forgotten.extend(keys)
+
     def run_stats(self):
         return {p: (0, 0) for p in self.attached}
 
@@ -52,19 +56,21 @@ class FakeTracer:
 
 
 def raw(total, threads=(), procs=(), exited_threads=(), exited_procs=(),
-        live=()):
+        live=(), details=()):
     """A RawRead whose per-syscall table holds `total` (counts list) on
     CPU 0: the collector takes totals from there."""
     return RawRead(slots=[{0: list(total)}, {}], slot_hists=[{}, {}],
                    threads=list(threads), procs=list(procs),
                    exited_threads=list(exited_threads),
-                   exited_procs=list(exited_procs), lost={}, live=list(live))
+                   exited_procs=list(exited_procs), lost={}, live=list(live),
+                   details=list(details))
 
 
-def thread(tid, tgid, counts, comm="w", start=None, leader_start=None):
+def thread(tid, tgid, counts, comm="w", start=None, leader_start=None,
+           cgroup=0):
     return (tid, tgid, tid * 10 if start is None else start,
             tgid * 10 if leader_start is None else leader_start, comm,
-            counts)
+            counts, cgroup)
 
 
 def live(tid, tgid, counts, comm="w"):
@@ -246,3 +252,49 @@ def test_stop_takes_a_final_snapshot_and_keeps_it(make):
     assert final.threads[(10, 100)].counts.n == n(2)
     assert fake.attached == [] and fake.obj is None
     assert col.snapshot() is final and fake.reads == []
+
+
+def detail(tid, tgid, reason, name, count, key, slot=0, cpu=0):
+    """An entry of the kernel's details map, as Tracer reads it."""
+    return ((tid, tid * 10), (tgid, tgid * 10), slot, cpu, reason, name,
+            count, key)
+
+
+def test_reason_detail_reaches_every_table_and_survives_forgetting(make):
+    col, fake = make()
+    fork = [0] * abi.NR_OUTCOMES
+    fork[abi.OUTCOMES.index("fork_child")] = 1
+    s1 = snap(col, fake, raw(
+        [a + b for a, b in zip(n(5, 3), fork)],
+        threads=[thread(10, 10, n(5, 3)), thread(11, 10, fork)],
+        details=[detail(10, 10, "signal", "SIGURG", 3, b"k1"),
+                 detail(11, 10, "fork_child", "thread", 1, b"k2")]))
+    both = {("signal", "SIGURG"): 3, ("fork_child", "thread"): 1}
+    assert s1.totals.detail == both
+    assert s1.processes[(10, 100)].counts.detail == both
+    assert s1.threads[(10, 100)].counts.detail == {("signal", "SIGURG"): 3}
+    assert s1.threads[(11, 110)].counts.detail == {("fork_child",
+                                                   "thread"): 1}
+    assert s1.syscalls[("x64", 0)].counts.detail == both
+    assert s1.cpus[0].counts.detail == both
+    assert fake.forgotten == []
+    # Thread 11 exits: its entry is final, and forgotten in the kernel;
+    # what it counted stays everywhere.
+    s2 = snap(col, fake, raw(
+        [a + b for a, b in zip(n(5, 5), fork)],
+        threads=[thread(10, 10, n(5, 5))],
+        exited_threads=[thread(11, 10, fork)],
+        details=[detail(10, 10, "signal", "SIGURG", 5, b"k1"),
+                 detail(11, 10, "fork_child", "thread", 1, b"k2")]))
+    assert fake.forgotten == [b"k2"]
+    assert s2.totals.detail == {("signal", "SIGURG"): 5,
+                                ("fork_child", "thread"): 1}
+    assert s2.delta(s1).totals.detail == {("signal", "SIGURG"): 2}
+    # The snapshot handed out does not change with the collector's sums.
+    assert s1.totals.detail == both
+    s3 = snap(col, fake, raw(
+        [a + b for a, b in zip(n(5, 5), fork)],
+        details=[detail(10, 10, "signal", "SIGURG", 5, b"k1")]))
+    assert s3.totals.detail == s2.totals.detail
+    assert s3.processes[(10, 100)].counts.detail == s2.totals.detail
+    assert s3.delta(s2).totals.detail is None

@@ -9,10 +9,10 @@ from sysretstat.errors import KernelDataError, SysretstatError
 from sysretstat.kernel import abi, tracer
 
 
-def thread_rec(tid, tgid, start, leader_start, comm, counts=()):
+def thread_rec(tid, tgid, start, leader_start, comm, counts=(), cgroup=0):
     r = abi.ThreadRec(kind=abi.REC_THREAD, tid=tid, tgid=tgid, pad=0xdead,
                       start_ns=start, leader_start_ns=leader_start,
-                      comm=comm)
+                      comm=comm, cgroup_id=cgroup)
     for i, v in enumerate(counts):
         r.counts.n[i] = v
     return bytes(r)
@@ -48,14 +48,14 @@ def test_empty_dump():
 def test_threads_and_processes_in_dump_order():
     n1 = counts(sysret=5, signal=2)
     n2 = counts(eretu=1, compat_guard=-3)    # signed, as the kernel's
-    data = (thread_rec(10, 10, 100, 100, b"leader", n1) +
+    data = (thread_rec(10, 10, 100, 100, b"leader", n1, cgroup=1) +
             proc_dump(10, 100, b"leader", sums=(700, 90),
                       buckets=({3: 4, 70: 1}, {300: 2})) +
             thread_rec(11, 10, 150, 100, b"x" * abi.COMM_LEN, n2) +
             proc_dump(12, 200, b"idle"))
     threads, procs = tracer._parse_dump(data)
-    assert threads == [(10, 10, 100, 100, "leader", n1),
-                       (11, 10, 150, 100, "x" * abi.COMM_LEN, n2)]
+    assert threads == [(10, 10, 100, 100, "leader", n1, 1),
+                       (11, 10, 150, 100, "x" * abi.COMM_LEN, n2, 0)]
     assert isinstance(threads[0][5], list)
     (tgid, start, comm, runs), idle = procs
     assert (tgid, start, comm) == (10, 100, "leader")
@@ -120,8 +120,8 @@ def test_unknown_kind_is_a_clear_error(kind):
 
 def test_exit_records():
     t = tracer._thread_rec(thread_rec(7, 6, 70, 60, b"gone",
-                                      counts(fork_child=1)))
-    assert t == (7, 6, 70, 60, "gone", counts(fork_child=1))
+                                      counts(fork_child=1), cgroup=1 << 40))
+    assert t == (7, 6, 70, 60, "gone", counts(fork_child=1), 1 << 40)
     r = abi.ProcRec(kind=abi.REC_PROC, tgid=6, start_ns=60, comm=b"gone")
     r.hist[0].sum_ns, r.hist[0].b[9], r.hist[0].b[12] = 50, 3, 1
     tgid, start, comm, (fast, iret) = tracer._proc_rec(bytes(r))
@@ -138,4 +138,5 @@ def test_a_dump_of_many_threads_parses_whole():
                        counts(sysret=i)) for i in range(1, 5000)]
     threads, procs = tracer._parse_dump(b"".join(recs))
     assert procs == [] and len(threads) == 4999
-    assert threads[-1] == (4999, 1666, 4999, 4998, "w1", counts(sysret=4999))
+    assert threads[-1] == (4999, 1666, 4999, 4998, "w1", counts(sysret=4999),
+                           0)

@@ -150,6 +150,62 @@ def test_cgroup_filter(run_cli, workloads, tmp_path):
     assert [x["comm"] for x in doc["processes"]] == ["retpaths"]
 
 
+def own_cgroup():
+    """This process's cgroup v2 path ("0::PATH" in /proc/self/cgroup)."""
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line[3:].strip()
+    return None
+
+
+@pytest.mark.bpf
+def test_returns_by_cgroup(run_cli, workloads, tmp_path):
+    # One workload in a cgroup of its own, one in ours: report --by
+    # cgroup names both paths, each with exactly its own returns, and
+    # each process row carries its cgroup.
+    root = cgroup2_mount()
+    if root is None:
+        pytest.skip("no cgroup v2 mount")
+    name = "sysretstat-bycg-%d" % os.getpid()
+    cg = os.path.join(root, name)
+    os.mkdir(cg)
+    f = tmp_path / "g.data"
+    p = None
+    try:
+        p = start_record("-q", "-o", f, "-i", "0.2", "-c", "retpaths")
+        wait_started(f, p)
+
+        def enter():
+            with open(os.path.join(cg, "cgroup.procs"), "w") as fh:
+                fh.write(str(os.getpid()))
+        subprocess.run(["%s/retpaths" % workloads, "sysret", "17"],
+                       check=True, capture_output=True, preexec_fn=enter)
+        subprocess.run(["%s/retpaths" % workloads, "sysret", "11"],
+                       check=True, capture_output=True)
+        rc, err = stop(p)
+        assert rc == 0, err
+    finally:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        os.rmdir(cg)
+    r = run_cli("report", f, "--json", "--by", "cgroup")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    rows = {c["cgroup"]: c for c in doc["cgroups"]}
+    assert set(rows) == {"/" + name, own_cgroup()}, rows.keys()
+    procs = {pr["cgroup"]: pr for pr in doc["processes"]}
+    for path, row in rows.items():
+        assert row["processes"] == 1
+        assert row["returns"] == procs[path]["returns"]
+    assert sum(c["returns"] for c in doc["cgroups"]) == \
+        doc["totals"]["returns"]
+    # The getppid loop tells the two apart: 17 in the new cgroup.
+    assert procs["/" + name]["returns"] - procs[own_cgroup()]["returns"] \
+        == 17 - 11
+
+
 @pytest.mark.bpf
 def test_pid_filter(run_cli, workloads, tmp_path):
     # The target waits on stdin, then execs the workload (same pid).

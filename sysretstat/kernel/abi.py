@@ -45,6 +45,39 @@ REC_THREAD = 1
 REC_PROC = 2
 
 
+# The -ERESTART* codes a syscall returns to ask for a restart
+# (include/linux/errno.h); user space never sees them.
+RESTART_CODES = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR",
+                 514: "ERESTARTNOHAND", 516: "ERESTART_RESTARTBLOCK"}
+# Signal names of x86-64 (asm/signal.h); 32 and up are real-time.
+SIGNAL_NAMES = (None, "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP",
+                "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1",
+                "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM",
+                "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP",
+                "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ",
+                "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR",
+                "SIGSYS")
+
+
+def detail_name(outcome, code, tracer):
+    """The name of a reason detail (struct sr_detail_key): a signal's
+    name, a restart code's, the tracer's comm (bytes), or thread or
+    process for a fork child."""
+    reason = OUTCOMES[outcome] if 0 <= outcome < NR_OUTCOMES else None
+    if reason == "signal":
+        if 0 < code < len(SIGNAL_NAMES):
+            return SIGNAL_NAMES[code]
+        return "SIG%d" % code
+    if reason == "restart":
+        return RESTART_CODES.get(code, "E%d" % code)
+    if reason == "ptrace":
+        return tracer.split(b"\0", 1)[0].decode("utf-8", "replace")
+    if reason == "fork_child":
+        return {FORK_PROCESS: "process", FORK_THREAD: "thread"}.get(
+            code, "fork%d" % code)
+    return str(code)
+
+
 def slot_to_syscall(slot):
     """(abi name, nr) of a per-syscall slot; nr is -1 for 'unknown'."""
     if slot < SLOTS_X64:
@@ -99,7 +132,8 @@ class Lost(ctypes.Structure):
                 ("entries", ctypes.c_uint64),
                 ("cache", ctypes.c_uint64),
                 ("migrated", ctypes.c_uint64),
-                ("proc_hists", ctypes.c_uint64)]
+                ("proc_hists", ctypes.c_uint64),
+                ("details", ctypes.c_uint64)]
 
 
 class LiveHead(ctypes.Structure):
@@ -128,7 +162,26 @@ class ThreadRec(ctypes.Structure):
                 ("start_ns", ctypes.c_uint64),
                 ("leader_start_ns", ctypes.c_uint64),
                 ("comm", ctypes.c_char * COMM_LEN),
-                ("counts", Counts)]
+                ("counts", Counts),
+                ("cgroup_id", ctypes.c_uint64)]
+
+
+FORK_PROCESS, FORK_THREAD = 1, 2
+
+
+class DetailKey(ctypes.Structure):
+    """Key of the `details` map (its value: a u64 count of returns)."""
+    _fields_ = [("tid", ctypes.c_int32),
+                ("tgid", ctypes.c_int32),
+                ("start_ns", ctypes.c_uint64),
+                ("leader_start_ns", ctypes.c_uint64),
+                ("cpu", ctypes.c_uint32),
+                ("slot", ctypes.c_uint16),
+                ("outcome", ctypes.c_uint8),
+                ("pad", ctypes.c_uint8),
+                ("code", ctypes.c_uint32),
+                ("pad2", ctypes.c_uint32),
+                ("tracer", ctypes.c_char * COMM_LEN)]
 
 
 class ProcRec(ctypes.Structure):
@@ -183,6 +236,7 @@ MIRRORS = {
     "sr_slots_seen": SlotsSeen,
     "sr_proc_dump": ProcDump,
     "sr_live_head": LiveHead,
+    "sr_detail_key": DetailKey,
 }
 
 

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 
 from sysretstat.kernel import abi, bpf, hostinfo, btf as kernelbtf, objects
+# cgroup2_mount is used through this module too (doctor, tests).
+from sysretstat.kernel.cgroups import cgroup2_mount  # noqa: F401
 from sysretstat.errors import (KernelDataError, KernelFeatureMissing,
                                PermissionDenied, UsageError)
 
@@ -62,22 +64,17 @@ class RawRead:
     slots: list          # per CPU: {slot: counts list}
     slot_hists: list     # per CPU: {slot: [fast, iret]} (Hist.from_kernel)
     # Tuples, not dicts: a dump can hold tens of thousands.
-    threads: list        # (tid, tgid, start_ns, leader_start_ns, comm, n)
+    # (tid, tgid, start_ns, leader_start_ns, comm, n, cgroup_id)
+    threads: list
     procs: list          # (tgid, start_ns, comm, [fast, iret])
     exited_threads: list
     exited_procs: list
     lost: dict
     live: list = field(default_factory=list)   # per-CPU cache deltas
-
-
-def cgroup2_mount():
-    """Where the cgroup v2 hierarchy is mounted, or None."""
-    text = hostinfo._read("/proc/self/mounts") or ""
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) > 2 and parts[2] == "cgroup2":
-            return parts[1]
-    return None
+    # ((tid, start_ns), (tgid, leader_start_ns), slot, cpu, reason,
+    # detail, n, key): cumulative counts of the `details` map, read
+    # after the exit drain (see Tracer.forget_details).
+    details: list = field(default_factory=list)
 
 
 def cgroup_target(path):
@@ -255,10 +252,34 @@ class Tracer:
         # After the dump: a flush in between can only delay deltas to the
         # next read, never count them twice.
         live = self._read_live(ncpu)
+        # After the exit drain: a thread's last detail is in the map
+        # before its exit record is, so a drained thread's are final.
+        details = self._read_details()
         slots, hists = self._read_slots(ncpu)
         lost = self._read_lost()
         return RawRead(slots, hists, threads, procs, exited_t, exited_p, lost,
-                       live)
+                       live, details)
+
+    def _read_details(self):
+        out = []
+        unpack = _DETAIL.unpack_from
+        for k, v in self.obj.map("details").items():
+            d = unpack(k)
+            out.append(((d[_D_TID], d[_D_START]), (d[_D_TGID], d[_D_LEADER]),
+                        d[_D_SLOT], d[_D_CPU],
+                        abi.OUTCOMES[d[_D_OUTCOME]]
+                        if d[_D_OUTCOME] < abi.NR_OUTCOMES else "?",
+                        abi.detail_name(d[_D_OUTCOME], d[_D_CODE],
+                                        d[_D_TRACER]),
+                        int.from_bytes(v[:8], "little"), k))
+        return out
+
+    def forget_details(self, keys):
+        """Delete entries of the details map (threads whose exit user
+        space has drained: nothing adds to them again)."""
+        m = self.obj.map("details")
+        for k in keys:
+            m.delete(k)
 
     def _read_live(self, ncpu):
         """What each CPU's cache holds for its running thread, not yet
@@ -362,6 +383,7 @@ def _u32(v):
 # found by name; none is decoded that no reader uses.
 _KIND = abi.Layout(abi.RecHead)
 _THREAD = abi.Layout(abi.ThreadRec, skip=("pad",))
+_DETAIL = abi.Layout(abi.DetailKey, skip=("pad", "pad2"))
 _PDUMP = abi.Layout(abi.ProcDump, skip=("pad",), raw=("nz",))
 _COUNTS = abi.Layout(abi.Counts)
 _SLOT = abi.Layout(abi.Slot, skip=("seen",))
@@ -384,12 +406,18 @@ def _comm(b):
 _T_TID, _T_TGID = _THREAD.at("tid"), _THREAD.at("tgid")
 _T_START, _T_LEADER = _THREAD.at("start_ns"), _THREAD.at("leader_start_ns")
 _T_COMM, _T_COUNTS = _THREAD.at("comm"), _THREAD.at("counts")
+_T_CGROUP = _THREAD.at("cgroup_id")
+_D_TID, _D_TGID = _DETAIL.at("tid"), _DETAIL.at("tgid")
+_D_START, _D_LEADER = _DETAIL.at("start_ns"), _DETAIL.at("leader_start_ns")
+_D_SLOT, _D_CPU = _DETAIL.at("slot"), _DETAIL.at("cpu")
+_D_OUTCOME, _D_CODE = _DETAIL.at("outcome"), _DETAIL.at("code")
+_D_TRACER = _DETAIL.at("tracer")
 
 
 def _thread_rec(raw, off=0):
     v = _THREAD.unpack_from(raw, off)
     return (v[_T_TID], v[_T_TGID], v[_T_START], v[_T_LEADER],
-            _comm(v[_T_COMM]), list(v[_T_COUNTS]))
+            _comm(v[_T_COMM]), list(v[_T_COUNTS]), v[_T_CGROUP])
 
 
 _H_SUM, _H_BODY = _HIST.at("sum_ns"), _HIST.at("b")
@@ -435,7 +463,7 @@ def _parse_dump(data):
     t_unpack, tsize = _THREAD.unpack_from, _THREAD.size
     t_kind = _THREAD.at("kind")
     tid, tgid, start, leader = _T_TID, _T_TGID, _T_START, _T_LEADER
-    comm, counts = _T_COMM, _T_COUNTS
+    comm, counts, cgroup = _T_COMM, _T_COUNTS, _T_CGROUP
     p_unpack, psize = _PDUMP.unpack_from, _PDUMP.size
     p_tgid, p_start = _PDUMP.at("tgid"), _PDUMP.at("start_ns")
     p_comm, p_sum, p_nz, p_n = (_PDUMP.at("comm"), _PDUMP.at("sum_ns"),
@@ -455,7 +483,7 @@ def _parse_dump(data):
                 if c is None:
                     c = _comm(v[comm])
                 threads.append((v[tid], v[tgid], v[start], v[leader], c,
-                                list(v[counts])))
+                                list(v[counts]), v[cgroup]))
                 off += tsize
                 continue
         elif off + ksize <= n:

@@ -20,6 +20,7 @@ from operator import add, ge, sub
 
 from sysretstat import __version__
 from sysretstat.kernel import abi, bpf, hostinfo
+from sysretstat.kernel.cgroups import CgroupPaths
 from sysretstat.model.snapshot import Counts, Hist, Row, Snapshot
 from sysretstat.model.syscalls import syscall_name
 from sysretstat.kernel.tracer import Options, Tracer
@@ -39,10 +40,11 @@ def bpf_stats_sysctl():
 
 class _Thread:
     __slots__ = ("tid", "start", "pkey", "comm", "n", "dead", "counts",
-                 "extra", "row", "shown")
+                 "extra", "row", "shown", "cgroup")
 
     def __init__(self, tid, start, pkey, comm):
         self.tid, self.start, self.pkey, self.comm = tid, start, pkey, comm
+        self.cgroup = 0      # its cgroup v2 id (0: not read yet)
         self.n = [0] * abi.NR_OUTCOMES
         self.dead = False
         self.counts = None   # the Counts last handed out, until n changes
@@ -54,10 +56,11 @@ class _Thread:
 class _Proc:
     __slots__ = ("pid", "start", "comm", "n", "hist", "dead", "threads",
                  "counts", "extra_n", "extra_hist", "row", "shown",
-                 "shown_hist", "shown_live", "fields")
+                 "shown_hist", "shown_live", "fields", "cgroup")
 
     def __init__(self, pid, start, comm):
         self.pid, self.start, self.comm = pid, start, comm
+        self.cgroup = 0
         self.n = [0] * abi.NR_OUTCOMES
         self.hist = None
         self.dead = False
@@ -103,6 +106,13 @@ class Collector:
         self._stats_fd = -1
         self._t0 = None
         self.final = None
+        self.cgroups = CgroupPaths()
+        # Reason detail (see Tracer._read_details): the count last read
+        # of each entry of the kernel's map, and the sums by thread,
+        # process, syscall slot and CPU, each {(reason, detail): n}.
+        self._det_seen = {}
+        self._det = {"threads": {}, "processes": {}, "slots": {},
+                     "cpus": {}, "totals": {}}
 
     # Lifecycle -------------------------------------------------------
     def start(self):
@@ -169,7 +179,43 @@ class Collector:
         for pid, start, _, _ in raw.exited_procs:
             procs[(pid, start)].dead = True
         self._apply_live(raw.live)
+        self._apply_details(getattr(raw, "details", ()))
         self._evict()
+
+    def _apply_details(self, entries):
+        """Add what each detail entry gained since the last read to its
+        thread, process, syscall, CPU and the totals; then forget the
+        entries of threads whose exit was drained (they are final)."""
+        seen, det = self._det_seen, self._det
+        dirty_t, dirty_p = self._dirty["threads"], self._dirty["processes"]
+        done = []
+        for tkey, pkey, slot, cpu, reason, detail, n, kb in entries:
+            gain = n - seen.get(kb, 0)
+            if gain > 0:
+                seen[kb] = n
+                what = (reason, detail)
+                for table, key in (("threads", tkey), ("processes", pkey),
+                                   ("slots", slot), ("cpus", cpu)):
+                    d = det[table].setdefault(key, {})
+                    d[what] = d.get(what, 0) + gain
+                det["totals"][what] = det["totals"].get(what, 0) + gain
+                dirty_t.add(tkey)
+                dirty_p.add(pkey)
+                t = self.threads.get(tkey)
+                if t is not None:
+                    t.counts = None
+                p = self.procs.get(pkey)
+                if p is not None:
+                    p.counts = None
+            t = self.threads.get(tkey)
+            if t is not None and t.dead:
+                done.append(kb)
+        if done:
+            forget = getattr(self.tracer, "forget_details", None)
+            if forget is not None:
+                forget(done)
+            for kb in done:
+                seen.pop(kb, None)
 
     def _apply_live(self, live):
         """Deltas a CPU's cache holds for the thread running there, on
@@ -193,7 +239,7 @@ class Collector:
                 # Never flushed yet: known only from the cache.
                 self._thread_update((rec["tid"], rec["tgid"],
                                      rec["start_ns"], rec["leader_start_ns"],
-                                     rec["comm"], [0] * abi.NR_OUTCOMES),
+                                     rec["comm"], [0] * abi.NR_OUTCOMES, 0),
                                     dead=False)
                 t = self.threads[key]
             p = self.procs[t.pkey]
@@ -230,7 +276,7 @@ class Collector:
         dirty_p = self._dirty["processes"]
         threads, procs = self.threads, self.procs
         new_thread, new_proc = _Thread, _Proc
-        for tid, tgid, start, leader_start, comm, new in recs:
+        for tid, tgid, start, leader_start, comm, new, cgroup in recs:
             key = (tid, start)
             pkey = (tgid, leader_start)
             dirty_t.add(key)
@@ -245,6 +291,10 @@ class Collector:
             if tid == tgid or not p.comm:
                 p.comm = comm
             t.comm = comm
+            if cgroup and cgroup != t.cgroup:
+                t.cgroup = cgroup
+                if tid == tgid or not p.cgroup:
+                    p.cgroup = cgroup
             if new != t.n:
                 p.n = list(map(add, p.n, map(sub, new, t.n)))
                 p.counts = None
@@ -273,6 +323,7 @@ class Collector:
                 break
             if rows[key].dead:
                 del rows[key]
+                self._det[table].pop(key, None)
                 self._dirty[table].add(key)
                 self.evicted[table] += 1
 
@@ -297,6 +348,7 @@ class Collector:
             for slot, n in raw.slots[c].items():
                 _add(cc.n, n)
                 _add(syscall_row(slot).counts.n, n)
+            cc.detail = self._det["cpus"].get(c)
             for slot, pair in raw.slot_hists[c].items():
                 hs = [Hist.from_kernel(*h) for h in pair]
                 for h, dst in zip(hs, cc.lat):
@@ -306,8 +358,15 @@ class Collector:
             if any(cc.n) or (latency and any(h.count for h in cc.lat)):
                 cpus[c] = Row(c, {"cpu": c}, cc)
             totals.add(cc)
+            if cc.detail:
+                cc.detail = dict(cc.detail)
         for k in [k for k, r in syscalls.items() if r.counts.is_zero()]:
             del syscalls[k]
+        for slot, d in self._det["slots"].items():
+            row = syscalls.get(abi.slot_to_syscall(slot))
+            if row is not None:
+                row.counts.detail = _detail_of(row.counts.detail, d)
+        totals.detail = dict(self._det["totals"]) or None
 
         threads = self._update_rows("threads", self.threads,
                                     self._thread_row)
@@ -360,12 +419,11 @@ class Collector:
         self._dirty[table] = set()
         return dict(rows)
 
-    @staticmethod
-    def _thread_row(key, t):
+    def _thread_row(self, key, t):
         if t.counts is None:
             t.shown = _floor(t.n if t.extra is None else
                              list(map(add, t.n, t.extra)), t.shown)
-            t.counts = Counts(t.shown)
+            t.counts = Counts(t.shown, None, self._det["threads"].get(key))
             t.row = None
         row = t.row
         if row is None or (row and row.fields["comm"] != t.comm):
@@ -382,13 +440,21 @@ class Collector:
     def _proc_row(self, key, p):
         if p.counts is None:
             p.counts = self._proc_counts(p, self.options.latency)
+            p.counts.detail = self._det["processes"].get(key)
+            if p.counts.detail:
+                p.counts.detail = dict(p.counts.detail)
             p.row = None
         row = p.row
-        if row is None or (row and row.fields["comm"] != p.comm):
+        cgroup = self.cgroups.path(p.cgroup)
+        if row is None or (row and (row.fields["comm"] != p.comm or
+                                    row.fields.get("cgroup", "") != cgroup)):
             f = p.fields
-            if f is None or f["comm"] != p.comm:
+            if f is None or f["comm"] != p.comm or \
+                    f.get("cgroup", "") != cgroup:
                 f = p.fields = {"pid": p.pid, "comm": p.comm,
                                 "start_ns": p.start}
+                if cgroup:
+                    f["cgroup"] = cgroup
             p.row = row = Row(key, f, p.counts) \
                 if not p.counts.is_zero() else False
         return row
@@ -455,6 +521,15 @@ def _floor(n, shown):
     if shown is None or all(map(ge, n, shown)):
         return n
     return list(map(max, n, shown))
+
+
+def _detail_of(have, add):
+    """A copy of detail `add` (a collector's running sums, which change
+    after the snapshot is handed out), added to `have`."""
+    out = dict(have) if have else {}
+    for k, v in add.items():
+        out[k] = out.get(k, 0) + v
+    return out or None
 
 
 def _add(dst, src):

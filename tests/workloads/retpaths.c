@@ -1430,6 +1430,53 @@ static const struct {
 	{ "rflags_tf",		E_TF },
 };
 
+/* ------------------------------------------------------------------ */
+/* sigurg: Go-style preemption signals, from two threads                 */
+/* ------------------------------------------------------------------ */
+
+static volatile long g_urg_count, g_alrm_count;
+
+static void on_urg(int sig, siginfo_t *si, void *uc)
+{
+	(void)si;
+	(void)uc;
+	__atomic_fetch_add(sig == SIGURG ? &g_urg_count : &g_alrm_count, 1,
+			   __ATOMIC_RELAXED);
+}
+
+/* Each thread signals itself: SIGURG every iteration (as Go's runtime
+ * preempts), SIGALRM every fourth; each handler frame is built on the
+ * way out of that tgkill. */
+static void *sigurg_loop(void *arg)
+{
+	long n = (long)arg, tid = gettid(), pid = getpid();
+
+	for (long i = 0; i < n; i++) {
+		if (rsys(__NR_tgkill, pid, tid, SIGURG, 0, 0))
+			die("tgkill(SIGURG) failed");
+		if (i % 4 == 0 && rsys(__NR_tgkill, pid, tid, SIGALRM, 0, 0))
+			die("tgkill(SIGALRM) failed");
+	}
+	return NULL;
+}
+
+static int run_sigurg(long n)
+{
+	pthread_t t;
+
+	install(SIGURG, on_urg, 0);
+	install(SIGALRM, on_urg, 0);
+	if (pthread_create(&t, NULL, sigurg_loop, (void *)n))
+		die("pthread_create failed");
+	sigurg_loop((void *)n);
+	if (pthread_join(t, NULL))
+		die("pthread_join failed");
+	if (g_urg_count != 2 * n || g_alrm_count != 2 * ((n + 3) / 4))
+		die("handlers ran %ld SIGURG, %ld SIGALRM", (long)g_urg_count,
+		    (long)g_alrm_count);
+	return report_ok("sigurg", n, NULL);
+}
+
 static void usage(void)
 {
 	static const char msg[] =
@@ -1440,7 +1487,7 @@ static void usage(void)
 		"           restart fork exec ptrace rseq async_signal churn\n"
 		"           seccomp_errno nosys ptrace_detach ptrace_origax\n"
 		"           ptrace_sigstop ptrace_eintr ptrace_migrate threads\n"
-		"           exec_thread ptrace_groupstop ptrace_step\n";
+		"           exec_thread ptrace_groupstop ptrace_step sigurg\n";
 
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
 		/* ignore */
@@ -1503,5 +1550,7 @@ int main(int argc, char **argv)
 		return run_async_signal(n);
 	if (!strcmp(argv[1], "churn"))
 		return run_churn(n);
+	if (!strcmp(argv[1], "sigurg"))
+		return run_sigurg(n);
 	usage();
 }
