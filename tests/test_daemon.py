@@ -82,6 +82,10 @@ def test_routes_methods_and_query(served):
     fams = parse_metrics(body.decode())
     assert value(fams, "sysretstat_returns_total", path="iret",
                  reason="signal") == 7
+    # The bounded families are there from the first scrape.
+    assert value(fams, "sysretstat_cgroup_returns_total", cgroup="other",
+                 path="sysret") == 105
+    assert fams["sysretstat_reason_detail_total"]["type"] == "counter"
     code, h, body = get(url + "/api/v1/snapshot?top=1")
     doc = json.loads(body)
     assert code == 200 and h["Content-Type"] == "application/json"

@@ -201,6 +201,21 @@ def test_exposure_warning():
     assert "[::]:9717" in w and "every process and thread" in w
 
 
+def scrape_never_lower(st, last, step):
+    """The families of a scrape of `st`, after checking that no *_total
+    sample is lower than its value in `last` (the last seen of each,
+    updated here), also after an absence."""
+    fams = parse_metrics(st.render("metrics")[0].decode())
+    for fam, f in fams.items():
+        if not fam.endswith("_total"):
+            continue
+        for name, labels, v in f["samples"]:
+            key = (name, tuple(sorted(labels.items())))
+            assert v >= last.get(key, 0), (step, key, last[key], v)
+            last[key] = v
+    return fams
+
+
 def test_no_total_goes_down_across_publishes():
     """Every sysretstat_*_total sample over 300 publishes where commands
     enter and leave the top-N, rendered as scrapes see them."""
@@ -222,13 +237,6 @@ def test_no_total_goes_down_across_publishes():
         st.publish(snapshot([(k + 1, n, counts(sysret=v[0], signal=v[1]))
                              for k, (n, v) in enumerate(cum.items())]),
                    snapshot(delta))
-        fams = parse_metrics(st.render("metrics")[0].decode())
-        for fam, f in fams.items():
-            if not fam.endswith("_total"):
-                continue
-            for name, labels, v in f["samples"]:
-                key = (name, tuple(sorted(labels.items())))
-                assert v >= last.get(key, 0), (step, key, last[key], v)
-                last[key] = v
+        scrape_never_lower(st, last, step)
     assert len([k for k in last if k[0] ==
                 "sysretstat_comm_returns_total"]) > 2 * 3

@@ -278,7 +278,7 @@ def test_comm_series_of_a_lone_snapshot_sum_to_totals():
     s = snapshot([(i, "c%d" % (i % 7), counts(sysret=i, signal=i % 3))
                   for i in range(1, 60)])
     s.totals.n[abi.O_SYSRET] += 17     # evicted, in no row
-    series = prometheus.comm_series_from_snapshot(s, top=3)
+    series = prometheus.field_series_from_snapshot(s, "comm", top=3)
     assert len(series) == 4 and series[-1][0] == "other"
     assert sum(v[0] for _, v in series) == s.totals.sysret
     assert sum(v[1] for _, v in series) == s.totals.iret

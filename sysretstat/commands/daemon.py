@@ -23,8 +23,13 @@ from sysretstat.kernel.tracer import Options
 @click.option("--top", "top", type=click.IntRange(0, 10000), default=10,
               show_default=True,
               metavar="N",
-              help="Command names exported as their own comm label; the "
-                   "rest are comm=\"other\".")
+              help="Command names exported as their own comm label (and "
+                   "tracers' as their own ptrace detail); the rest are "
+                   "\"other\".")
+@click.option("--top-cgroups", type=click.IntRange(0, 10000), default=10,
+              show_default=True, metavar="N",
+              help="Cgroups exported as their own cgroup label; the rest "
+                   "are cgroup=\"other\".")
 @click.option("--max-processes", type=click.IntRange(1, 1 << 24),
               default=1024, show_default=True,
               metavar="N",
@@ -43,8 +48,8 @@ from sysretstat.kernel.tracer import Options
               help="Enable kernel BPF run-time stats to export the BPF "
                    "programs' own CPU time (costs two clock reads per BPF "
                    "program run, host-wide, while on).")
-def command(listen, interval, top, max_processes, max_threads, cgroup,
-            no_latency, expose_processes, bpf_stats):
+def command(listen, interval, top, top_cgroups, max_processes, max_threads,
+            cgroup, no_latency, expose_processes, bpf_stats):
     """Trace the whole host and serve the counters over HTTP until
     SIGTERM/SIGINT: /metrics (Prometheus), /api/v1/snapshot and
     /api/v1/interval (report schema), /healthz.
@@ -65,7 +70,8 @@ def command(listen, interval, top, max_processes, max_threads, cgroup,
     warning = daemon.exposure_warning(host, port, expose_processes)
     if warning:
         daemon.log.warning("warning: %s", warning)
-    state = daemon.State(top=top, penalty=calibration.load(),
+    state = daemon.State(top=top, top_cgroups=top_cgroups,
+                         penalty=calibration.load(),
                          expose_processes=expose_processes,
                          interval_s=interval)
     # Bind before loading anything: a busy port is reported at once and

@@ -1,9 +1,10 @@
 """Render a Snapshot in the Prometheus text exposition format (0.0.4).
 
-Pure functions of a Snapshot (plus, for the daemon, its per-command
-counters); nothing here reads the kernel.  Metric names and labels are
-a contract (README, "Prometheus, Grafana and fleets"; sysretstat-daemon(8));
-everything else is an additive extension.
+Pure functions of a Snapshot (plus, for the daemon, its per-command,
+per-cgroup and reason detail counters); nothing here reads the kernel.
+Metric names and labels are a contract (README, "Prometheus, Grafana
+and fleets"; sysretstat-daemon(8)); everything else is an additive
+extension.
 """
 
 import datetime
@@ -72,29 +73,32 @@ def family(name, mtype, help_text, samples):
     return out
 
 
-# Per-command counters ----------------------------------------------------
+# Series per name, bounded ----------------------------------------------
 def _path_counts(n):
     """[sysret, iret, eretu] of an outcome vector."""
     return [n[reasons.O_SYSRET], sum(n[reasons.FIRST_IRET:]), n[reasons.O_ERETU]]
 
 
-def comm_paths(snap):
-    """{comm: [sysret, iret, eretu] returns} summed over processes."""
+def field_paths(snap, field):
+    """{value of a process field (comm, cgroup): [sysret, iret, eretu]
+    returns} summed over processes; "" for processes without it."""
     out = {}
     for row in snap.processes.values():
-        v = out.setdefault(row.fields.get("comm") or "", [0, 0, 0])
+        v = out.setdefault(row.fields.get(field) or "", [0, 0, 0])
         for i, x in enumerate(_path_counts(row.counts.n)):
             v[i] += x
     return out
 
 
-class CommCounters:
-    """Returns per command name, as Prometheus counters with few labels.
+class TopCounters:
+    """Counters per name (a command, a cgroup, a tracer), as Prometheus
+    series with few labels: each name's series holds a vector of
+    `width` counts (a path's returns, or one count).
 
-    Fed with each interval's delta, so counts of processes the collector
+    Fed with each interval's increments, so counts of rows the collector
     has since evicted are kept.  At most `top` names are exported as
-    their own series; the rest add to comm="other".  The exported set
-    changes only when a command's recent rate (decayed over intervals)
+    their own series; the rest add to "other".  The exported set
+    changes only when a name's recent rate (decayed over intervals)
     exceeds twice that of the weakest exported one.  No series ever goes
     down or comes back lower than it was (Prometheus would read either
     as a counter reset): a name seen for the first time starts at zero
@@ -104,70 +108,86 @@ class CommCounters:
     resumes from the retired value.  At most `retired_max` names are
     remembered that way; once that many have been retired, the exported
     set stops changing rather than forget one.
+
+    eager: while fewer than `top` names are exported, a name gets its
+    series in the interval it is first seen, counting that interval:
+    for small vocabularies (signal names), where the rare name is the
+    one worth seeing, rather than a stream of short-lived ones.
     """
 
     HYSTERESIS = 2.0
     MIN_INTERVALS = 3
 
     def __init__(self, top=10, candidates=None, decay=0.5,
-                 retired_max=None):
+                 retired_max=None, width=3, eager=False):
         self.top = max(0, int(top))
         self.retired_max = retired_max or max(1024, 16 * self.top)
-        self.retired = {}           # comm -> its value when it left
+        self.retired = {}           # name -> its value when it left
         # Scores are remembered for a bounded number of names only: a
         # host that runs a million differently named processes must not
         # grow this table.
         self.candidates = candidates or max(64, 8 * self.top)
         self.decay = decay
-        self.exported = {}          # comm -> [sysret, iret, eretu]
-        self.other = [0, 0, 0]
-        self.score = {}             # comm -> decayed returns per interval
-        self.hits = {}              # comm -> intervals with returns
+        self.eager = eager
+        self.exported = {}          # name -> [count per column]
+        self.other = [0] * width
+        self.score = {}             # name -> decayed returns per interval
+        self.hits = {}              # name -> intervals with returns
 
-    def update(self, delta):
-        """Add one interval (a Snapshot from Snapshot.delta)."""
-        inc = comm_paths(delta)
-        rest = _path_counts(delta.totals.n)
-        for comm, v in inc.items():
-            dst = self.exported.get(comm)
+    def add(self, inc, total):
+        """Add one interval: `inc` {name: [count per column]} of the
+        named rows, `total` [count per column] of everything, rows or
+        not."""
+        if self.eager:
+            self._admit(inc)
+        rest = list(total)
+        for name, v in inc.items():
+            dst = self.exported.get(name)
             if dst is None:
                 dst = self.other
-            for i in range(3):
-                dst[i] += max(0, v[i])
-                rest[i] -= v[i]
-        # Returns of processes that came and went (evicted) within the
-        # interval belong to no row; they count as "other".
-        for i in range(3):
-            self.other[i] += max(0, rest[i])
+            for i, x in enumerate(v):
+                dst[i] += max(0, x)
+                rest[i] -= x
+        # What no row holds (returns of rows that came and went within
+        # the interval, evicted) counts as "other".
+        for i, x in enumerate(rest):
+            self.other[i] += max(0, x)
         self._rescore(inc)
 
+    def _admit(self, inc):
+        new = sorted((n for n, v in inc.items() if n and n != OTHER and
+                      n not in self.exported and sum(v) > 0),
+                     key=lambda n: (-sum(inc[n]), n))
+        for name in new[:max(0, self.top - len(self.exported))]:
+            self._export(name)
+
     def _rescore(self, inc):
-        for comm in list(self.score):
-            self.score[comm] *= self.decay
-        for comm, v in inc.items():
-            if comm and comm != OTHER and sum(v) > 0:
-                self.score[comm] = self.score.get(comm, 0.0) + sum(v)
-                self.hits[comm] = self.hits.get(comm, 0) + 1
-        for comm in [c for c, s in self.score.items()
+        for name in list(self.score):
+            self.score[name] *= self.decay
+        for name, v in inc.items():
+            if name and name != OTHER and sum(v) > 0:
+                self.score[name] = self.score.get(name, 0.0) + sum(v)
+                self.hits[name] = self.hits.get(name, 0) + 1
+        for name in [c for c, s in self.score.items()
                      if s < 0.5 and c not in self.exported]:
-            self._forget(comm)
+            self._forget(name)
         if len(self.score) > self.candidates:
             keep = sorted(self.score, key=self.score.get, reverse=True)
-            for comm in keep[self.candidates:]:
-                if comm not in self.exported:
-                    self._forget(comm)
+            for name in keep[self.candidates:]:
+                if name not in self.exported:
+                    self._forget(name)
         ranked = sorted((c for c in self.score if c not in self.exported
                          and self.hits[c] >= self.MIN_INTERVALS),
                         key=lambda c: (-self.score[c], c))
-        for comm in ranked:
+        for name in ranked:
             if len(self.exported) < self.top:
-                self._export(comm)
+                self._export(name)
                 continue
             if not self.exported:
                 break
             weakest = min(self.exported,
                           key=lambda c: (self.score.get(c, 0.0), c))
-            if self.score[comm] > self.HYSTERESIS * max(
+            if self.score[name] > self.HYSTERESIS * max(
                     self.score.get(weakest, 0.0), 0.5):
                 if weakest not in self.retired and \
                         len(self.retired) >= self.retired_max:
@@ -175,37 +195,139 @@ class CommCounters:
                     # back lower: keep the set as it is instead.
                     break
                 self.retired[weakest] = self.exported.pop(weakest)
-                self._export(comm)
+                self._export(name)
             else:
                 break
 
-    def _export(self, comm):
+    def _export(self, name):
         # A name that was exported before resumes from its value.
-        self.exported[comm] = self.retired.pop(comm, None) or [0, 0, 0]
+        self.exported[name] = self.retired.pop(name, None) or \
+            [0] * len(self.other)
 
-    def _forget(self, comm):
-        del self.score[comm]
-        del self.hits[comm]
+    def _forget(self, name):
+        del self.score[name]
+        del self.hits[name]
 
     def series(self):
-        """[(comm, [sysret, iret, eretu])], exported names then other."""
-        rows = sorted(self.exported.items(), key=lambda kv: kv[0])
+        """[(name, [count per column])], exported names A to Z, then
+        "other"; copies, which later intervals leave as they are."""
+        rows = sorted((k, list(v)) for k, v in self.exported.items())
         return rows + [(OTHER, list(self.other))]
 
 
-def comm_series_from_snapshot(snap, top=10):
-    """The per-command series of one cumulative snapshot on its own.
+class FieldCounters(TopCounters):
+    """Returns per value of a process field, by path ([sysret, iret,
+    eretu]); `field` is the subclass's."""
 
-    For rendering a snapshot outside the daemon: the top names by
+    field = None
+
+    def __init__(self, top=10, **kwargs):
+        super().__init__(top, width=len(PATHS), **kwargs)
+
+    def update(self, delta):
+        """Add one interval (a Snapshot from Snapshot.delta)."""
+        self.add(field_paths(delta, self.field),
+                 _path_counts(delta.totals.n))
+
+
+class CommCounters(FieldCounters):
+    """sysretstat_comm_returns_total: per command name."""
+
+    field = "comm"
+
+
+class CgroupCounters(FieldCounters):
+    """sysretstat_cgroup_returns_total: per cgroup v2 path."""
+
+    field = "cgroup"
+
+
+# Reasons whose detail is a name anyone can choose (ptrace: the tracer's
+# comm) rather than one of a small vocabulary: their names are bounded
+# by the tracer top.  Every other reason's names are bounded at
+# DETAIL_MAX (64 signals, 4 restart codes, 2 kinds of fork).
+FREE_DETAIL = ("ptrace",)
+DETAIL_MAX = 64
+
+
+def _detail_by_reason(counts):
+    """{reason: {detail: [returns]}} of a Counts' detail."""
+    out = {}
+    for (reason, name), v in (counts.detail or {}).items():
+        if reason in reasons.REASONS:
+            out.setdefault(reason, {})[name] = [v]
+    return out
+
+
+def _detail_top(reason, tracers):
+    return tracers if reason in FREE_DETAIL else DETAIL_MAX
+
+
+class DetailCounters:
+    """sysretstat_reason_detail_total: per reason that has had a detail,
+    a TopCounters of its detail names (eager: a rare signal shows at
+    once), its "other" holding the reason's returns no exported name
+    holds, so that a reason's series sum to its returns (until a name
+    is retired)."""
+
+    def __init__(self, tracers=10):
+        self.tracers = tracers
+        self.by_reason = {}
+        # Each outcome's returns so far: a reason's "other" starts from
+        # what it had before its first detail.
+        self.seen = [0] * len(reasons.OUTCOMES)
+
+    def update(self, delta):
+        """Add one interval (a Snapshot from Snapshot.delta)."""
+        t = delta.totals
+        inc = _detail_by_reason(t)
+        for reason in inc:
+            if reason not in self.by_reason:
+                tc = TopCounters(_detail_top(reason, self.tracers),
+                                 width=1, eager=True)
+                tc.other[0] = self.seen[reasons.OUTCOMES.index(reason)]
+                self.by_reason[reason] = tc
+        for reason, tc in self.by_reason.items():
+            tc.add(inc.get(reason, {}), [t.n[reasons.OUTCOMES.index(reason)]])
+        for i, x in enumerate(t.n):
+            self.seen[i] += max(0, x)
+
+    def series(self):
+        """[(reason, detail, returns)], reasons A to Z, each reason's
+        exported names A to Z and then "other"."""
+        return [(reason, name, v[0])
+                for reason in sorted(self.by_reason)
+                for name, v in self.by_reason[reason].series()]
+
+
+def _cut(by_name, total, top):
+    """The `top` largest of {name: [counts]} (A to Z) and "other": the
+    rest of `total`, so that the series sum to it."""
+    names = sorted((c for c in by_name if c and c != OTHER),
+                   key=lambda c: (-sum(by_name[c]), c))[:top]
+    other = list(total)
+    for c in names:
+        other = [max(0, a - b) for a, b in zip(other, by_name[c])]
+    return sorted((c, by_name[c]) for c in names) + [(OTHER, other)]
+
+
+def field_series_from_snapshot(snap, field, top=10):
+    """The per-comm or per-cgroup series of one cumulative snapshot on
+    its own.
+
+    For rendering a snapshot outside the daemon: the top values by
     returns, the rest (and what the collector evicted) as "other".
     """
-    by_comm = comm_paths(snap)
-    names = sorted((c for c in by_comm if c and c != OTHER),
-                   key=lambda c: (-sum(by_comm[c]), c))[:top]
-    other = _path_counts(snap.totals.n)
-    for c in names:
-        other = [max(0, a - b) for a, b in zip(other, by_comm[c])]
-    return sorted((c, by_comm[c]) for c in names) + [(OTHER, other)]
+    return _cut(field_paths(snap, field), _path_counts(snap.totals.n), top)
+
+
+def detail_series_from_snapshot(snap, tracers=10):
+    """DetailCounters.series() of one cumulative snapshot on its own."""
+    t = snap.totals
+    return [(reason, name, v[0])
+            for reason, by in sorted(_detail_by_reason(t).items())
+            for name, v in _cut(by, [t.n[reasons.OUTCOMES.index(reason)]],
+                                _detail_top(reason, tracers))]
 
 
 # The metrics ---------------------------------------------------------------
@@ -232,10 +354,14 @@ def _hist_samples(h, path):
     return samples
 
 
-def render(snap, comms=None, top=10, penalty=None, extra=()):
+def render(snap, comms=None, top=10, penalty=None, extra=(),
+           cgroups=None, details=None, top_cgroups=None):
     """The /metrics text of a cumulative Snapshot.
 
-    comms: CommCounters (the daemon's), else derived from `snap`.
+    comms, cgroups, details: CommCounters, CgroupCounters and
+    DetailCounters (the daemon's, which keep their series monotonic
+    across intervals), else derived from `snap` alone, with `top`
+    command and tracer names and `top_cgroups` (default `top`) cgroups.
     penalty: a calibration (see calibration.py) or None.
     extra: more lines (already formatted families) to append.
     """
@@ -257,6 +383,16 @@ def render(snap, comms=None, top=10, penalty=None, extra=()):
                     "Syscall returns to user mode by path and, for IRET, "
                     "the reason (reason=\"\" for the fast path).", samples)
 
+    rows = details.series() if details is not None else \
+        detail_series_from_snapshot(snap, top)
+    lines += family("sysretstat_reason_detail_total", "counter",
+                    "IRET returns of a reason by what it was: the signal, "
+                    "the restart code, the tracer's command name (the "
+                    "busiest few), thread or process for fork_child; "
+                    "detail=\"other\" for the rest.",
+                    [("", (("reason", r), ("detail", d)), v)
+                     for r, d, v in rows])
+
     if t.lat is not None:
         samples = []
         for path, h in zip((snap.fast_path, "iret"), t.lat):
@@ -265,14 +401,18 @@ def render(snap, comms=None, top=10, penalty=None, extra=()):
                         "Time from sys_enter to sys_exit, by return path.",
                         samples)
 
-    series = comms.series() if comms is not None else \
-        comm_series_from_snapshot(snap, top)
     paths = _fast_paths(snap) + ("iret",)
-    samples = [("", (("comm", comm), ("path", p)), v[PATHS.index(p)])
-               for comm, v in series for p in paths]
-    lines += family("sysretstat_comm_returns_total", "counter",
-                    "Returns by command name: the busiest few names, the "
-                    "rest as comm=\"other\".", samples)
+    series = comms.series() if comms is not None else \
+        field_series_from_snapshot(snap, "comm", top)
+    lines += _by_name("sysretstat_comm_returns_total", "comm", series,
+                      paths, "Returns by command name: the busiest few "
+                      "names, the rest as comm=\"other\".")
+    series = cgroups.series() if cgroups is not None else \
+        field_series_from_snapshot(
+            snap, "cgroup", top if top_cgroups is None else top_cgroups)
+    lines += _by_name("sysretstat_cgroup_returns_total", "cgroup", series,
+                      paths, "Returns by cgroup v2 path: the busiest few "
+                      "cgroups, the rest as cgroup=\"other\".")
 
     samples = []
     for (abi_name, nr), row in sorted(
@@ -330,6 +470,13 @@ def render(snap, comms=None, top=10, penalty=None, extra=()):
                     [("", (), float(meta.get("duration_s") or 0.0))])
     lines += list(extra)
     return "\n".join(lines) + "\n"
+
+
+def _by_name(name, label, series, paths, help_text):
+    """A counter family of [(name, [sysret, iret, eretu])] by path."""
+    return family(name, "counter", help_text,
+                  [("", ((label, n), ("path", p)), v[PATHS.index(p)])
+                   for n, v in series for p in paths])
 
 
 def penalty_lines(cal):

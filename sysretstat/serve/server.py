@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from sysretstat import __version__
 from sysretstat.render import prometheus
 from sysretstat.errors import SysretstatError, UsageError
+from sysretstat.model.fields import TABLES
 from sysretstat.model.quietgc import FrameGC
 from sysretstat.ticker import AT_ONCE, Ticker
 
@@ -107,8 +108,8 @@ class _Flight:
 
 
 class _Series:
-    """The per-command series as they were at publish time (what
-    prometheus.render asks a CommCounters for)."""
+    """Series as they were at publish time (what prometheus.render asks
+    a CommCounters, CgroupCounters or DetailCounters for)."""
 
     def __init__(self, rows):
         self.rows = rows
@@ -129,17 +130,22 @@ class State:
     CACHE_MAX = 32
 
     def __init__(self, top=10, penalty=None, report_top=None,
-                 expose_processes=False, interval_s=None):
+                 expose_processes=False, interval_s=None, top_cgroups=10):
         self.lock = threading.Lock()
         self.interval_s = interval_s    # the collection's period
         self.top = top
+        self.top_cgroups = top_cgroups
         self.penalty = penalty
         self.report_top = report_top
         self.expose_processes = expose_processes
         self.cumulative = None
         self.interval = None
         self.comms = prometheus.CommCounters(top)
-        self.comm_series = []
+        self.cgroups = prometheus.CgroupCounters(top_cgroups)
+        # A tracer's name is a command name: --top bounds both, and
+        # --top 0 exports no command name at all.
+        self.details = prometheus.DetailCounters(tracers=top)
+        self.series = {}
         self.generation = 0
         self.published_at = None    # time.monotonic() of the last publish
         self.published_wall = None  # time.time() of it, for clients
@@ -150,13 +156,16 @@ class State:
     def publish(self, cumulative, interval, count_interval=True):
         """Make these the snapshots served (the daemon's thread only)."""
         if count_interval:
-            self.comms.update(interval)
-        series = [(c, list(v)) for c, v in self.comms.series()]
+            for counters in (self.comms, self.cgroups, self.details):
+                counters.update(interval)
+        series = {"comms": _Series(self.comms.series()),
+                  "cgroups": _Series(self.cgroups.series()),
+                  "details": _Series(self.details.series())}
         # Read here, once per interval, so that a scrape reads nothing.
         extra = prometheus.process_lines()
         with self.lock:
             self.cumulative, self.interval = cumulative, interval
-            self.comm_series = series
+            self.series = series
             self.process_lines = extra
             self.generation += 1
             self.published_at = time.monotonic()
@@ -184,7 +193,7 @@ class State:
             owner = flight is None
             if owner:
                 flight = self._flights[key] = _Flight()
-            inputs = (self.cumulative, self.interval, self.comm_series,
+            inputs = (self.cumulative, self.interval, self.series,
                       self.process_lines, self._publication(gen))
         if not owner:
             flight.done.wait()
@@ -220,12 +229,16 @@ class State:
             return gzip.compress(body, 5), ctype
         if what == "metrics":
             body = prometheus.render(
-                cumulative, comms=_Series(series), penalty=self.penalty,
-                extra=extra).encode()
+                cumulative, penalty=self.penalty, extra=extra,
+                **series).encode()
             return body, prometheus.CONTENT_TYPE
         snap = cumulative if what == "snapshot" else interval
+        # The stored tables only, named rather than left to a default
+        # that may grow: a grouped one (comms, cgroups) holds every name
+        # the process table has, past --top's bound, whether or not
+        # --expose-processes serves that table.
         doc = snap.to_report(top=top if top is not None
-                             else self.report_top)
+                             else self.report_top, tables=TABLES)
         doc["meta"] = dict(doc["meta"], daemon=publication)
         if self.penalty is not None:
             # This host's calibration: a fleet's COST/s is each host's
@@ -679,8 +692,8 @@ def exposure_warning(host, port, expose_processes):
     """The warning for a --listen address others can reach, or None."""
     if is_loopback(host):
         return None
-    what = ("per-syscall, per-reason and per-command-name counts and "
-            "latency")
+    what = ("per-syscall, per-reason, per-command-name and per-cgroup "
+            "counts and latency")
     if expose_processes:
         what += (", and every process and thread (pid, comm, counts, "
                  "latency; --expose-processes)")
