@@ -132,6 +132,10 @@ const volatile struct sr_config cfg SEC(".rodata.cfg") = {};
 
 /* One copy for every CPU: only atomic adds keep its counts whole. */
 struct sr_lost lost = {};
+/* Per syscall slot: sys_enter times 1 in 2^shift of the slot's calls
+ * (0: every call); user space chooses the shifts each interval.  A
+ * section of its own: written while the programs run. */
+__u8 sample_shift[SR_NR_SLOTS] SEC(".data.sample") = {};
 /* Tasks marked T_STOPPED: while none are, a switch-in costs one load.
  * A section of its own: user space reads .bss as struct sr_lost. */
 __s64 stopped_on_exit SEC(".data.stops") = 0;

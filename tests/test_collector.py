@@ -77,6 +77,74 @@ def test_reason_detail_entries_go_with_their_threads(workloads):
         col.close()
 
 
+def test_sampled_durations_match_every_duration(workloads):
+    # Two collections of one workload at once: one times every call, the
+    # other 1 in 4 (every syscall sampled, at random).  The sampled
+    # durations are a random quarter of the same calls: the same
+    # distribution, within a histogram bucket (12.5%), and about a
+    # quarter as many; the counts of both are exact.
+    n = 2000
+    cmd = GatedCommand([os.path.join(workloads, "retpaths"), "churn",
+                        str(n)])
+    every = Collector(Options(filter=True, latency_sample=1))
+    sampled = Collector(Options(filter=True, latency_sample=4,
+                                sample_every_syscall=True))
+    every.start()
+    try:
+        sampled.start()
+        try:
+            every.add_pid(cmd.pid, follow=True)
+            sampled.add_pid(cmd.pid, follow=True)
+            assert cmd.wait() == 0
+            s_sampled = sampled.stop()
+        finally:
+            sampled.close()
+        s_every = every.stop()
+    finally:
+        every.close()
+    assert s_every.totals.n == s_sampled.totals.n
+    key = ("x64", 35)      # nanosleep
+    full = s_every.syscalls[key].counts.lat[0]
+    part = s_sampled.syscalls[key].counts.lat[0]
+    assert full.count == n
+    assert n / 4 * 0.7 < part.count < n / 4 * 1.3, part.count
+    for q in (.5, .9):
+        a, b = full.percentile(q), part.percentile(q)
+        assert abs(a - b) <= 0.125 * a, (q, a, b)
+    assert s_sampled.meta["latency_sample"] == 4
+    assert "x64:nanosleep" in s_sampled.meta["latency_sampled"]
+    why = s_sampled.to_report()["meta"]["untimed_why"]
+    assert why["sampled"] > 0 and why["no_sys_enter"] == 0, why
+
+
+def test_a_hot_syscall_is_sampled_and_its_counts_stay_exact(workloads):
+    # Default rate (1 in 64): a getppid loop far above 100 samples a
+    # second is sampled once the first decision window has seen it;
+    # every return is still counted, and the untimed ones are put down
+    # to sampling exactly.
+    calls = 3000000
+    cmd = GatedCommand([os.path.join(workloads, "retpaths"), "sysret",
+                        str(calls)])
+    col = Collector(Options(filter=True))
+    col.start()
+    try:
+        col.add_pid(cmd.pid, follow=True)
+        cmd.release()
+        while cmd.poll() is None:
+            col.snapshot()
+        assert cmd.wait() == 0
+        s = col.stop()
+    finally:
+        col.close()
+    getppid = s.syscalls[("x64", 110)].counts
+    assert getppid.sysret == calls
+    assert s.meta["latency_sample"] == 64
+    assert s.meta["latency_sampled"] == ["x64:getppid"]
+    assert getppid.lat[0].count < calls
+    why = s.to_report()["meta"]["untimed_why"]
+    assert why["sampled"] == calls - getppid.lat[0].count, why
+
+
 def test_la57_raises_the_noncanonical_limit(workloads):
     # With 5-level paging TASK_SIZE_MAX is 2^56 - 4096: the workload's
     # RIP 0x8000000000000000 still fails, with the same reason.

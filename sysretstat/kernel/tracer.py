@@ -56,6 +56,8 @@ class Options:
     comm: str = ""              # only tasks of this name
     cgroup: str = ""            # only tasks in this cgroup v2 subtree
     bpf_stats: bool = False     # enable kernel BPF run-time statistics
+    latency_sample: int = 64    # time 1 in N calls of hot syscalls
+    sample_every_syscall: bool = False   # tests: all syscalls at that rate
 
 
 @dataclass
@@ -273,6 +275,14 @@ class Tracer:
                                         d[_D_TRACER]),
                         int.from_bytes(v[:8], "little"), k))
         return out
+
+    def set_sample_shifts(self, shifts):
+        """Time 1 in 2^shifts[slot] calls of each syscall slot from now
+        on (bytes of abi.NR_SLOTS; source/sampling.py chooses them)."""
+        if len(shifts) != abi.NR_SLOTS:
+            raise ValueError("%d shifts for %d slots"
+                             % (len(shifts), abi.NR_SLOTS))
+        self.obj.map(".data.sample").update(_u32(0), bytes(shifts))
 
     def forget_details(self, keys):
         """Delete entries of the details map (threads whose exit user

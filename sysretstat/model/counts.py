@@ -205,12 +205,19 @@ class Counts:
         return (max(0, n[abi.O_SYSRET] + n[abi.O_ERETU] - lat[0].count),
                 max(0, sum(n[abi.FIRST_IRET:]) - lat[1].count))
 
-    def untimed_why(self):
+    def untimed_why(self, sampled=None):
         """Why returns have no duration: {"fork_child": n, "no_sys_enter":
-        n} (a fork child's first return takes IRET and is never timed)."""
+        n} (a fork child's first return takes IRET and is never timed),
+        and with `sampled` (the collector's count of returns its 1-in-N
+        sampling left untimed) "sampled" too."""
         fast, iret = self.untimed()
         fork = min(self.n[abi.OUTCOMES.index("fork_child")], iret)
-        return {"fork_child": fork, "no_sys_enter": fast + iret - fork}
+        rest = fast + iret - fork
+        if sampled is None:
+            return {"fork_child": fork, "no_sys_enter": rest}
+        sampled = min(max(0, sampled), rest)
+        return {"fork_child": fork, "sampled": sampled,
+                "no_sys_enter": rest - sampled}
 
     @classmethod
     def from_json(cls, d):

@@ -168,6 +168,9 @@ class Snapshot:
             meta["duration_s"] = round(dt, 6)
             meta["lost"] = _lost_delta(self.meta.get("lost", {}),
                                        older.meta.get("lost", {}))
+            if "untimed_sampled" in meta:
+                meta["untimed_sampled"] -= older.meta.get(
+                    "untimed_sampled", 0)
         totals = self.totals if older is None else \
             self.totals.minus(older.totals)
         out = Snapshot(meta, totals.copy() if older is None else totals)
@@ -239,7 +242,8 @@ class Snapshot:
         fp = self.fast_path
         meta = self.meta
         if self.totals.lat is not None:
-            meta = dict(meta, untimed_why=self.totals.untimed_why())
+            meta = dict(meta, untimed_why=self.totals.untimed_why(
+                meta.get("untimed_sampled")))
         doc = {"schema": SCHEMA, "meta": meta,
                "totals": self.totals.to_json(fp)}
         # Grouped tables are in the document only when asked for: they

@@ -44,7 +44,8 @@ def _number(v):
 
 _META_STR = ("version", "kernel", "cpu_model", "hostname", "started_at",
              "command")
-_META_NUM = ("duration_s", "interval_s", "latency_sample")
+_META_NUM = ("duration_s", "interval_s", "latency_sample",
+             "untimed_sampled")
 _META_DICT = ("filters", "guard", "lost", "bpf", "recording")
 
 
@@ -88,6 +89,10 @@ def check_meta(meta):
     for k in ("comm", "cgroup"):
         if f.get(k) is not None and not isinstance(f[k], str):
             raise ValueError("meta.filters.%s is not a string" % k)
+    sampled = meta.get("latency_sampled")
+    if sampled is not None and not (isinstance(sampled, list) and all(
+            isinstance(x, str) for x in sampled)):
+        raise ValueError("meta.latency_sampled is not a list of syscalls")
     pids = f.get("pids")
     if pids is not None and not (isinstance(pids, list) and all(
             isinstance(p, int) and not isinstance(p, bool) for p in pids)):

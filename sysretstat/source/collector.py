@@ -21,6 +21,7 @@ from operator import add, ge, sub
 from sysretstat import __version__
 from sysretstat.kernel import abi, bpf, hostinfo
 from sysretstat.kernel.cgroups import CgroupPaths
+from sysretstat.source.sampling import Sampler
 from sysretstat.model.snapshot import Counts, Hist, Row, Snapshot
 from sysretstat.model.syscalls import syscall_name
 from sysretstat.kernel.tracer import Options, Tracer
@@ -105,8 +106,12 @@ class Collector:
         self._dirty = {"threads": set(), "processes": set()}
         self._stats_fd = -1
         self._t0 = None
+        self._last = None
         self.final = None
         self.cgroups = CgroupPaths()
+        o = self.options
+        self.sampler = Sampler(o.latency_sample, o.sample_every_syscall) \
+            if o.latency else None
         # Reason detail (see Tracer._read_details): the count last read
         # of each entry of the kernel's map, and the sums by thread,
         # process, syscall slot and CPU, each {(reason, detail): n}.
@@ -122,6 +127,8 @@ class Collector:
         # run on the host, which costs two clock reads per run.
         if self.options.bpf_stats:
             self._stats_fd = bpf.enable_run_stats()
+        if self.sampler is not None and any(self.sampler.initial()):
+            self.tracer.set_sample_shifts(self.sampler.initial())
         self.tracer.attach()
         self._t0 = self.clock()
         self.started_at = datetime.datetime.now(datetime.timezone.utc)
@@ -159,7 +166,15 @@ class Collector:
         raw = self.tracer.read()
         now = self.clock()
         self._apply(raw)
-        return self._build(raw, now - self._t0)
+        snap = self._build(raw, now - self._t0)
+        if self.sampler is not None:
+            shifts = self.sampler.update(snap.syscalls,
+                                         now - (self._last or self._t0))
+            self._last = now
+            if shifts is not None and self.tracer.attached:
+                self.tracer.set_sample_shifts(shifts)
+            snap.meta.update(self.sampler.meta())
+        return snap
 
     def _apply(self, raw):
         self._threads_update(raw.threads, dead=False)
