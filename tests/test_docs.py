@@ -2,6 +2,7 @@
 pages share one header (date, version) and format without warnings."""
 
 import glob
+import importlib
 import os
 import re
 import shutil
@@ -70,3 +71,20 @@ def test_man_pages_format_without_warnings(page):
                            env=dict(os.environ, MANWIDTH="80",
                                     LC_ALL="C.UTF-8", MAN_KEEP_FORMATTING=""))
         assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
+@pytest.mark.parametrize("name", ["report", "top", "diff"])
+def test_man_pages_name_every_view(name):
+    """The entry of `--by` in a command's man page names each of its
+    choices: a view added to the CLI and not to the page fails here."""
+    cmd = importlib.import_module("sysretstat.commands." + name).command
+    by = next(p for p in cmd.params if p.name == "by")
+    text = re.sub(r"\\f[BIRP]|\\", "", read(os.path.join(
+        ROOT, "man", "sysretstat-%s.8" % name)))
+    entry = re.search(r"^\.B[IR]? --by .*?(?=^\.(?:TP|SH))", text,
+                      re.M | re.S)
+    assert entry, name
+    for choice in by.type.choices:
+        if choice in ("processes", "threads", "syscalls", "cpus"):
+            continue        # report's plural spellings, kept quiet
+        assert re.search(r"\b%s\b" % choice, entry.group(0)), (name, choice)

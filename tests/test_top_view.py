@@ -189,7 +189,8 @@ def test_filter_prompt_is_shown_while_typing():
 
 def test_views_switch_with_tab_and_digits():
     s, st = snap(), ts.ViewState()
-    assert ts.VIEWS == ("process", "comm", "thread", "syscall", "cpu")
+    assert ts.VIEWS == ("process", "comm", "thread", "syscall", "cpu",
+                        "cgroup")
     ts.handle_key(st, "4", [])
     out = text(s, st)
     assert st.view == "syscall" and "[4 syscall]" in out
@@ -198,11 +199,18 @@ def test_views_switch_with_tab_and_digits():
     ts.handle_key(st, "tab", [])
     assert st.view == "cpu"
     ts.handle_key(st, "tab", [])
+    assert st.view == "cgroup"
+    ts.handle_key(st, "tab", [])
     assert st.view == "process"
     ts.handle_key(st, "tab", [])
     assert st.view == "comm"
     ts.handle_key(st, "btab", [])
     ts.handle_key(st, "btab", [])
+    assert st.view == "cgroup"
+    ts.handle_key(st, "btab", [])
+    assert st.view == "cpu"
+    # 6 is the host view's key, there only with --per-host.
+    ts.handle_key(st, "6", [])
     assert st.view == "cpu"
     ts.handle_key(st, "3", [])
     out = text(s, st)
@@ -422,6 +430,9 @@ def wide_snap():
         s.threads[(pid, 1)] = Row((pid, 1), {"pid": pid, "tid": pid,
                                              "comm": comm}, Counts(c.n))
         s.cpus[i + 1] = Row(i + 1, {"cpu": i + 1}, c.copy())
+    # A cgroup per process, as long as a service's name makes one.
+    for r in s.processes.values():
+        r.fields["cgroup"] = "/system.slice/%s.service" % r.fields["comm"]
     for i, (abi_, nr, name) in enumerate(LONGEST_SYSCALLS):
         reason = by_len[i]
         s.syscalls[(abi_, nr)] = Row((abi_, nr), {"nr": nr, "name": name,
@@ -448,7 +459,7 @@ def column(head, lines, title):
 
 
 VIEW_COLUMNS = {"process": ("PID", "COMM"), "thread": ("TID", "PID", "COMM"),
-                "comm": ("COMM", "PROCS"),
+                "comm": ("COMM", "PROCS"), "cgroup": ("CGROUP", "PROCS"),
                 "syscall": ("NR", "ABI", "SYSCALL"), "cpu": ("CPU",),
                 "host": ("HOST",)}
 
@@ -466,6 +477,9 @@ def check_layout(out, view, with_cost):
     if view in ("process", "thread", "comm"):
         assert all(len(c) == 15 or c in ("alpha", "beta", "gamma")
                    for c in column(head, lines, "COMM")), out
+    if view == "cgroup":
+        assert all(c.startswith("/system.slice/") and c.endswith(
+            ".service") for c in column(head, lines, "CGROUP")), out
     status = out.split("\n")[4]
     hidden = status.split("hidden: ")[1].split() if "hidden: " in status \
         else []

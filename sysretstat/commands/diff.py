@@ -9,7 +9,8 @@ from sysretstat.model import diff
 from sysretstat.errors import RecordFileError
 from sysretstat.penalty import calibration
 from sysretstat.render.units import fmt_ns, fmt_rate, fmt_time
-from sysretstat.render.width import fit_lines, fit_table, output_width
+from sysretstat.render.width import (fit_lines, fit_table,
+                                     fit_table_elided, output_width)
 from sysretstat.render.safe import safe
 
 
@@ -23,9 +24,16 @@ from sysretstat.render.safe import safe
               default=None, help="Output format (default: text).")
 @click.option("--top", type=click.IntRange(min=1), default=None, metavar="N",
               help="Rows per table (default 15 in text, all in json).")
-def command(before, after, as_json, fmt, top):
+@click.option("--by", type=click.Choice(diff.VIEWS), default=None,
+              metavar="VIEW",
+              help="Only this table of rows: comm (processes matched by "
+                   "name), cgroup (by cgroup v2 path) or syscall (default: "
+                   "comm, syscall, and cgroup where both runs have "
+                   "cgroups).")
+def command(before, after, as_json, fmt, top, by):
     """Compare two recordings (or `report --json` documents): per IRET
-    reason, process name and syscall, the change in counts, in IRET share
+    reason, process name, cgroup and syscall, the change in counts, in
+    IRET share
     and in per-path latency percentiles (with their sample counts; ~ marks
     a change within noise), largest change first.  Runs of different
     durations are also compared per second and per 1,000 returns; the
@@ -48,17 +56,29 @@ def command(before, after, as_json, fmt, top):
     if kb.split(".")[0] != ka.split(".")[0]:
         raise RecordFileError("cannot compare %s (schema %s) with %s "
                               "(schema %s)" % (pb, kb, pa, ka))
+    views = (by,) if by else None
+    note = None
+    if by == "cgroup":
+        old = [p for p, s in ((pb, sb), (pa, sa)) if diff.lacks_cgroups(s)]
+        if old:
+            note = "no cgroups in %s (recorded before sysretstat kept " \
+                "them): nothing to compare by cgroup" % " or ".join(
+                    safe(p) for p in old)
+            views = ()
     doc = diff.compare(sb, sa, top=top if fmt == "json" else None,
                        calibrations=[machine_calibration(s)
-                                     for s in (sb, sa)])
+                                     for s in (sb, sa)], views=views)
     doc["before"] = diff.describe(pb, sb, kb)
     doc["after"] = diff.describe(pa, sa, ka)
     if fmt == "json":
+        if note:
+            # The document stays one; the note is for the person.
+            sys.stderr.write("sysretstat: note: %s\n" % note)
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render(doc, top or 15, fmt == "markdown",
-                                width=output_width()))
+                                width=output_width(), note=note))
     return 0
 
 
@@ -228,8 +248,19 @@ def _calibration_line(doc):
     return "time lost: count x penalty; " + "; ".join(parts)
 
 
-def render(doc, top, markdown=False, width=None):
-    """The diff as text (or Markdown, which has no width)."""
+# The row tables of a diff document, in the order text shows them: the
+# member, its title, its identity cells and their headers.
+ROW_TABLES = (
+    ("processes", "By process name", lambda r: [safe(r["comm"])], ["comm"]),
+    ("cgroups", "By cgroup", lambda r: [safe(r["cgroup"]) or "?"],
+     ["cgroup"]),
+    ("syscalls", "By syscall", lambda r: [safe(r["abi"]), safe(r["name"])],
+     ["abi", "syscall"]))
+
+
+def render(doc, top, markdown=False, width=None, note=None):
+    """The diff as text (or Markdown, which has no width); `note`, a line
+    in place of the row tables (a run without cgroups, by cgroup)."""
     fmt = "github" if markdown else "simple"
     if markdown:
         width = None
@@ -243,9 +274,13 @@ def render(doc, top, markdown=False, width=None):
     out = []
 
     def cells_table(rows, idh):
-        return fit_table(rows, idh + heads, width,
-                         drop=[len(idh) + i for i in _drop(rates)],
-                         tablefmt=fmt, disable_numparse=True)
+        drop = [len(idh) + i for i in _drop(rates)]
+        if idh == ["cgroup"]:
+            # A long cgroup path gives up its start, not its leaf.
+            return fit_table_elided(rows, idh + heads, width, 0, drop=drop,
+                                    tablefmt=fmt, disable_numparse=True)
+        return fit_table(rows, idh + heads, width, drop=drop, tablefmt=fmt,
+                         disable_numparse=True)
 
     def section(title, body):
         out.append(("\n## %s\n\n" if markdown else "\n%s\n")
@@ -299,13 +334,14 @@ def render(doc, top, markdown=False, width=None):
         body = "no IRET returns in either run\n"
     section("IRET reasons", body)
 
-    for table, title, ident in (
-            ("processes", "By process name", lambda r: [safe(r["comm"])]),
-            ("syscalls", "By syscall",
-             lambda r: [safe(r["abi"]), safe(r["name"])])):
+    if note:
+        out.append("\n" + fit_lines(note, width) + "\n")
+    compared = doc.get("tables", ("processes", "syscalls"))
+    for table, title, ident, idh in ROW_TABLES:
+        if table not in compared:
+            continue
         rows = doc[table][:top]
         n = doc[table + "_total"]
-        idh = ["comm"] if table == "processes" else ["abi", "syscall"]
         body = cells_table([ident(r) + _row_cells(r, fast, rates, marked)
                             for r in rows], idh) + "\n" if rows \
             else "  (none)\n"

@@ -9,7 +9,8 @@ from sysretstat import record
 from sysretstat.render import json as render_json
 from sysretstat.errors import UsageError
 from sysretstat.render.csv import render_csv
-from sysretstat.render.text import VIEWS, render_report
+from sysretstat.render.text import (NO_CGROUPS, VIEWS, lacks_cgroups,
+                                    render_report)
 from sysretstat.render.width import output_width
 from sysretstat.model.fields import TABLES
 from sysretstat.model.snapshot import LATENCY_SORTS, SORT_KEYS
@@ -43,8 +44,9 @@ def load(path):
                                                  "syscalls", "cpus")),
               default=None, metavar="VIEW",
               help="Only this view: process, comm (processes summed by "
-                   "command name), thread, syscall, cpu, reason, latency or "
-                   "interval (default: all; csv: process).")
+                   "command name), cgroup (by cgroup v2 path), thread, "
+                   "syscall, cpu, reason, latency or interval (default: "
+                   "all; csv: process).")
 @click.option("--top", type=click.IntRange(min=1), default=None,
               metavar="N", help="Rows per table (default 20 in text and "
                                 "markdown, all in json and csv).")
@@ -78,6 +80,10 @@ def command(file, fmt, as_json, by, top, sort, plot):
         if fmt is None:
             return 0
     fmt = fmt or "text"
+    if by == "cgroup" and fmt in ("json", "csv") and lacks_cgroups(snap):
+        # Text says so in place of the table; a document stays one.
+        sys.stderr.write("sysretstat: note: %s: %s\n"
+                         % (safe(file), NO_CGROUPS))
     cal = machine_calibration(snap)
     if fmt == "json":
         doc = snap.to_report(top, render_json.tables_for(by), sort,

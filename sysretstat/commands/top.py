@@ -36,10 +36,11 @@ from sysretstat.errors import UsageError
 @click.option("--json", "as_json", is_flag=True,
               help="Batch: one JSON document per interval (report schema, "
                    "interval deltas), one per line.")
-@click.option("--by", type=click.Choice(top_state.VIEWS + ("host",)),
+@click.option("--by", type=click.Choice(top_state.VIEW_KEYS),
               default=None, help="Table shown first (default: process; "
                                  "host with --per-host); comm sums "
-                                 "processes by command name.")
+                                 "processes by command name, cgroup by "
+                                 "cgroup v2 path.")
 @click.option("--sort", type=click.Choice(top_state.SORT_KEYS),
               default="iret", show_default=True,
               help="Sort column (descending; id, name and reason "
@@ -55,8 +56,8 @@ from sysretstat.errors import UsageError
 @click.option("--connect", "urls", multiple=True, metavar="URL",
               help="Show running `sysretstat daemon`s (repeatable; their "
                    "counts are merged) instead of tracing locally.  The "
-                   "process, comm and thread views need daemons run with "
-                   "--expose-processes.")
+                   "process, comm, thread and cgroup views need daemons "
+                   "run with --expose-processes.")
 @click.option("--per-host", is_flag=True,
               help="With --connect: add a table of hosts (view 6).")
 @click.option("--frame-log", type=click.Path(dir_okay=False), hidden=True,
@@ -67,10 +68,11 @@ def command(pids, interval, batch, iterations, as_json, by, sort, top_n,
     """Live view of syscall returns: how many fall back to IRET, why,
     who causes them, and what each path's latency looks like.
 
-    Keys in the full-screen view: Tab or 1-5 switch the table (process,
-    comm, thread, syscall, cpu), s/S choose the sort column, r reverses it,
-    / filters by name or id, p pauses, arrows or j/k select, Enter opens
-    the detail pane, h shows help, q quits.
+    Keys in the full-screen view: Tab or 1-7 switch the table (process,
+    comm, thread, syscall, cpu, 6 host with --per-host, cgroup), s/S
+    choose the sort column, r reverses it, / filters by name or id, p
+    pauses, arrows or j/k select, Enter opens the detail pane, h shows
+    help, q quits.
     """
     check_interval(interval)
     if per_host and not urls:

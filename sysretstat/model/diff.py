@@ -1,15 +1,15 @@
-"""Compare two runs: per IRET reason, per process name and per syscall,
-the change in counts, in IRET share, in per-path latency percentiles and,
-given each machine's calibration, in time lost to IRET.
+"""Compare two runs: per IRET reason, per process name, per cgroup and
+per syscall, the change in counts, in IRET share, in per-path latency
+percentiles and, given each machine's calibration, in time lost to IRET.
 
-Processes are matched by name (pids differ between runs), syscalls by
-(abi, name).  Rows are ordered by impact: the absolute change in IRET
-returns, then in returns, then the relative change of the fast path's
-median latency (0 when that change is noise).  When the runs' durations
-differ (by more than DURATION_TOLERANCE) counts are also given per second
-and per 1,000 of the run's returns, and the order uses the per-second
-figures; otherwise counts are raw, as they are when a duration is
-unknown.
+Processes are matched by name (pids differ between runs), cgroups by
+path (where both runs have them), syscalls by (abi, name).  Rows are
+ordered by impact: the absolute change in IRET returns, then in
+returns, then the relative change of the fast path's median latency (0
+when that change is noise).  When the runs' durations differ (by more
+than DURATION_TOLERANCE) counts are also given per second and per 1,000
+of the run's returns, and the order uses the per-second figures;
+otherwise counts are raw, as they are when a duration is unknown.
 
 A latency change is flagged as noise (README.md, sysretstat-diff(8))
 when it is within BUCKET_ERROR, or when a side has fewer than
@@ -55,10 +55,39 @@ def by_comm(snap):
     return {comm: r.counts for comm, r in snap.table("comms").items()}
 
 
+def by_cgroup(snap):
+    # The report's cgroup view, as by_comm: cgroups are matched by path.
+    return {path: r.counts for path, r in snap.table("cgroups").items()}
+
+
 def by_syscall(snap):
     return _grouped(snap.syscalls.values(),
                     lambda r: (r.fields["abi"],
                                r.fields.get("name") or str(r.fields["nr"])))
+
+
+# The tables a diff compares, by `diff --by` view: the document's
+# member, how rows are matched, and a row's identity fields.
+BY = {"comm": ("processes", by_comm, lambda k: {"comm": k}),
+      "cgroup": ("cgroups", by_cgroup, lambda k: {"cgroup": k}),
+      "syscall": ("syscalls", by_syscall, lambda k: {"abi": k[0],
+                                                     "name": k[1]})}
+VIEWS = ("comm", "cgroup", "syscall")
+
+
+def lacks_cgroups(snap):
+    """A run whose processes have no cgroup (recorded before sysretstat
+    kept them): comparing it by cgroup would show every cgroup as new."""
+    return bool(snap.processes) and not any(
+        "cgroup" in r.fields for r in snap.processes.values())
+
+
+def default_views(before, after):
+    """What a diff compares unless told: process names and syscalls, and
+    cgroups where both runs have them."""
+    both = not lacks_cgroups(before) and not lacks_cgroups(after) and \
+        bool(before.processes or after.processes)
+    return ("comm",) + (("cgroup",) if both else ()) + ("syscall",)
 
 
 def side(c, fast):
@@ -185,11 +214,16 @@ def _calibration(cal):
             "mean_penalty_ns": cal.mean_penalty_ns, "path": cal.path}
 
 
-def compare(before, after, top=None, calibrations=(None, None)):
+def compare(before, after, top=None, calibrations=(None, None), views=None):
     """The diff document (schema sysretstat-diff/1) of two Snapshots.
 
     calibrations: each run's machine's IRET penalties (penalty/
-    calibration.py's Calibration, or None), for the time lost."""
+    calibration.py's Calibration, or None), for the time lost.
+    views: the row tables compared (VIEWS; default_views() if None),
+    named by their members in "tables"; "processes" and "syscalls" not
+    among them are empty lists (and "cgroups" absent)."""
+    if views is None:
+        views = default_views(before, after)
     fb, fa = before.fast_path, after.fast_path
     lat = before.totals.lat is not None and after.totals.lat is not None
     cals = tuple(calibrations)
@@ -254,10 +288,14 @@ def compare(before, after, top=None, calibrations=(None, None)):
     reasons.sort(key=lambda r: (-r["impact"][0], r["reason"]))
     doc["reasons"] = reasons
 
-    for table, group, ident in (
-            ("processes", by_comm, lambda k: {"comm": k}),
-            ("syscalls", by_syscall, lambda k: {"abi": k[0],
-                                                "name": k[1]})):
+    doc["tables"] = [BY[v][0] for v in VIEWS if v in views]
+    for view in VIEWS:
+        table, group, ident = BY[view]
+        if view not in views:
+            if table != "cgroups":
+                # Readers of the first version find both members.
+                doc[table], doc[table + "_total"] = [], 0
+            continue
         gb, ga = group(before), group(after)
         rows = []
         for k in set(gb) | set(ga):
@@ -266,7 +304,8 @@ def compare(before, after, top=None, calibrations=(None, None)):
                                  cals)
             rows.append(dict(ident(k), **row))
         rows.sort(key=lambda r: ([-x for x in r["impact"]],
-                                 str(r.get("comm", r.get("name")))))
+                                 str(r.get("comm", r.get("cgroup",
+                                                         r.get("name"))))))
         doc[table] = rows[:top] if top else rows
         doc[table + "_total"] = len(rows)
     return doc

@@ -1,10 +1,14 @@
 """Text and Markdown rendering of a snapshot (and a recording's series).
 
-Views: summary, reasons (with what typically causes each), latency
-histograms, the time series, and the four tables.  Markdown is the
+Views: summary, reasons (with what typically causes each, and what
+their returns were: which signal, restart code, tracer, kind of fork),
+latency histograms, the time series, and the tables (the four stored,
+and processes summed by command name and by cgroup).  Markdown is the
 same content with "##" headings, GitHub tables and fenced bars.
 `fmt_ns` and `render_table` are used by other commands too.
 """
+
+import textwrap
 
 from sysretstat.model.fields import (IDENTITY, REPORT_VIEWS, TABLE_TITLES,
                                      ident_headers)
@@ -12,13 +16,23 @@ from sysretstat.model.reasons import EXPLAIN
 from sysretstat.render.hist import bar, render_hist
 from sysretstat.render.safe import safe
 from sysretstat.render.units import fmt_ns, fmt_time
-from sysretstat.render.width import fit_lines, fit_table, text_width
+from sysretstat.render.width import (MIN_WRAP, fit_lines, fit_table,
+                                     fit_table_elided, text_width)
 
 BY = REPORT_VIEWS
 # Every view of `report --by`, in the order of a full report.
-VIEWS = ("reason", "latency", "interval", "process", "comm", "syscall",
-         "thread", "cpu")
+VIEWS = ("reason", "latency", "interval", "process", "comm", "cgroup",
+         "syscall", "thread", "cpu")
 SERIES_ROWS = 40
+# A reason's details shown in text before the rest are summed: a
+# tracer's comm or a realtime signal can make many.
+DETAIL_SHOWN = 8
+# Identity columns (table: index) of paths that lose their start at a
+# narrow width (render/width.py fit_table_elided).
+ELIDED = {"cgroups": 0}
+# What --by cgroup says of a recording whose processes have no cgroup.
+NO_CGROUPS = ("no cgroups in this recording (recorded before sysretstat "
+              "kept them)")
 
 __all__ = ["fmt_ns", "render_table", "render_report", "summary",
            "reasons_table", "table_rows", "table_headers"]
@@ -87,13 +101,15 @@ def reasons_table(counts, tablefmt="simple", cal=None, width=None):
     rows = reasons_data(counts)
     if not rows:
         return "no IRET returns\n"
+    detail = reason_detail_lines(counts, tablefmt == "github", width)
     if cal is None:
         rows = [[name, n, "%.1f%%" % share, why]
                 for name, n, share, why in rows]
         return fit_table(rows, ["reason", "returns", "share",
                                 "typical cause"], width, wrap=3,
                          tablefmt=tablefmt, disable_numparse=True,
-                         colalign=("left", "right", "right", "left")) + "\n"
+                         colalign=("left", "right", "right", "left")) + \
+            "\n" + detail
     rows = [[name, n, "%.1f%%" % share,
              fmt_time(n * (cal.penalty_ns(name) or 0) / 1e9), why]
             for name, n, share, why in rows]
@@ -101,14 +117,57 @@ def reasons_table(counts, tablefmt="simple", cal=None, width=None):
                             "typical cause"], width, wrap=4, drop=(3,),
                      tablefmt=tablefmt, disable_numparse=True,
                      colalign=("left", "right", "right", "right",
-                               "left")) + "\n"
+                               "left")) + "\n" + detail
+
+
+def reason_detail_lines(counts, markdown=False, width=None):
+    """What each reason's returns were, one line a reason ("signal:
+    SIGURG 1200, SIGALRM 34"), under a "reason detail:" title; "" when
+    no reason has any.  Names are the kernel's or a tracer's comm: made
+    safe to print.  At most DETAIL_SHOWN a reason, the rest summed."""
+    if not counts.detail:
+        return ""
+    lines = []
+    detail = counts.reason_detail()
+    # In the table's order, the most frequent reason first.
+    for reason in [r for r in counts.reasons() if r in detail] + sorted(
+            r for r in detail if r not in counts.reasons()):
+        items = list(detail[reason].items())
+        parts = ["%s %d" % (safe(d), n) for d, n in items[:DETAIL_SHOWN]]
+        rest = items[DETAIL_SHOWN:]
+        if rest:
+            parts.append("%d others %d" % (len(rest),
+                                           sum(n for _, n in rest)))
+        line = "%s: %s" % (reason, ", ".join(parts))
+        if markdown:
+            lines.append("- " + line)
+        elif width is None:
+            lines.append("  " + line)
+        else:
+            lines += textwrap.wrap(line, max(MIN_WRAP, width),
+                                   initial_indent="  ",
+                                   subsequent_indent="      ",
+                                   break_on_hyphens=False) or [line]
+    return "\nreason detail:\n%s%s\n" % ("\n" if markdown else "",
+                                          "\n".join(lines))
 
 
 def ident_cells(table, fields):
     """A row's identity columns (model/fields.py's IDENTITY): numbers as
-    they are, names made safe to print, a missing name empty."""
-    return [safe(fields.get(i.name, "")) if i.type is str else fields[i.name]
+    they are, names made safe to print, a missing name empty (a cgroup
+    the collector could not read: "?")."""
+    return [(safe(fields.get(i.name, "")) or ("?" if i.name == "cgroup"
+                                              else ""))
+            if i.type is str else fields[i.name]
             for i in IDENTITY[table]]
+
+
+def lacks_cgroups(snap):
+    """Whether the recording's processes have no cgroup at all (made
+    before sysretstat kept them): its cgroup view is empty for that
+    reason, not for want of processes."""
+    return bool(snap.processes) and not any(
+        "cgroup" in r.fields for r in snap.processes.values())
 
 
 def table_rows(snap, table, top, sort="returns", with_latency=None):
@@ -161,9 +220,13 @@ def render_table(snap, table, top, sort="returns", tablefmt="simple",
            if title else "")
     if not rows:
         return out + "  (none)\n"
-    return out + fit_table(rows, table_headers(table, with_lat,
-                                               snap.fast_path), width,
-                           drop=drop_order(table, with_lat),
+    headers = table_headers(table, with_lat, snap.fast_path)
+    drop = drop_order(table, with_lat)
+    if table in ELIDED:
+        # A long cgroup path gives up its start, not its leaf.
+        return out + fit_table_elided(rows, headers, width, ELIDED[table],
+                                      drop=drop, tablefmt=tablefmt) + "\n"
+    return out + fit_table(rows, headers, width, drop=drop,
                            tablefmt=tablefmt) + "\n"
 
 
@@ -312,8 +375,13 @@ def render_report(snap, by=None, top=20, series=None, sort="returns",
             return "\n## %s\n\n%s" % (title, body)
         return "\n%s\n%s" % (fit_lines(title, width), body)
 
+    no_cgroups = lacks_cgroups(snap)
+    # A full report leaves out what the recording cannot have: a time
+    # series of one interval, cgroups of processes recorded without.
     views = [by] if by else [
-        v for v in VIEWS if v != "interval" or (series and len(series) > 1)]
+        v for v in VIEWS if (v != "interval" or (series and len(series) >
+                                                  1))
+        and (v != "cgroup" or (snap.processes and not no_cgroups))]
     if markdown:
         parts = ["# sysretstat report\n\n```\n" + summary(snap, cal) +
                  "```\n"]
@@ -332,6 +400,8 @@ def render_report(snap, by=None, top=20, series=None, sort="returns",
         elif v == "interval":
             parts.append(section("Over time", series_text(
                 series, fmt, width=width)))
+        elif v == "cgroup" and no_cgroups:
+            parts.append("\n" + fit_lines(NO_CGROUPS, width) + "\n")
         else:
             t = BY[v]
             if markdown:

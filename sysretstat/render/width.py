@@ -5,7 +5,8 @@ terminal's, else None (a pipe or file: no limit, every column).
 `fit_table()` is tabulate() narrowed to a width the way `top` narrows its
 screen: the long explanatory column is wrapped first (or dropped when
 too little room is left for it), then the least important columns go, in
-the order given, until the table fits.
+the order given, until the table fits.  `elide_left()` shortens a path
+that is told apart by its end (a cgroup's leaf), for text and top alike.
 """
 
 import os
@@ -15,6 +16,10 @@ import textwrap
 from tabulate import tabulate
 
 MIN_WRAP = 20   # narrower than this, an explanation is dropped, not wrapped
+# A path that does not fit loses its start: first to ELIDE_ROOM (a long
+# name's room), then as far as ELIDE_MIN.
+ELIDE_ROOM = 40
+ELIDE_MIN = 12
 
 
 def output_width(stream=None):
@@ -92,4 +97,46 @@ def fit_table(rows, headers, width=None, wrap=None, drop=(),
         out = render(keep)
         if text_width(out) <= width:
             return out
+    return out
+
+
+def elide_left(text, width, ascii=False):
+    """`text` in at most `width` characters, its start given up for its
+    end: a cgroup path is told apart by its leaf, so "/system.slice/
+    docker-abc.scope" becomes "…/docker-abc.scope" (from a "/" on where
+    the leaf fits, else the leaf's end).  ascii: "..." for the mark."""
+    text = str(text)
+    if len(text) <= width:
+        return text
+    mark = "..." if ascii else "\u2026"
+    room = width - len(mark)
+    if room <= 0:
+        return text[len(text) - width:] if width > 0 else ""
+    tail = text[len(text) - room:]
+    cut = tail.find("/")
+    if cut > 0:
+        # Whole components after the mark, not the end of one.
+        tail = tail[cut:]
+    return mark + tail
+
+
+def fit_table_elided(rows, headers, width, col, **kw):
+    """fit_table(rows, headers, width, **kw), where column `col` holds
+    paths told apart by their end (cgroups): too wide, they give up
+    their start (elide_left, "...") before other columns go, to
+    ELIDE_ROOM, and then as far as ELIDE_MIN if the table still does
+    not fit."""
+    out = fit_table(rows, headers, width, **kw)
+    if width is None or text_width(out) <= width or not rows:
+        return out
+
+    def short(room):
+        return [list(r[:col]) + [elide_left(r[col], room, True)] +
+                list(r[col + 1:]) for r in rows]
+    room = min(max(len(str(r[col])) for r in rows), ELIDE_ROOM)
+    out = fit_table(short(room), headers, width, **kw)
+    if text_width(out) > width:
+        out = fit_table(short(max(ELIDE_MIN, room - (text_width(out) -
+                                                     width))),
+                        headers, width, **kw)
     return out

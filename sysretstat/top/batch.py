@@ -7,7 +7,7 @@ from sysretstat.model.fields import PATH_ABBREV, fast_path
 from sysretstat.top import rows as tr, columns as tc
 from sysretstat.render import units
 from sysretstat.top import view as tv
-from sysretstat.render.width import fit_lines, fit_table
+from sysretstat.render.width import fit_lines, fit_table, text_width
 from sysretstat.render.safe import safe
 
 
@@ -44,13 +44,32 @@ def table(delta, state, calibration=None, hosts=None, top=None, width=None):
     cols = tc.columns(state.view, PATH_ABBREV[fast_path(delta.meta)],
                       calibration is not None, with_lat, shown)
     if not shown:
+        if tr.lacks_groups(delta, state.view):
+            return "  (%s)\n" % tv.NO_GROUPS.get(state.view, "")
         return "  (no returns in this interval)\n"
     body = [[tc.cell(r, c.name) for c in cols] for r in shown]
     drop = [i for _, i in sorted((c.prio, i) for i, c in enumerate(cols)
                                  if c.prio < 100)]
-    out = fit_table(body, [c.title for c in cols], width, drop=drop,
-                    tablefmt="plain", disable_numparse=True,
-                    colalign=["right" if c.right else "left" for c in cols])
+
+    def fitted(body, drop=drop):
+        return fit_table(body, [c.title for c in cols], width, drop=drop,
+                         tablefmt="plain", disable_numparse=True,
+                         colalign=["right" if c.right else "left"
+                                   for c in cols])
+    elide = [i for i, c in enumerate(cols) if c.elide]
+    if elide and width is not None:
+        # As on the screen: once the optional columns are gone, a long
+        # cgroup path gives up its start (down to NAME_MIN) before an
+        # essential column goes.
+        i = elide[0]
+        over = text_width(fitted(body, [d for d in drop if cols[d].prio <
+                                        tc.ESSENTIAL])) - width
+        if over > 0:
+            room = max(tc.NAME_MIN, max(len(str(b[i])) for b in body) -
+                       over)
+            body = [b[:i] + [tc.elide_left(b[i], room, True)] + b[i + 1:]
+                    for b in body]
+    out = fitted(body)
     if top is not None and len(rows) > top:
         out += "\n  (%d more rows)" % (len(rows) - top)
     return out + "\n"

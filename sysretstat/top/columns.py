@@ -4,6 +4,7 @@ first when the terminal is narrow, and each cell's text.
 
 from sysretstat.render.units import fmt_ns_short as fmt_ns
 from sysretstat.render.units import fmt_pct, fmt_rate
+from sysretstat.render.width import elide_left
 from sysretstat.model.reasons import REASONS
 
 
@@ -27,18 +28,25 @@ REASON_WIDTH = max(len(r) for r in REASONS)
 # hostile one (a remote comm@host) never claims more than NAME_CAP.
 NAME_MIN = 8
 NAME_CAP = 40
+# A cgroup path claims NAME_CAP like any name (it displaces percentiles
+# no more than a long comm does), but room to spare widens it up to this:
+# a container's path is routinely longer than 40, a kubepods one near 200.
+CGROUP_CAP = 256
 
 
 class Col:
     __slots__ = ("name", "title", "width", "right", "flex", "maxw", "prio",
-                 "sort", "minw")
+                 "sort", "minw", "elide")
 
     def __init__(self, name, title, width, right=True, flex=False, maxw=0,
-                 prio=0, sort=None, minw=None):
+                 prio=0, sort=None, minw=None, elide=False):
         self.name, self.title, self.width, self.right = name, title, width, \
             right
         self.flex, self.maxw, self.prio, self.sort = flex, maxw, prio, sort
         self.minw = width if minw is None else minw
+        # Too long, its cells lose their start (elide_left), not their
+        # end.
+        self.elide = elide
 
 
 def columns(view, fast_label, with_cost, with_latency, rows):
@@ -53,12 +61,14 @@ def columns(view, fast_label, with_cost, with_latency, rows):
                                 if len(r.ident) > i])
         return w
 
-    def name_col(title, roomy, prio=ESSENTIAL):
+    def name_col(title, roomy, prio=ESSENTIAL, cap=NAME_CAP, elide=False):
         longest = max([len(title)] + [len(str(r.name)) for r in rows])
         want = min(NAME_CAP, longest)
-        # roomy: the width spare room widens it to, for a steady layout.
-        return Col("name", title, want, False, True, max(want, roomy), prio,
-                   "name", min(want, NAME_MIN))
+        # roomy: the width spare room widens it to, for a steady layout;
+        # cap: how far spare room may widen it for a longer name.
+        return Col("name", title, want, False, True,
+                   max(want, roomy, min(cap, longest)), prio, "name",
+                   min(want, NAME_MIN), elide)
 
     cols = []
     if view == "process":
@@ -74,6 +84,10 @@ def columns(view, fast_label, with_cost, with_latency, rows):
                  name_col("SYSCALL", 20, 99)]
     elif view == "comm":
         cols += [name_col("COMM", 15, 100),
+                 Col("id0", "PROCS", idw(0, "PROCS"), prio=ESSENTIAL,
+                     sort="id")]
+    elif view == "cgroup":
+        cols += [name_col("CGROUP", 30, 100, CGROUP_CAP, elide=True),
                  Col("id0", "PROCS", idw(0, "PROCS"), prio=ESSENTIAL,
                      sort="id")]
     elif view == "cpu":
@@ -165,6 +179,7 @@ def cell(row, name):
     return ""
 
 
-def format_row(row, cols):
-    parts = [fit(cell(row, c.name), c.width, c.right) for c in cols]
+def format_row(row, cols, ascii=False):
+    parts = [fit(elide_left(cell(row, c.name), c.width, ascii) if c.elide
+                 else cell(row, c.name), c.width, c.right) for c in cols]
     return " ".join(parts)

@@ -7,7 +7,9 @@ from sysretstat.model.histogram import bucket_bounds
 from sysretstat.model.reasons import EXPLAIN
 from sysretstat.render.units import fmt_ns_short as fmt_ns
 from sysretstat.render.units import fmt_pct, fmt_rate
-from sysretstat.top.columns import fit
+from sysretstat.render.safe import safe
+from sysretstat.render.width import elide_left
+from sysretstat.top.columns import NAME_MIN, fit
 from sysretstat.top.rows import cumulative_counts
 
 
@@ -17,12 +19,17 @@ def render_detail(row, delta, state, width, height, cumulative=None,
     c = row.counts
     ident = " ".join(str(i) for i in row.ident)
     title = "%s %s %s" % (state.view, ident, row.name)
-    if state.view == "comm":
+    back = "   (Esc or Enter: back)"
+    if state.view in ("comm", "cgroup"):
         # Its ident is how many processes it sums, not an id.
-        title = "comm %s (%s process%s)" % (
-            row.name, ident, "" if ident == "1" else "es")
-    lines = [[(fit(title.strip() + "   (Esc or Enter: back)", width),
-               "head")]]
+        sums = " (%s process%s)" % (ident, "" if ident == "1" else "es")
+        name = row.name
+        if state.view == "cgroup":
+            # A long path keeps its leaf, as in the table.
+            name = elide_left(name, max(NAME_MIN, width - len(
+                "cgroup " + sums + back)), state.ascii)
+        title = "%s %s%s" % (state.view, name, sums)
+    lines = [[(fit(title.strip() + back, width), "head")]]
     fast = fast_path(delta.meta if delta else {}).upper()
     fast_n = c.eretu if fast == "ERETU" else c.sysret
     s = "returns %s/s  %s %s/s  IRET %s/s (%s)" % (
@@ -37,15 +44,28 @@ def render_detail(row, delta, state, width, height, cumulative=None,
                    "dim")])
     if not rs:
         lines.append([("  no IRET returns", "dim")])
+    detail = c.reason_detail() if c.detail else {}
     for name, n in rs.items():
         lines.append([(fit("%-16s %7s %6s  %s" % (
             name, fmt_rate(row.rate(n)), fmt_pct(n / c.iret),
             EXPLAIN.get(name, "")), width), None)])
+        if detail.get(name):
+            lines.append([(fit(detail_text(name, detail[name], n), width),
+                           "dim")])
     lines.append([])
     room = height - len(lines)
     lines += render_hists(c, cumulative_counts(row, state, cumulative),
                           fast, width, room, state.ascii)
     return lines
+
+
+def detail_text(reason, by, total):
+    """What a reason's returns were, under its row, as shares of its
+    `total`: "  signal: SIGURG 98.0%  SIGALRM 2.0%", largest first (the
+    line is cut at the width).  Names are the kernel's or a tracer's
+    comm: made safe to print."""
+    return "  %s: %s" % (reason, "  ".join(
+        "%s %s" % (safe(d), fmt_pct(v / total)) for d, v in by.items()))
 
 
 def render_hists(counts, since_start, fast, width, height, ascii=False):

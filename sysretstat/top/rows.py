@@ -84,6 +84,9 @@ def _ident(view, f, key):
         return (f.get("cpu"),), ""
     if view == "comm":
         return (f.get("processes"),), safe(f.get("comm", ""))
+    if view == "cgroup":
+        # "" is a process whose cgroup the collector could not read.
+        return (f.get("processes"),), safe(f.get("cgroup") or "?")
     return (), str(key)
 
 
@@ -271,8 +274,23 @@ def view_keys(snap, view):
     table = TABLE_OF[view]
     if table in GROUPED:
         src, field = GROUPED[table]
-        return {r.fields.get(field) or "" for r in snap.table(src).values()}
+        rows = snap.table(src).values()
+        # As model/snapshot.py grouped(): processes of a recording or
+        # source without cgroups make no cgroup row, not one of "".
+        if field != "comm" and not any(field in r.fields for r in rows):
+            return set()
+        return {r.fields.get(field) or "" for r in rows}
     return snap.table(table)
+
+
+def lacks_groups(snap, view):
+    """Whether `view` is a grouped one with nothing to group by: the
+    source's processes carry no such field (a daemon or recording from
+    before sysretstat kept cgroups)."""
+    table = TABLE_OF.get(view)
+    if snap is None or table not in GROUPED:
+        return False
+    return bool(snap.table(GROUPED[table][0])) and not view_keys(snap, view)
 
 
 def idle_row(key, delta, state, cumulative):

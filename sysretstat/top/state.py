@@ -8,10 +8,16 @@ from dataclasses import dataclass, field
 
 from sysretstat.model.fields import TABLE_OF_VIEW
 
-# The stored tables' views, with comm (processes summed by command name,
-# model/fields.py GROUPED) next to process: a build's hundreds of cc1
-# processes read as one row there.
-VIEWS = tuple(TABLE_OF_VIEW)[:1] + ("comm",) + tuple(TABLE_OF_VIEW)[1:]
+# Every view in the order of its number key (1 process ... 7 cgroup).
+# A view keeps its number whether or not the others are there (host
+# only with --per-host), so that a key, the help and the status line
+# always agree; cgroup came after host, hence 7.  comm (processes
+# summed by command name, model/fields.py GROUPED) sits next to process:
+# a build's hundreds of cc1 processes read as one row there.
+VIEW_KEYS = tuple(TABLE_OF_VIEW)[:1] + ("comm",) + \
+    tuple(TABLE_OF_VIEW)[1:] + ("host", "cgroup")
+# The views of a local top (host needs --per-host).
+VIEWS = tuple(v for v in VIEW_KEYS if v != "host")
 
 # Sort keys, in the order `s` steps through them, with their titles.
 SORT_KEYS = ("returns", "iret", "iret_share", "reason", "cost", "p50", "p99",
@@ -41,7 +47,7 @@ class ViewState:
     sel_key: object = None         # its key, to follow it across frames
     sel_away: bool = False         # its row is not in this frame
     top: int = 0                   # first table row on screen
-    views: tuple = VIEWS           # + ("host",) with --per-host
+    views: tuple = VIEWS           # + ("host",) with --per-host, any order
     ascii: bool = False            # no Unicode block characters
     interval: float = 1.0
     message: str = ""
@@ -82,13 +88,13 @@ def handle_key(state, key, rows, page=10):
     elif key == "enter":
         state.detail = not state.detail and n > 0
     elif key in ("tab", "btab"):
-        i = state.views.index(state.view) if state.view in state.views else 0
-        _switch(state, state.views[(i + (1 if key == "tab" else -1))
-                                   % len(state.views)])
+        views = ordered(state.views)
+        i = views.index(state.view) if state.view in views else 0
+        _switch(state, views[(i + (1 if key == "tab" else -1)) % len(views)])
     elif isinstance(key, str) and len(key) == 1 and key.isdigit():
         i = int(key) - 1
-        if 0 <= i < len(state.views):
-            _switch(state, state.views[i])
+        if 0 <= i < len(VIEW_KEYS) and VIEW_KEYS[i] in state.views:
+            _switch(state, VIEW_KEYS[i])
     elif key in ("s", ">", "S", "<"):
         i = SORT_KEYS.index(state.sort) if state.sort in SORT_KEYS else 0
         step = 1 if key in ("s", ">") else -1
@@ -107,6 +113,17 @@ def handle_key(state, key, rows, page=10):
         state.sel = max(0, min(n - 1, state.sel + move))
         state.sel_key = rows[state.sel].key if n else None
     return None
+
+
+def view_number(view):
+    """The digit key of a view (VIEW_KEYS), or None for one without."""
+    return VIEW_KEYS.index(view) + 1 if view in VIEW_KEYS else None
+
+
+def ordered(views):
+    """Views in the order of their keys (Tab's order), keyless last."""
+    return sorted(views, key=lambda v: (view_number(v) or len(VIEW_KEYS) + 1,
+                                        v))
 
 
 def _switch(state, view):

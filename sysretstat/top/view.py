@@ -25,23 +25,31 @@ from sysretstat.render.units import fmt_pct, fmt_rate
 from sysretstat.top.columns import columns, fit, fit_columns, format_row
 from sysretstat.top.detail import render_detail
 from sysretstat.top.rows import (build_rows, follow_selection, idle_row,
-                                 interval_of, iret_cost_ns, view_keys)
-from sysretstat.top.state import ASCENDING, SORT_TITLES
+                                 interval_of, iret_cost_ns, lacks_groups,
+                                 view_keys)
+from sysretstat.top.state import (ASCENDING, SORT_TITLES, ordered,
+                                  view_number)
 
 # Lines above the table: 4 of summary, 1 of view/sort/filter status.
 HEADER_LINES = 5
 
+# What an empty grouped view says when its source's processes lack the
+# field it groups by (rather than "no returns", which would be wrong).
+NO_GROUPS = {"cgroup": "no cgroups: this source's processes carry none "
+                       "(a sysretstat from before cgroups were kept)"}
+
 HELP = [
-    ("Tab, 1-5", "view: 1 process, 2 comm (processes of one command name"
+    ("Tab, 1-7", "view: 1 process, 2 comm (processes of one command name"
                  " summed), 3 thread, 4 syscall, 5 cpu (6 host:"
-                 " --per-host)"),
+                 " --per-host), 7 cgroup (processes of one cgroup summed)"),
     ("s / S, > / <", "sort by the next / previous column"),
     ("r", "reverse the sort order"),
     ("/", "filter by name, or id when all digits (Enter sets, Esc"
           " clears)"),
     ("p, space", "pause / resume the display (collection goes on)"),
     ("Up/Down, j/k", "move the selection (PgUp/PgDn, Home/End, g/G)"),
-    ("Enter", "open / close the detail pane of the selected row"),
+    ("Enter", "open / close the detail pane of the selected row (its"
+              " reasons, what each one's returns were, its latency)"),
     ("Esc", "close the detail pane, help, or filter"),
     ("h, ?", "this help"),
     ("q", "quit"),
@@ -160,13 +168,17 @@ def status_line(state, nrows, total, hidden=(), width=None):
     if state.filter:
         rest += "  filter '%s'" % state.filter
     rest += "  %d/%d rows" % (nrows, total)
-    views = " ".join(("[%d %s]" if v == state.view else "%d %s")
-                     % (i + 1, v) for i, v in enumerate(state.views))
+
+    def name(v):
+        n = view_number(v)
+        return v if n is None else "%d %s" % (n, v)
+    views = " ".join(("[%s]" if v == state.view else "%s") % name(v)
+                     for v in ordered(state.views))
     full = rest + ("  hidden: " + " ".join(hidden) if hidden else "")
     if width is None or len(views) + len(full) <= width:
         return views + full
     if state.view in state.views:
-        views = "[%d %s]" % (state.views.index(state.view) + 1, state.view)
+        views = "[%s]" % name(state.view)
     if not hidden or len(views) + len(full) <= width:
         return views + full
     return views + rest + "  hidden: " + " ".join(pair_percentiles(hidden))
@@ -292,12 +304,15 @@ def render_table(rows, delta, state, width, height, cols):
         head.append(fit(title, c.width, c.right))
     out = [[(fit(" ".join(head), width), "head")]]
     if not rows:
-        if delta is not None:
+        if lacks_groups(delta, state.view):
+            out.append([(fit("  (%s)" % NO_GROUPS.get(state.view, ""),
+                             width), "dim")])
+        elif delta is not None:
             out.append([("  (no returns in this interval%s)" % (
                 " match the filter" if state.filter else ""), "dim")])
         return out
     for i, r in enumerate(visible, state.top):
-        text = fit(format_row(r, cols), width)
+        text = fit(format_row(r, cols, state.ascii), width)
         style = "sel" if i == state.sel and not state.sel_away else (
             "hot" if r.counts.iret and r.counts.iret_share >= 0.5 else None)
         out.append([(text, style)])
