@@ -50,7 +50,7 @@ class Fake:
     def read(self):
         threads, procs = tracer._parse_dump(self.dumps.pop(0))
         total = [sum(t[5][0] for t in threads)] + [0] * (abi.NR_OUTCOMES - 1)
-        return RawRead([{39: total}], [{}], threads, procs, [], [], {}, [])
+        return RawRead([{39: total}], {}, threads, procs, [], [], {}, [])
 
 
 def dump(n, k):

@@ -80,28 +80,32 @@ static __always_inline int walk_step(struct bits_walk *bw, __u64 *words,
 	return WALK_BIT;
 }
 
-/* This CPU's histograms of a syscall slot, allocated on first use.
- * The allocator and the histograms are per-CPU, and programs do not
- * nest on one CPU: no atomics for them.  lost is one for all CPUs. */
-static __always_inline struct sc_hist_pair *sc_hist_for(struct sr_slot *sl)
+/* The histograms of a syscall slot (shared by CPUs), handed out on
+ * first use (struct sr_hist_index).  Two CPUs may hand out an entry to
+ * one slot at once: the loser's entry stays unused, which costs one
+ * entry, never a sample. */
+static __always_inline struct sc_hist_pair *sc_hist_for(__u32 slot)
 {
-	__u32 key = SR_NR_SLOTS, d;
-	struct sr_slot *alloc;
+	struct sr_hist_index *hi;
+	__u32 zero = 0, d, n, old;
 
-	d = sl->hidx;
+	hi = bpf_map_lookup_elem(&hist_index, &zero);
+	if (!hi || !IN_RANGE(slot, SR_NR_SLOTS))
+		return NULL;
+	d = hi->idx[slot];
 	if (!d) {
-		alloc = bpf_map_lookup_elem(&syscalls, &key);
-		if (!alloc)
-			return NULL;
-		if (alloc->hidx >= cfg.sc_hists) {
+		n = __sync_fetch_and_add(&hi->next, 1) + 1;
+		if (n > cfg.sc_hists) {
 			__sync_fetch_and_add(&lost.syscall_hists, 1);
 			return NULL;
 		}
-		d = ++alloc->hidx;
-		sl->hidx = d;
+		if (!IN_RANGE(slot, SR_NR_SLOTS))
+			return NULL;
+		old = __sync_val_compare_and_swap(&hi->idx[slot], 0, n);
+		d = old ? old : n;
 	}
-	key = d - 1;
-	return bpf_map_lookup_elem(&sc_hist, &key);
+	zero = d - 1;
+	return bpf_map_lookup_elem(&sc_hist, &zero);
 }
 
 /* A process's state lives with its leader, where every thread finds it. */
@@ -124,18 +128,25 @@ static __always_inline struct sc_hist_pair *carry_of(struct task_struct *task)
 /* Add one latency sample on path `path` (delta is always 1 now that
  * returns are counted once final; kept as the atomics' operand). */
 static __always_inline void hist_add(struct live *l, struct task_struct *task,
-				     struct sr_slot *sl, int path,
+				     __u32 slot, int path,
 				     __u32 bucket, __s64 lat, __s64 delta,
 				     bool create)
 {
 	struct sc_hist_pair *sh;
 	struct proc_state *ps;
 	struct run_cache *c = l->c;
+	__u32 zero = 0;
 
 	if (!IN_RANGE(bucket, SR_HIST_BUCKETS) || path >= SR_NR_LAT || path < 0)
 		return;
-	sh = sc_hist_for(sl);
-	if (sh) {
+	sh = sc_hist_for(slot);
+	if (sh && IN_RANGE(bucket, SR_HIST_BUCKETS)) {
+		__sync_fetch_and_add(&sh->h[path].b[bucket], delta);
+		__sync_fetch_and_add(&sh->h[path].sum_ns, delta * lat);
+	}
+	/* Per-CPU, and programs do not nest on a CPU: no atomics. */
+	sh = bpf_map_lookup_elem(&cpu_hist, &zero);
+	if (sh && IN_RANGE(bucket, SR_HIST_BUCKETS)) {
 		sh->h[path].b[bucket] += delta;
 		sh->h[path].sum_ns += delta * lat;
 	}

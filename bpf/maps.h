@@ -161,14 +161,20 @@ struct {
 	__type(value, struct run_cache);
 } run_cache SEC(".maps");
 
-/* One slot per syscall (sysret.h); the last key is this CPU's
- * histogram allocator: its hidx is the number of indexes handed out. */
+/* One slot per syscall (sysret.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SR_NR_SLOTS + 1);
+	__uint(max_entries, SR_NR_SLOTS);
 	__type(key, __u32);
 	__type(value, struct sr_slot);
 } syscalls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sr_hist_index);
+} hist_index SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -181,12 +187,21 @@ struct sc_hist_pair {
 	struct sr_hist h[SR_NR_LAT];
 };
 
+/* Shared by CPUs (see struct sr_hist_index). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 512);	/* resized from cfg.sc_hists */
 	__type(key, __u32);
 	__type(value, struct sc_hist_pair);
 } sc_hist SEC(".maps");
+
+/* Each CPU's latency, all syscalls together (the per-CPU view). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sc_hist_pair);
+} cpu_hist SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

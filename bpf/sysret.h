@@ -46,14 +46,14 @@ enum sr_abi {
 };
 
 /*
- * Per-syscall slots: [0,512) x86-64, [512,1024) i386, [1024,2048) x32.
- * The last slot of each range holds returns whose number is unknown
- * (-1, e.g. a return seen without its entry after rt_sigreturn) or out
- * of range.
+ * Per-syscall slots: [0,512) x86-64, [512,1024) i386, [1024,1600) x32
+ * (x32's own calls are numbered 512 to 547).  The last slot of each
+ * range holds returns whose number is unknown (-1, e.g. a return seen
+ * without its entry after rt_sigreturn) or out of range.
  */
 #define SR_SLOTS_X64 512
 #define SR_SLOTS_I386 512
-#define SR_SLOTS_X32 1024
+#define SR_SLOTS_X32 576
 #define SR_NR_SLOTS (SR_SLOTS_X64 + SR_SLOTS_I386 + SR_SLOTS_X32)
 
 /*
@@ -83,14 +83,27 @@ struct sr_counts {
 /*
  * Value of the per-CPU `syscalls` table, the one place returns are
  * counted per syscall and CPU; totals and the per-CPU view are its sums.
- * hidx is 1 + this CPU's index of the slot's histograms in sc_hist
- * (0: none yet): each CPU numbers the syscalls it has seen, so memory
- * follows what runs, not the size of the syscall table.
+ * Per CPU, so that counting takes no atomic; it is the one per-CPU
+ * table whose size follows the syscall table (latency is shared, see
+ * sr_hist_index).
  */
 struct sr_slot {
 	struct sr_counts c;
-	__u32 hidx;
 	__u32 seen;	/* this CPU has set the slot's bit in slots_seen */
+	__u32 pad;
+};
+
+/*
+ * Value of the one-entry `hist_index` array.  A syscall's latency
+ * histograms are one entry of `sc_hist`, shared by all CPUs (atomic
+ * adds; with hot syscalls sampled, few), handed out on the slot's first
+ * sample: idx[slot] is 1 + its entry (0: none yet), next the number
+ * handed out.  Memory then follows the syscalls that run, not the CPU
+ * count; each CPU's own latency is the per-CPU `cpu_hist`.
+ */
+struct sr_hist_index {
+	__u32 next;
+	__u32 idx[SR_NR_SLOTS];
 };
 
 /*

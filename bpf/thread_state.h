@@ -236,7 +236,7 @@ static __always_inline void publish(struct live *l, struct task_struct *task)
 	if (o >= SR_O_FORK_CHILD && o <= SR_O_PTRACE)
 		detail_add(st, task, st->last_slot, o);
 	if (st->last_bucket != NO_BUCKET && sl)
-		hist_add(l, task, sl, lat_path(o), st->last_bucket,
+		hist_add(l, task, st->last_slot, lat_path(o), st->last_bucket,
 			 st->last_lat, 1, true);
 }
 

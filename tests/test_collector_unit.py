@@ -59,7 +59,7 @@ def raw(total, threads=(), procs=(), exited_threads=(), exited_procs=(),
         live=(), details=()):
     """A RawRead whose per-syscall table holds `total` (counts list) on
     CPU 0: the collector takes totals from there."""
-    return RawRead(slots=[{0: list(total)}, {}], slot_hists=[{}, {}],
+    return RawRead(slots=[{0: list(total)}, {}], slot_hists={},
                    threads=list(threads), procs=list(procs),
                    exited_threads=list(exited_threads),
                    exited_procs=list(exited_procs), lost={}, live=list(live),

@@ -32,7 +32,7 @@ ABI_X64, ABI_I386, ABI_X32 = 0, 1, 2
 ABI_NAMES = ("x64", "i386", "x32")
 SLOTS_X64 = 512
 SLOTS_I386 = 512
-SLOTS_X32 = 1024
+SLOTS_X32 = 576
 NR_SLOTS = SLOTS_X64 + SLOTS_I386 + SLOTS_X32
 
 HIST_MAX_POW = 42
@@ -211,8 +211,13 @@ class RecHead(ctypes.Structure):
 
 
 class Slot(ctypes.Structure):
-    _fields_ = [("c", Counts), ("hidx", ctypes.c_uint32),
-                ("seen", ctypes.c_uint32)]
+    _fields_ = [("c", Counts), ("seen", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32)]
+
+
+class HistIndex(ctypes.Structure):
+    _fields_ = [("next", ctypes.c_uint32),
+                ("idx", ctypes.c_uint32 * NR_SLOTS)]
 
 
 class SlotsSeen(ctypes.Structure):
@@ -234,6 +239,7 @@ MIRRORS = {
     "sc_hist_pair": ScHistPair,
     "sr_slot": Slot,
     "sr_slots_seen": SlotsSeen,
+    "sr_hist_index": HistIndex,
     "sr_proc_dump": ProcDump,
     "sr_live_head": LiveHead,
     "sr_detail_key": DetailKey,

@@ -64,7 +64,7 @@ class Options:
 class RawRead:
     """One read of every map, as plain values (see source/collector.py)."""
     slots: list          # per CPU: {slot: counts list}
-    slot_hists: list     # per CPU: {slot: [fast, iret]} (Hist.from_kernel)
+    slot_hists: dict     # {slot: [fast, iret]} (Hist.from_kernel runs)
     # Tuples, not dicts: a dump can hold tens of thousands.
     # (tid, tgid, start_ns, leader_start_ns, comm, n, cgroup_id)
     threads: list
@@ -73,6 +73,7 @@ class RawRead:
     exited_procs: list
     lost: dict
     live: list = field(default_factory=list)   # per-CPU cache deltas
+    cpu_hists: list = field(default_factory=list)  # per CPU: [fast, iret]
     # ((tid, start_ns), (tgid, leader_start_ns), slot, cpu, reason,
     # detail, n, key): cumulative counts of the `details` map, read
     # after the exit drain (see Tracer.forget_details).
@@ -257,10 +258,10 @@ class Tracer:
         # After the exit drain: a thread's last detail is in the map
         # before its exit record is, so a drained thread's are final.
         details = self._read_details()
-        slots, hists = self._read_slots(ncpu)
+        slots, hists, cpu_hists = self._read_slots(ncpu)
         lost = self._read_lost()
         return RawRead(slots, hists, threads, procs, exited_t, exited_p, lost,
-                       live, details)
+                       live, cpu_hists, details)
 
     def _read_details(self):
         out = []
@@ -317,49 +318,53 @@ class Tracer:
         return out
 
     def _read_slots(self, ncpu):
-        """Per CPU: {slot: counts} and {slot: histogram runs}.
+        """Per CPU {slot: counts}; {slot: histogram runs}; per CPU its
+        histogram runs, all syscalls together.
 
-        Only the slots slots_seen marks (and the allocator entry) are
-        read: a host uses a few dozen of the 2,048, and each is read for
-        every CPU.
+        Only the slots slots_seen marks are read for counts: a host uses
+        a few dozen of the 1,600, and each is read for every CPU.  The
+        histograms are shared by CPUs: one read of the entries handed
+        out (struct sr_hist_index).
         """
         m = self.obj.map("syscalls")
         stride = abi.percpu_stride(abi.Slot)
         unpack = _SLOT.unpack_from
-        c_at, hidx_at = _SLOT.at("c"), _SLOT.at("hidx")
+        c_at = _SLOT.at("c")
         per_cpu = [dict() for _ in range(ncpu)]
-        hidx = [dict() for _ in range(ncpu)]
-        used = 0
         zero = bytes(stride)
-        for slot in self._seen_slots() + [abi.NR_SLOTS]:
+        for slot in self._seen_slots():
             v = m.lookup(_u32(slot), stride * ncpu)
             for c in range(ncpu):
                 # Most slots are empty on most CPUs: compare bytes first.
                 if v[c * stride:(c + 1) * stride] == zero:
                     continue
                 vals = unpack(v, c * stride)
-                if slot == abi.NR_SLOTS:
-                    used = max(used, vals[hidx_at])
-                    continue
                 if any(vals[c_at]):
                     per_cpu[c][slot] = list(vals[c_at])
-                if vals[hidx_at]:
-                    hidx[c][vals[hidx_at] - 1] = slot
-        hists = [dict() for _ in range(ncpu)]
-        if used and self.options.latency:
-            hm = self.obj.map("sc_hist")
+        hists, cpu_hists = {}, []
+        if not self.options.latency:
+            return per_cpu, hists, cpu_hists
+        index = abi.HistIndex.from_buffer_copy(
+            self.obj.map("hist_index").lookup(_u32(0)))
+        hm = self.obj.map("sc_hist")
+        used = min(index.next, hm.max_entries)
+        if used:
+            slot_of = {d - 1: s for s, d in enumerate(index.idx) if d}
             hs = ctypes.sizeof(abi.ScHistPair)
             one = ctypes.sizeof(abi.Hist)
-            for k, v in hm.items(value_len=hs * ncpu,
-                                 limit=min(used, hm.max_entries)):
-                idx = int.from_bytes(k, "little")
-                for c in range(ncpu):
-                    slot = hidx[c].get(idx)
-                    if slot is None:
-                        continue
-                    hists[c][slot] = [_run(v, c * hs + p * one)
-                                      for p in range(abi.NR_LAT)]
-        return per_cpu, hists
+            for k, v in hm.items(value_len=hs, limit=used):
+                slot = slot_of.get(int.from_bytes(k, "little"))
+                if slot is not None:
+                    hists[slot] = [_run(v, p * one)
+                                   for p in range(abi.NR_LAT)]
+        cm = self.obj.map("cpu_hist")
+        hs = abi.percpu_stride(abi.ScHistPair)
+        one = ctypes.sizeof(abi.Hist)
+        v = cm.lookup(_u32(0), hs * ncpu)
+        for c in range(ncpu):
+            cpu_hists.append([_run(v, c * hs + p * one)
+                              for p in range(abi.NR_LAT)])
+        return per_cpu, hists, cpu_hists
 
     def _seen_slots(self):
         return abi.set_bits(self.obj.map("slots_seen").lookup(_u32(0)))
@@ -396,7 +401,7 @@ _THREAD = abi.Layout(abi.ThreadRec, skip=("pad",))
 _DETAIL = abi.Layout(abi.DetailKey, skip=("pad", "pad2"))
 _PDUMP = abi.Layout(abi.ProcDump, skip=("pad",), raw=("nz",))
 _COUNTS = abi.Layout(abi.Counts)
-_SLOT = abi.Layout(abi.Slot, skip=("seen",))
+_SLOT = abi.Layout(abi.Slot, skip=("seen", "pad"))
 # The bucket body as bytes: Hist.from_kernel keeps them undecoded.
 _HIST = abi.Layout(abi.Hist, raw=("b",))
 

@@ -364,17 +364,16 @@ class Collector:
                 _add(cc.n, n)
                 _add(syscall_row(slot).counts.n, n)
             cc.detail = self._det["cpus"].get(c)
-            for slot, pair in raw.slot_hists[c].items():
-                hs = [Hist.from_kernel(*h) for h in pair]
-                for h, dst in zip(hs, cc.lat):
-                    dst.add(h)
-                for h, dst in zip(hs, syscall_row(slot).counts.lat):
-                    dst.add(h)
+            if latency and c < len(raw.cpu_hists):
+                cc.lat = [Hist.from_kernel(*h) for h in raw.cpu_hists[c]]
             if any(cc.n) or (latency and any(h.count for h in cc.lat)):
                 cpus[c] = Row(c, {"cpu": c}, cc)
             totals.add(cc)
             if cc.detail:
                 cc.detail = dict(cc.detail)
+        for slot, pair in raw.slot_hists.items():
+            for h, dst in zip(pair, syscall_row(slot).counts.lat):
+                dst.add(Hist.from_kernel(*h))
         for k in [k for k, r in syscalls.items() if r.counts.is_zero()]:
             del syscalls[k]
         for slot, d in self._det["slots"].items():
