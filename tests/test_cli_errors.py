@@ -46,7 +46,9 @@ def test_unknown_subcommand(run_cli):
 
 
 @pytest.mark.parametrize("args", [["-i", "0"], ["-i", "-1"], ["-d", "0"],
-                                  ["-i", "abc"]])
+                                  ["-i", "abc"], ["--latency-sample", "3"],
+                                  ["--latency-sample", "0"],
+                                  ["--latency-sample", "131072"]])
 def test_bad_numbers(run_cli, args):
     one_error_line(run_cli("record", *args), 2)
 

@@ -7,6 +7,7 @@ import threading
 import click
 
 from sysretstat.errors import UsageError
+from sysretstat.source.sampling import shift_of
 
 
 # Linux's PID_MAX_LIMIT: no pid is larger (and a larger one does not fit
@@ -36,9 +37,32 @@ def interval_option(default=1.0):
 
 
 def latency_option(f):
+    """--no-latency, --latency-sample N, and (for tests) sampling every
+    syscall: see latency_options()."""
+    f = click.option("--sample-every-syscall", "sample_every", is_flag=True,
+                     hidden=True,
+                     help="(testing) Sample every syscall at the "
+                          "--latency-sample rate, hot or not.")(f)
+    f = click.option("--latency-sample", "latency_sample", type=int,
+                     default=64, show_default=True, metavar="N",
+                     help="Time 1 in N calls of syscalls that are hot and "
+                          "almost never take IRET (every call of the "
+                          "rest); 1 times every call.  A power of two. "
+                          "Every return is counted whatever N.")(f)
     return click.option("--no-latency", "no_latency", is_flag=True,
                         help="Counts only: no sys_enter program, no "
                              "latency histograms (lowest overhead).")(f)
+
+
+def latency_options(no_latency, latency_sample, sample_every):
+    """The tracer Options of latency_option's flags."""
+    try:
+        shift_of(latency_sample)
+    except ValueError as e:
+        raise UsageError("--latency-sample %s: not %s"
+                         % (latency_sample, e))
+    return {"latency": not no_latency, "latency_sample": latency_sample,
+            "sample_every_syscall": sample_every}
 
 
 def cgroup_option(f):

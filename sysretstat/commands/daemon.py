@@ -8,7 +8,7 @@ from sysretstat.serve import server as daemon
 from sysretstat.penalty import calibration
 from sysretstat.commands.common import (StopFlag, cgroup_option,
                                         check_interval, interval_option,
-                                        latency_option)
+                                        latency_option, latency_options)
 from sysretstat.source.collector import Collector
 from sysretstat.errors import UsageError
 from sysretstat.kernel.tracer import Options
@@ -49,7 +49,8 @@ from sysretstat.kernel.tracer import Options
                    "programs' own CPU time (costs two clock reads per BPF "
                    "program run, host-wide, while on).")
 def command(listen, interval, top, top_cgroups, max_processes, max_threads,
-            cgroup, no_latency, expose_processes, bpf_stats):
+            cgroup, no_latency, latency_sample, sample_every,
+            expose_processes, bpf_stats):
     """Trace the whole host and serve the counters over HTTP until
     SIGTERM/SIGINT: /metrics (Prometheus), /api/v1/snapshot and
     /api/v1/interval (report schema), /healthz.
@@ -60,6 +61,7 @@ def command(listen, interval, top, top_cgroups, max_processes, max_threads,
     --expose-processes.  See sysretstat-daemon(8).
     """
     check_interval(interval)
+    latency = latency_options(no_latency, latency_sample, sample_every)
     if top < 0:
         raise UsageError("--top must be 0 or more")
     if max_processes < 1 or max_threads < 1:
@@ -78,8 +80,7 @@ def command(listen, interval, top, top_cgroups, max_processes, max_threads,
     # costs no BPF load.
     server = daemon.bind(host, port, state,
                          stale_after=max(3 * interval + 5, 15.0))
-    opts = Options(latency=not no_latency, cgroup=cgroup,
-                   bpf_stats=bpf_stats)
+    opts = Options(cgroup=cgroup, bpf_stats=bpf_stats, **latency)
     stop = StopFlag()
     try:
         col = Collector(opts, max_threads=max_threads,

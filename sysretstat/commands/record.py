@@ -9,6 +9,7 @@ from sysretstat import record
 from sysretstat.commands.common import (StopFlag, cgroup_option,
                                         check_duration, check_interval,
                                         interval_option, latency_option,
+                                        latency_options,
                                         pid_option)
 from sysretstat.source.collector import Collector
 from sysretstat.source.launch import GatedCommand
@@ -39,7 +40,7 @@ from sysretstat.kernel.tracer import Options
               help="No progress line and no summary on stderr.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(output, duration, interval, pids, comm, cgroup, no_latency,
-            fsync, quiet, command):
+            latency_sample, sample_every, fsync, quiet, command):
     """Record SYSRET/IRET returns into FILE until SIGINT/SIGTERM, the end
     of -d SECONDS, or the end of COMMAND.
 
@@ -52,6 +53,7 @@ def command(output, duration, interval, pids, comm, cgroup, no_latency,
     """
     check_interval(interval)
     check_duration(duration)
+    latency = latency_options(no_latency, latency_sample, sample_every)
     # Before anything is loaded or started: a bad FILE fails fast.
     record.check_writable(output)
     cmd = None
@@ -59,16 +61,16 @@ def command(output, duration, interval, pids, comm, cgroup, no_latency,
         cmd = GatedCommand(list(command))
     try:
         return _record(output, duration, interval, pids, comm, cgroup,
-                       no_latency, fsync, quiet, cmd)
+                       latency, fsync, quiet, cmd)
     finally:
         if cmd is not None and cmd.returncode is None:
             cmd.kill()
 
 
-def _record(output, duration, interval, pids, comm, cgroup, no_latency,
+def _record(output, duration, interval, pids, comm, cgroup, latency,
             fsync, quiet, cmd):
-    opts = Options(pids=tuple(pids), latency=not no_latency, comm=comm,
-                   cgroup=cgroup, filter=cmd is not None)
+    opts = Options(pids=tuple(pids), comm=comm, cgroup=cgroup,
+                   filter=cmd is not None, **latency)
     col = Collector(opts, command=" ".join(cmd.argv) if cmd else None)
     stop = StopFlag()
     writer = None

@@ -19,6 +19,7 @@ from sysretstat.model.quietgc import FrameGC
 from sysretstat.render.width import output_width
 from sysretstat.commands.common import (StopFlag, check_interval,
                                         interval_option, latency_option,
+                                        latency_options,
                                         pid_option)
 from sysretstat.errors import UsageError
 
@@ -64,7 +65,8 @@ from sysretstat.errors import UsageError
               help="Append each frame's CPU seconds and row count "
                    "(benchmarks/top_frame.py).")
 def command(pids, interval, batch, iterations, as_json, by, sort, top_n,
-            no_latency, bpf_stats, urls, per_host, frame_log):
+            no_latency, latency_sample, sample_every, bpf_stats, urls,
+            per_host, frame_log):
     """Live view of syscall returns: how many fall back to IRET, why,
     who causes them, and what each path's latency looks like.
 
@@ -75,6 +77,7 @@ def command(pids, interval, batch, iterations, as_json, by, sort, top_n,
     help, q quits.
     """
     check_interval(interval)
+    latency = latency_options(no_latency, latency_sample, sample_every)
     if per_host and not urls:
         raise UsageError("--per-host needs --connect URL")
     if urls and pids:
@@ -91,7 +94,7 @@ def command(pids, interval, batch, iterations, as_json, by, sort, top_n,
     # A calibration measures this machine: daemons run on others, and
     # each serves its own (meta.iret_penalty).
     calibration = load_calibration() if not urls else None
-    source = open_source(pids, not no_latency, bpf_stats, urls)
+    source = open_source(pids, latency, bpf_stats, urls)
     try:
         feed = FleetFeed(source, per_host, interval) if urls else \
             Feed(source, calibration)
@@ -118,8 +121,8 @@ def open_source(pids, latency, bpf_stats, urls):
         return Fleet(list(urls))
     from sysretstat.source.collector import Collector
     from sysretstat.kernel.tracer import Options
-    col = Collector(Options(pids=tuple(pids), latency=latency,
-                            bpf_stats=bpf_stats))
+    col = Collector(Options(pids=tuple(pids), bpf_stats=bpf_stats,
+                            **latency))
     try:
         col.start()
     except BaseException:

@@ -78,6 +78,18 @@ def detail_name(outcome, code, tracer):
     return str(code)
 
 
+# Syscalls whose return sys_exit cannot place on its own: rt_sigreturn
+# and sigreturn set orig_ax to -1 (their number is gone), and an execve
+# or execveat can change the ABI of the task under it (a 64-bit program
+# exec'ing a 32-bit one is a compat task at its exit).  Only the entry
+# knows them, so their entry is always seen: never sampled out.
+NEED_ENTRY = frozenset((
+    ("x64", 15), ("x64", 59), ("x64", 322),
+    ("x32", 513), ("x32", 520), ("x32", 545),
+    ("i386", 11), ("i386", 119), ("i386", 173), ("i386", 358),
+))
+
+
 def slot_to_syscall(slot):
     """(abi name, nr) of a per-syscall slot; nr is -1 for 'unknown'."""
     if slot < SLOTS_X64:

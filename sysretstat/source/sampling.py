@@ -9,6 +9,10 @@ whose timing costs the most and tells the least.  A syscall that is
 rare, or that often returns by IRET (the returns the tool exists to
 explain), keeps every call timed.
 
+Syscalls that only their entry can identify (abi.NEED_ENTRY: the
+sigreturns and execs) are never sampled: an untimed call is classified
+at its exit alone.
+
 The choice is remade from the rates over the last WINDOW_S seconds or
 more (snapshots can come much faster: top's refresh, a test's loop);
 the kernel side picks which calls to time at random
@@ -55,6 +59,8 @@ class Sampler:
         self.every_syscall = every_syscall and self.shift > 0
         self.shifts = bytearray([self.shift if self.every_syscall else 0]
                                 * abi.NR_SLOTS)
+        for key in abi.NEED_ENTRY:
+            self.shifts[abi.syscall_to_slot(*key)] = 0
         self.sampled = {}         # (abi, nr) ever sampled -> "abi:name"
         self.untimed = 0
         self._prev = {}           # slot -> _state at the last update
@@ -90,6 +96,8 @@ class Sampler:
             return None
         new = bytearray(abi.NR_SLOTS)
         for key, row in syscalls.items():
+            if key in abi.NEED_ENTRY:
+                continue
             slot = abi.syscall_to_slot(*key)
             now = prev[slot]
             start = self._window.get(slot, (0, 0, 0, 0))
