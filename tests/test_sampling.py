@@ -90,3 +90,56 @@ def test_rate_one_never_samples():
     hot = MIN_SAMPLES * 1024
     assert s.update(rows(getpid=(hot, 0, hot)), 1.0) is None
     assert not any(s.initial())
+
+
+def test_the_report_says_what_was_sampled():
+    from sysretstat.model.snapshot import Snapshot
+    from sysretstat.render import text
+    c = [0] * abi.NR_OUTCOMES
+    c[abi.O_SYSRET] = 6400
+    totals = Counts(c, [Hist({10: 100}, 1000), Hist()])
+    snap = Snapshot({"latency_sample": 64,
+                     "latency_sampled": ["x64:getpid", "x64:\x1b[2J"],
+                     "untimed_sampled": 6300}, totals)
+    out = text.latency_text(snap)
+    assert "sampled: durations of 1 in 64 calls of x64:getpid, " \
+        "x64:\\e[2J (hot, almost never IRET; every call of the rest " \
+        "timed)" in out
+    assert "untimed: 6300 of 6400 returns: 6300 not sampled (1 in 64 " \
+        "calls of hot syscalls timed)" in out
+    doc = snap.to_report()
+    assert doc["meta"]["untimed_why"] == {"fork_child": 0, "sampled": 6300,
+                                          "no_sys_enter": 0}
+    # Every call timed: neither line.
+    snap = Snapshot({"latency_sample": 1, "latency_sampled": [],
+                     "untimed_sampled": 0}, Counts(c, [Hist({10: 6400}, 1),
+                                                      Hist()]))
+    out = text.latency_text(snap)
+    assert "sampled:" not in out and "untimed:" not in out
+
+
+def test_prometheus_says_what_was_sampled():
+    from sysretstat.model.snapshot import Snapshot
+    from sysretstat.render import prometheus
+    c = [0] * abi.NR_OUTCOMES
+    c[abi.O_SYSRET] = 6400
+    snap = Snapshot({"latency_sample": 64, "latency_sampled": ["x64:getpid"],
+                     "untimed_sampled": 6300},
+                    Counts(c, [Hist({10: 100}, 1000), Hist()]))
+    lines = prometheus.render(snap).splitlines()
+    assert "sysretstat_latency_sample 64" in lines
+    assert 'sysretstat_latency_sampled{syscall="x64:getpid"} 1' in lines
+
+
+def test_top_says_what_was_sampled():
+    from sysretstat.model.snapshot import Snapshot
+    from sysretstat.top import state as top_state, view
+    c = [0] * abi.NR_OUTCOMES
+    c[abi.O_SYSRET] = 6400
+    meta = {"latency_sample": 64, "latency_sampled": ["x64:getpid",
+                                                       "x64:read"],
+            "duration_s": 1.0, "interval_s": 1.0, "lost": {}}
+    delta = Snapshot(meta, Counts(c, [Hist({10: 100}, 1000), Hist()]))
+    lines = view.header(delta, top_state.ViewState(), 80)
+    text = "\n".join("".join(s for s, _ in line) for line in lines)
+    assert "latency 1/64 of getpid +1" in text, text

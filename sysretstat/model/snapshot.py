@@ -328,7 +328,8 @@ def sort_value(row, key):
     if v is not None:
         return v
     if key == "name":
-        return str(row.fields.get("comm") or row.fields.get("name") or "")
+        f = row.fields
+        return str(f.get("comm") or f.get("name") or f.get("cgroup") or "")
     if key == "id":
         f = row.fields
         return f.get("tid", f.get("pid", f.get("nr", f.get("cpu", 0))))

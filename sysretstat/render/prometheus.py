@@ -398,8 +398,22 @@ def render(snap, comms=None, top=10, penalty=None, extra=(),
         for path, h in zip((snap.fast_path, "iret"), t.lat):
             samples += _hist_samples(h, path)
         lines += family("sysretstat_syscall_duration_seconds", "histogram",
-                        "Time from sys_enter to sys_exit, by return path.",
+                        "Time from sys_enter to sys_exit, by return path, "
+                        "of the calls timed: a sample of the returns, not "
+                        "their count (see sysretstat_latency_sample).",
                         samples)
+        rate = meta.get("latency_sample")
+        if rate:
+            lines += family("sysretstat_latency_sample", "gauge",
+                            "Durations are taken for 1 in this many calls "
+                            "of the syscalls in sysretstat_latency_sampled "
+                            "(every call of the others).",
+                            [("", (), rate)])
+            lines += family(
+                "sysretstat_latency_sampled", "gauge",
+                "1 for each syscall whose durations have been sampled.",
+                [("", (("syscall", s),), 1)
+                 for s in meta.get("latency_sampled") or ()])
 
     paths = _fast_paths(snap) + ("iret",)
     series = comms.series() if comms is not None else \

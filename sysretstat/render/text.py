@@ -237,13 +237,17 @@ DURATION_TITLE = ("Syscall duration (sys_enter to sys_exit), by the path "
 SAME_SYSCALL_ROWS = 10
 
 
-def untimed_line(counts):
+def untimed_line(counts, meta=None):
     """How many returns have no duration, and why ("" when all do)."""
-    why = counts.untimed_why()
-    untimed = why["fork_child"] + why["no_sys_enter"]
+    why = counts.untimed_why((meta or {}).get("untimed_sampled"))
+    untimed = sum(why.values())
     if untimed <= 0:
         return ""
     parts = []
+    if why.get("sampled"):
+        parts.append("%d not sampled (1 in %s calls of hot syscalls "
+                     "timed)" % (why["sampled"],
+                                 (meta or {}).get("latency_sample", "N")))
     if why["fork_child"]:
         parts.append("%d fork children's first returns (no sys_enter)"
                      % why["fork_child"])
@@ -253,6 +257,20 @@ def untimed_line(counts):
                      "PTRACE_SYSEMU)" % why["no_sys_enter"])
     return "untimed: %d of %d returns: %s\n" % (untimed, counts.returns,
                                                 "; ".join(parts))
+
+
+def sampling_line(meta):
+    """Which syscalls' durations are a sample ("" when every call was
+    timed): their histograms hold 1 in N calls, not their returns."""
+    sampled = meta.get("latency_sampled") or []
+    if not sampled or (meta.get("latency_sample") or 1) <= 1:
+        return ""
+    names = [safe(s) for s in sampled[:8]]
+    if len(sampled) > 8:
+        names.append("%d others" % (len(sampled) - 8))
+    return ("sampled: durations of 1 in %d calls of %s (hot, almost never "
+            "IRET; every call of the rest timed)\n"
+            % (meta["latency_sample"], ", ".join(names)))
 
 
 def same_syscall_table(snap, tablefmt="simple", width=None,
@@ -288,7 +306,8 @@ def latency_text(snap, width=None, tablefmt="simple"):
     if lat is None:
         return "no latency (recorded with --no-latency)\n"
     return (hists_text(snap, width) + "\n" +
-            fit_lines(untimed_line(snap.totals), width) +
+            fit_lines(sampling_line(snap.meta), width) +
+            fit_lines(untimed_line(snap.totals, snap.meta), width) +
             "\n" + fit_lines("Same syscall by each path, where both occur "
                             "(p50 of its duration):", width) + "\n" +
             same_syscall_table(snap, tablefmt, width))

@@ -150,6 +150,15 @@ def header(delta, state, width, calibration=None, hosts=None, now=None):
     evicted = evicted_count(m)
     if evicted:
         tool += "  evicted %d" % evicted
+    # Latency columns of sampled syscalls hold 1 in N of their calls.
+    sampled = m.get("latency_sampled") or ()
+    if sampled and (m.get("latency_sample") or 1) > 1:
+        more = "  latency 1/%d of %s" % (m["latency_sample"],
+                                         safe(sampled[0].split(":")[-1]))
+        if len(sampled) > 1:
+            more += " +%d" % (len(sampled) - 1)
+        if len(tool) + len(more) <= width:
+            tool += more
     lines.append([(tool, "warn" if lost > 0 else "dim")])
     return lines
 
