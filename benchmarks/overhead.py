@@ -12,22 +12,37 @@ shared machine spread over all configurations alike:
   floor         empty BPF programs on sys_enter and sys_exit (bpf/floor):
                 the cost any tracer on those two tracepoints starts from
   floor_exit    the empty sys_exit program alone (the counts-only floor)
-  full          sysretstat's collector, default mode (latency histograms)
+  full          sysretstat's collector, default mode: latency histograms,
+                1 in 64 calls timed of hot syscalls that (almost) never
+                take IRET, every call of the rest
+  full_every    the same with --latency-sample 1: every call timed
   counts        sysretstat's collector, --no-latency (no sys_enter)
   bpftrace      tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }
-                (installed with apt-get when missing; tracefs is mounted
-                when it is not)
+  bpftrace_hist the per-command latency histogram one-liner:
+                sys_enter { @s[tid] = nsecs; }  sys_exit /@s[tid]/ {
+                @[comm] = hist(nsecs - @s[tid]); delete(@s[tid]); }
+                (bpftrace is installed with apt-get when missing; tracefs
+                is mounted when it is not)
+
+While a sysretstat configuration is attached, a thread takes a snapshot
+every 0.25 s, as record, top and the daemon do each interval (the
+sampler decides which syscalls to sample only then), and before each
+measured run the same workload runs unmeasured for about 1 s, so that
+the sampler has reached its steady state for that workload.
 
 Workloads, pinned to one CPU, timed with the thread's CPU clock (BPF
 programs run in the thread's own kernel time; time the thread spends
 preempted by other load does not count): a raw getpid loop, and a mix of
 six cheap syscalls per iteration.  Added cost = median of the
-configuration minus median of "none", in ns per syscall.
+configuration minus median of "none", in ns per syscall; and the same
+from each configuration's fastest round (see summarize()).
 
 Then: time to attach (Collector.start: open, verify, load, attach),
-resident memory of a collecting process and the BPF maps' memory, and
-the rate sustained with getpid loops on every CPU with no lost counts
-(each loop's returns as counted by sysretstat must equal its calls).
+resident memory of a collecting process and the BPF maps' memory, the
+rate sustained with getpid loops on every CPU with no lost counts
+(each loop's returns as counted by sysretstat must equal its calls),
+and each BPF program's mean run time from the kernel's statistics
+(bpf_enable_stats) under each configuration.
 """
 
 import argparse
@@ -46,13 +61,23 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sysretstat.kernel import bpf
-from sysretstat import objects  # noqa: E402
+from sysretstat.kernel import abi, bpf, objects  # noqa: E402
+from sysretstat.model.syscalls import syscall_name  # noqa: E402
 from sysretstat.source.collector import Collector  # noqa: E402
 from sysretstat.kernel.tracer import Options  # noqa: E402
 
-BPFTRACE_PROG = ('BEGIN { printf("ready\\n"); } '
-                 'tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }')
+# BEGIN runs once every probe is attached: "ready" tells start() so.
+BPFTRACE_READY = 'BEGIN { printf("ready\\n"); } '
+BPFTRACE_PROGS = {
+    "bpftrace": 'tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }',
+    # What a user would write for per-command syscall latency.
+    "bpftrace_hist": 'tracepoint:raw_syscalls:sys_enter { @s[tid] = nsecs; } '
+                     'tracepoint:raw_syscalls:sys_exit /@s[tid]/ { '
+                     '@[comm] = hist(nsecs - @s[tid]); delete(@s[tid]); }',
+}
+# Seconds each unmeasured warm-up run lasts, and between two snapshots.
+WARM_S = 1.0
+SNAPSHOT_S = 0.25
 
 # The workloads.  Raw `syscall` instructions so no libc caching hides a
 # syscall; after the gate (one read of stdin) the process makes exactly
@@ -137,6 +162,9 @@ class NoTracing:
     def start(self):
         pass
 
+    def warm(self, run):
+        pass
+
     def stop(self):
         pass
 
@@ -155,25 +183,96 @@ class Floor:
         for p in self.progs:
             self.obj.attach(p)
 
+    def warm(self, run):
+        pass
+
+    def run_stats(self):
+        out = {}
+        for p in self.progs:
+            t, n, _ = bpf.prog_run_stats(self.obj.prog_fd(p))
+            out[p] = (t, n)
+        return out
+
     def stop(self):
         self.obj.close()
         self.obj = None
 
 
+class Snapshots(threading.Thread):
+    """Collector.snapshot() every `every` seconds, as record, top and
+    the daemon do each interval: the sampler remakes its choice of
+    syscalls only in a snapshot."""
+
+    def __init__(self, coll, every=SNAPSHOT_S):
+        super().__init__(daemon=True)
+        self.coll, self.every = coll, every
+        self.done = threading.Event()
+        self.error = None
+        self.taken = 0
+
+    def run(self):
+        try:
+            while not self.done.wait(self.every):
+                self.coll.snapshot()
+                self.taken += 1
+        except Exception as e:      # raised again by halt()
+            self.error = e
+
+    def halt(self):
+        self.done.set()
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def sampled_names(coll):
+    """The syscalls (x64) whose calls are sampled right now."""
+    s = coll.sampler
+    if s is None:
+        return []
+    return sorted(str(syscall_name("x64", nr) or nr)
+                  for nr in range(abi.SLOTS_X64 - 1) if s.shifts[nr])
+
+
 class Sysretstat:
-    def __init__(self, name, latency):
-        self.name, self.latency, self.coll = name, latency, None
+    def __init__(self, name, **options):
+        self.name, self.options, self.coll = name, options, None
+        self.snaps = None
         self.attach_s = []
+        self.sampled = {}       # workload -> [sampled syscalls, per run]
 
     def start(self):
         t0 = time.perf_counter()
-        self.coll = Collector(Options(latency=self.latency)).start()
+        self.coll = Collector(Options(**self.options)).start()
         self.attach_s.append(time.perf_counter() - t0)
+        self.snaps = Snapshots(self.coll)
+        self.snaps.start()
+
+    def warm(self, run):
+        """Run the next measured workload, unmeasured, for WARM_S, with
+        snapshots going: the sampler's choice is then the one for that
+        workload (a syscall is sampled or not from its rate over 0.5 s
+        windows, so a workload that just started would pay for every
+        call timed until the next decision)."""
+        t_end = time.monotonic() + WARM_S
+        while time.monotonic() < t_end:
+            run()
+
+    def note(self, workload):
+        self.sampled.setdefault(workload, []).append(
+            sampled_names(self.coll))
+
+    def run_stats(self):
+        return self.coll.tracer.run_stats()
 
     def stop(self):
-        self.coll.stop()
-        self.coll.close()
-        self.coll = None
+        try:
+            self.snaps.halt()       # before stop(): it takes the last one
+        finally:
+            self.snaps = None
+            self.coll.stop()
+            self.coll.close()
+            self.coll = None
 
 
 def _sigint_default():
@@ -183,9 +282,8 @@ def _sigint_default():
 
 
 class Bpftrace:
-    name = "bpftrace"
-
-    def __init__(self):
+    def __init__(self, name="bpftrace"):
+        self.name, self.prog = name, BPFTRACE_READY + BPFTRACE_PROGS[name]
         self.proc = None
         self.attach_s = []
         self.rss_kib = []
@@ -193,7 +291,7 @@ class Bpftrace:
     def start(self):
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(["bpftrace", "-B", "line", "-e",
-                                      BPFTRACE_PROG],
+                                      self.prog],
                                      stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True,
                                      preexec_fn=_sigint_default)
@@ -210,6 +308,9 @@ class Bpftrace:
         timer.cancel()
         self.attach_s.append(time.perf_counter() - t0)
         self.rss_kib.append(rss_kib(self.proc.pid))
+
+    def warm(self, run):
+        pass
 
     def stop(self):
         self.proc.send_signal(signal.SIGINT)
@@ -237,9 +338,10 @@ def ensure_bpftrace():
     if not os.path.exists("/sys/kernel/tracing/events/raw_syscalls"):
         return "tracefs with raw_syscalls events is not available"
     try:
-        b = Bpftrace()
-        b.start()
-        b.stop()
+        for name in BPFTRACE_PROGS:
+            b = Bpftrace(name)
+            b.start()
+            b.stop()
     except Exception as e:          # report why, keep benchmarking
         return "bpftrace cannot run here: %s" % e
     return None
@@ -288,8 +390,12 @@ def run_load(exe, workload, calls, cpu):
     return float(out.split()[0])
 
 
+def workloads_of(calls):
+    return {"getpid": calls, "mix": max(1, calls // 6)}
+
+
 def overhead(exe, configs, rounds, calls, cpu):
-    workloads = {"getpid": calls, "mix": max(1, calls // 6)}
+    workloads = workloads_of(calls)
     res = {w: {c.name: [] for c in configs} for w in workloads}
     rnd = random.Random(1)
     for r in range(rounds):
@@ -299,11 +405,45 @@ def overhead(exe, configs, rounds, calls, cpu):
             c.start()
             try:
                 for w, n in workloads.items():
+                    c.warm(lambda: run_load(exe, w, n, cpu))
+                    if hasattr(c, "note"):
+                        c.note(w)
                     res[w][c.name].append(run_load(exe, w, n, cpu))
             finally:
                 c.stop()
         print("round %d/%d done" % (r + 1, rounds), file=sys.stderr)
     return res
+
+
+def prog_stats(exe, configs, calls, cpu):
+    """Each BPF program's mean run time (kernel BPF statistics) while a
+    workload runs under each configuration, warmed as in overhead():
+    {workload: {config: {program: [ns per run, runs]}}}.  The
+    statistics' own clock reads are outside the time they count; a
+    floor's empty program shows what any program costs to enter."""
+    fd = bpf.enable_run_stats()
+    if fd < 0:
+        return None
+    out = {}
+    try:
+        for c in configs:
+            c.start()
+            try:
+                for w, n in workloads_of(calls).items():
+                    c.warm(lambda: run_load(exe, w, n, cpu))
+                    before = c.run_stats()
+                    run_load(exe, w, n, cpu)
+                    after = c.run_stats()
+                    out.setdefault(w, {})[c.name] = {
+                        p: [(after[p][0] - before[p][0]) /
+                            max(1, after[p][1] - before[p][1]),
+                            after[p][1] - before[p][1]]
+                        for p in after}
+            finally:
+                c.stop()
+    finally:
+        os.close(fd)
+    return out
 
 
 def memory(mode_latency):
@@ -336,12 +476,23 @@ c.stop(); c.close()
     return json.loads(out)
 
 
-def max_rate(exe, latency, calls):
-    """getpid loops on every CPU at once under the collector; every
-    loop's returns must be counted."""
+def max_rate(exe, calls, **options):
+    """getpid loops on every CPU at once under the collector, snapshots
+    every SNAPSHOT_S and the sampler warmed (getpid loops on every CPU
+    for WARM_S first); every loop's returns must be counted."""
     cpus = sorted(os.sched_getaffinity(0))
-    coll = Collector(Options(latency=latency)).start()
+    coll = Collector(Options(**options)).start()
+    snaps = Snapshots(coll)
+    snaps.start()
     try:
+        t_end = time.monotonic() + WARM_S
+        while time.monotonic() < t_end:
+            warm = [subprocess.Popen([exe, "getpid", str(calls // 5),
+                                      str(c)], stdout=subprocess.DEVNULL)
+                    for c in cpus]
+            for p in warm:
+                p.wait()
+        sampled = sampled_names(coll)
         # The last one makes no getpid calls: its returns are the start-up
         # and gate syscalls that every loop makes besides its calls.
         procs = [subprocess.Popen([exe, "getpid", str(n), str(c), "g"],
@@ -357,8 +508,11 @@ def max_rate(exe, latency, calls):
             out, _ = p.communicate(timeout=300)
             walls.append(float(out.split()[1]))
         walls.pop()
+        snaps.halt()
         snap = coll.stop()
     finally:
+        snaps.done.set()
+        snaps.join()
         coll.close()
     pids = {p.pid for p in procs}
     counted = {r.fields["pid"]: r.counts.returns
@@ -373,71 +527,137 @@ def max_rate(exe, latency, calls):
             "counted": sorted(counted.values()), "expected_each": expected,
             "exact": len(counted) == len(cpus) and
             all(v == expected for v in counted.values()),
+            "sampled_at_start": sampled,
+            "untimed_sampled": snap.meta.get("untimed_sampled"),
             "lost": lost}
 
 
 def summarize(res):
+    """Added ns per syscall and the ratios, from the medians over the
+    rounds and from each configuration's fastest round.  On a shared VM
+    whole rounds step between levels some tens of ns apart (the host
+    moving the vCPU), and a median of few rounds can land on either:
+    the fastest round of each configuration is the steadier figure
+    there, and the one the kernel's per-program statistics agree with."""
     out = {}
     for w, by in res.items():
         med = {c: statistics.median(v) for c, v in by.items()}
-        base = med["none"]
-        added = {c: med[c] - base for c in med if c != "none"}
+        fast = {c: min(v) for c, v in by.items()}
+        added = {c: med[c] - med["none"] for c in med if c != "none"}
+        added_f = {c: fast[c] - fast["none"] for c in fast if c != "none"}
         out[w] = {"median_ns": med, "added_ns": added,
-                  "spread_ns": {c: [min(v), max(v)] for c, v in by.items()}}
-        fl, fx = added.get("floor"), added.get("floor_exit")
-        r = {}
-        if fl:
-            r["full_vs_floor"] = added["full"] / fl
-        if fx:
-            r["counts_vs_floor_exit"] = added["counts"] / fx
-        if added.get("bpftrace"):
-            r["full_vs_bpftrace"] = added["full"] / added["bpftrace"]
-            r["counts_vs_bpftrace"] = added["counts"] / added["bpftrace"]
-        out[w]["ratios"] = r
+                  "fastest_ns": fast, "added_fastest_ns": added_f,
+                  "spread_ns": {c: [min(v), max(v)] for c, v in by.items()},
+                  "ratios": _ratios(added),
+                  "ratios_fastest": _ratios(added_f)}
     return out
+
+
+def _ratios(added):
+    r = {}
+    for key, (a, b, _) in RATIOS.items():
+        if added.get(a) is not None and added.get(b):
+            r[key] = added[a] / added[b]
+    return r
+
+
+# name: (configuration, its yardstick, target); the targets of issue
+# "Cost".  full_every has none: it shows what sampling saves.
+RATIOS = {
+    "full_vs_floor": ("full", "floor", "<= 1.2"),
+    "full_vs_bpftrace_hist": ("full", "bpftrace_hist", "<= 0.15"),
+    "counts_vs_floor_exit": ("counts", "floor_exit", "<= 1.15"),
+    "counts_vs_bpftrace": ("counts", "bpftrace", "<= 0.2"),
+    "full_every_vs_floor": ("full_every", "floor", "-"),
+    "full_every_vs_bpftrace_hist": ("full_every", "bpftrace_hist", "-"),
+}
+CONFIGS = ["floor", "floor_exit", "full", "full_every", "counts",
+           "bpftrace", "bpftrace_hist"]
 
 
 def markdown(doc):
     """The README's results table."""
-    cfgs = ["floor", "floor_exit", "full", "counts", "bpftrace"]
-    out = ["| workload | none ns/syscall | " +
+    cfgs = CONFIGS
+    ovh = summarize(doc["raw"]) if "raw" in doc else doc["overhead"]
+    stats = [("median", "median_ns", "added_ns", "ratios"),
+             ("fastest", "fastest_ns", "added_fastest_ns", "ratios_fastest")]
+    out = ["| workload | of %d rounds | none ns/syscall | " % doc["rounds"] +
            " | ".join("+%s" % c for c in cfgs) + " |",
-           "|---|---:|" + "---:|" * len(cfgs)]
-    for w, o in doc["overhead"].items():
-        cells = ["%+.0f" % o["added_ns"][c] if c in o["added_ns"] else "-"
-                 for c in cfgs]
-        out.append("| %s | %.0f | %s |" % (w, o["median_ns"]["none"],
-                                           " | ".join(cells)))
+           "|---|---|---:|" + "---:|" * len(cfgs)]
+    for w, o in ovh.items():
+        for label, base, added, _ in stats:
+            if added not in o:
+                continue
+            cells = ["%+.0f" % o[added][c] if c in o[added] else "-"
+                     for c in cfgs]
+            out.append("| %s | %s | %.0f | %s |" % (
+                w, label, o[base]["none"], " | ".join(cells)))
+    cols = [(w, label, key) for w, o in ovh.items()
+            for label, _, _, key in stats if key in o]
     out.append("")
-    out.append("| ratio (target) | " + " | ".join(doc["overhead"]) + " |")
-    out.append("|---|" + "---:|" * len(doc["overhead"]))
-    for key, target in (("full_vs_floor", "<= 1.3"),
-                        ("counts_vs_floor_exit", "<= 1.3"),
-                        ("full_vs_bpftrace", "< 0.4"),
-                        ("counts_vs_bpftrace", "< 0.4")):
+    out.append("| ratio (target) | " + " | ".join(
+        "%s, %s" % (w, label) for w, label, _ in cols) + " |")
+    out.append("|---|" + "---:|" * len(cols))
+    for key, (_, _, target) in RATIOS.items():
         out.append("| %s (%s) | %s |" % (key, target, " | ".join(
-            "%.2f" % o["ratios"][key] if key in o["ratios"] else "-"
-            for o in doc["overhead"].values())))
+            "%.2f" % ovh[w][k][key] if key in ovh[w][k] else "-"
+            for w, _, k in cols)))
     a, m, r = doc["attach_s"], doc["memory"], doc["max_rate"]
     out.append("")
-    out.append("attach (median of %d): full %.3f s, counts %.3f s%s"
-               % (doc["rounds"], a["full"], a["counts"],
-                  ", bpftrace %.3f s" % a["bpftrace"] if a["bpftrace"]
-                  else ""))
+    out.append("attach (median of %d): %s" % (doc["rounds"], ", ".join(
+        "%s %.3f s" % (k, v) for k, v in a.items() if v is not None)))
+    bt = m.get("bpftrace_rss_kib")
+    if not isinstance(bt, dict):            # a --json from before
+        bt = {"bpftrace": bt}
     out.append("memory: full RSS %d KiB (+%d on attach), counts RSS %d KiB,"
                " BPF maps %d KiB%s"
                % (m["full"]["rss_kib"], m["full"]["rss_kib"] -
                   m["full"]["rss_before_attach_kib"],
                   m["counts"]["rss_kib"], m["full"]["bpf_maps_kib"],
-                  "; bpftrace RSS %d KiB" % m["bpftrace_rss_kib"]
-                  if m["bpftrace_rss_kib"] else ""))
-    for mode in ("full", "counts"):
+                  "".join("; %s RSS %d KiB" % (k, v)
+                          for k, v in bt.items() if v)))
+    for mode, o in r.items():
         out.append("max rate (%s): %.2f M syscalls/s on %d CPUs, counts "
-                   "%s" % (mode, r[mode]["rate_per_s"] / 1e6, r[mode]["cpus"],
-                           "exact" if r[mode]["exact"] else
-                           "NOT exact: %s vs %s each" % (
-                               r[mode]["counted"], r[mode]["expected_each"])))
+                   "%s%s" % (mode, o["rate_per_s"] / 1e6, o["cpus"],
+                             "exact" if o["exact"] else
+                             "NOT exact: %s vs %s each" % (
+                                 o["counted"], o["expected_each"]),
+                             ", sampled: %s" % (
+                                 " ".join(o["sampled_at_start"]) or "none")
+                             if "sampled_at_start" in o else ""))
+    ps = doc.get("prog_stats")
+    if ps:
+        out.append("")
+        out.append("BPF program mean run time, ns per run (kernel "
+                   "statistics), runs per workload syscall in brackets:")
+        out.append("")
+        out.append("| workload | config | " + " | ".join(PROGS) + " |")
+        out.append("|---|---|" + "---:|" * len(PROGS))
+        for w, by in ps.items():
+            n = doc["calls"] if w == "getpid" else max(1, doc["calls"] // 6) * 6
+            for c, progs in by.items():
+                cells = []
+                for p in PROGS:
+                    v = progs.get(p) or progs.get(FLOOR_PROGS.get(p))
+                    cells.append("%.0f (%.2f)" % (v[0], v[1] / n)
+                                 if v else "-")
+                out.append("| %s | %s | %s |" % (w, c, " | ".join(cells)))
+    sampled = doc.get("sampled")
+    if sampled:
+        out.append("")
+        for c, by in sampled.items():
+            for w, runs in by.items():
+                names = sorted({" ".join(x) or "none" for x in runs})
+                out.append("sampled when measured (%s, %s): %s"
+                           % (c, w, "; ".join(names)))
     return "\n".join(out) + "\n"
+
+
+# The programs run_stats() reports, in table order (a floor's empty
+# programs stand in the columns of the ones they are the floor of).
+PROGS = ["sr_sys_enter", "sr_sys_exit", "sr_switch"]
+FLOOR_PROGS = {"sr_sys_enter": "floor_sys_enter",
+               "sr_sys_exit": "floor_sys_exit"}
 
 
 def main():
@@ -447,6 +667,8 @@ def main():
                     help="syscalls per workload run (default 1000000)")
     ap.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)))
     ap.add_argument("--no-bpftrace", action="store_true")
+    ap.add_argument("--no-prog-stats", action="store_true",
+                    help="skip the per-program BPF statistics")
     ap.add_argument("--load-exe", metavar="PATH",
                     help="a load program built elsewhere (--print-load-"
                          "source), for machines without a compiler")
@@ -473,16 +695,19 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_load(tmp, args.load_exe)
-        full, counts = Sysretstat("full", True), Sysretstat("counts", False)
-        configs = [NoTracing(), Floor("floor", ["floor_sys_enter",
-                                                "floor_sys_exit"]),
-                   Floor("floor_exit", ["floor_sys_exit"]), full, counts]
+        full = Sysretstat("full")
+        every = Sysretstat("full_every", latency_sample=1)
+        counts = Sysretstat("counts", latency=False)
+        floors = [Floor("floor", ["floor_sys_enter", "floor_sys_exit"]),
+                  Floor("floor_exit", ["floor_sys_exit"])]
+        ours = [full, every, counts]
+        configs = [NoTracing()] + floors + ours
         why_no_bpftrace = "skipped (--no-bpftrace)" if args.no_bpftrace \
             else ensure_bpftrace()
-        bt = None
+        bts = []
         if why_no_bpftrace is None:
-            bt = Bpftrace()
-            configs.append(bt)
+            bts = [Bpftrace(name) for name in BPFTRACE_PROGS]
+            configs += bts
         before = wait_quiet(args.wait_quiet)
         if before:
             print("warning: %d other tracing BPF programs are loaded (%s); "
@@ -500,16 +725,23 @@ def main():
             "foreign_bpf_progs": {"before": before, "after": after},
             "overhead": summarize(res),
             "raw": res,
-            "attach_s": {"full": statistics.median(full.attach_s),
-                         "counts": statistics.median(counts.attach_s),
-                         "bpftrace": statistics.median(bt.attach_s)
-                         if bt else None},
-            "attach_s_max": {"full": max(full.attach_s),
-                             "counts": max(counts.attach_s)},
+            "sampled": {c.name: c.sampled for c in ours},
+            "snapshot_every_s": SNAPSHOT_S, "warm_s": WARM_S,
+            "attach_s": dict({c.name: statistics.median(c.attach_s)
+                              for c in ours},
+                             **{b.name: statistics.median(b.attach_s)
+                                for b in bts}),
+            "attach_s_max": {c.name: max(c.attach_s) for c in ours},
             "memory": {"full": memory(True), "counts": memory(False),
-                       "bpftrace_rss_kib": max(bt.rss_kib) if bt else None},
-            "max_rate": {"full": max_rate(exe, True, args.calls * 5),
-                         "counts": max_rate(exe, False, args.calls * 5)},
+                       "bpftrace_rss_kib": {b.name: max(b.rss_kib)
+                                            for b in bts}},
+            "max_rate": {"full": max_rate(exe, args.calls * 5),
+                         "full_every": max_rate(exe, args.calls * 5,
+                                                latency_sample=1),
+                         "counts": max_rate(exe, args.calls * 5,
+                                            latency=False)},
+            "prog_stats": None if args.no_prog_stats else
+            prog_stats(exe, floors + ours, args.calls, args.cpu),
             "bpftrace": why_no_bpftrace or "ok",
         }
     text = json.dumps(doc, indent=1)
