@@ -468,72 +468,112 @@ def _malformed(data, off, why):
         % (off, len(data), why))
 
 
+def _in_order(layout, names):
+    """Whether a layout's values are those of the fields `names`, in
+    this order and nothing else."""
+    at = 0
+    for name in names:
+        where = layout.at(name)
+        if isinstance(where, slice):
+            if where.start != at:
+                return False
+            at = where.stop
+        elif where != at:
+            return False
+        else:
+            at += 1
+    return at == layout.nvalues
+
+
+# _parse_dump unpacks records by position, into names: the layouts
+# (built from the abi mirrors) must put the fields in this order.
+if not (_in_order(_THREAD, ("kind", "tid", "tgid", "start_ns",
+                            "leader_start_ns", "comm", "counts",
+                            "cgroup_id")) and
+        _in_order(_PDUMP, ("kind", "tgid", "start_ns", "comm", "sum_ns",
+                           "nz", "n"))):
+    raise TypeError("abi.ThreadRec or abi.ProcDump changed: update "
+                    "_parse_dump")
+
+
 def _parse_dump(data):
     """(threads, procs) of a task dump: records as abi.ThreadRec and
     abi.ProcDump (with its bucket counts) back to back.  A record the
     layout cannot account for raises KernelDataError."""
     threads, procs = [], []
-    off, n = 0, len(data)
+    off, size = 0, len(data)
     # Locals: this loop runs once per thread of the host.
     t_unpack, tsize = _THREAD.unpack_from, _THREAD.size
-    t_kind = _THREAD.at("kind")
-    tid, tgid, start, leader = _T_TID, _T_TGID, _T_START, _T_LEADER
-    comm, counts, cgroup = _T_COMM, _T_COUNTS, _T_CGROUP
     p_unpack, psize = _PDUMP.unpack_from, _PDUMP.size
-    p_tgid, p_start = _PDUMP.at("tgid"), _PDUMP.at("start_ns")
-    p_comm, p_sum, p_nz, p_n = (_PDUMP.at("comm"), _PDUMP.at("sum_ns"),
-                                _PDUMP.at("nz"), _PDUMP.at("n"))
-    k_unpack, ksize = _KIND.unpack_from, _KIND.size
     thread_kind, proc_kind = abi.REC_THREAD, abi.REC_PROC
     comms = _comms
+    add_thread, add_proc = threads.append, procs.append
     two = abi.NR_LAT == 2
-    while off < n:
-        # Most records are threads: decode one whole, and look at its
-        # kind after (every record starts with abi.RecHead).
-        if off + tsize <= n:
-            v = t_unpack(data, off)
-            kind = v[t_kind]
+    while off < size:
+        # The kind's low byte picks the record's parser, which decodes
+        # it whole; its kind field, decoded with it, confirms it.
+        low = data[off]
+        if low == thread_kind and off + tsize <= size:
+            # Unpacked into names (an index per field costs more); the
+            # counts and the cgroup id after them come as one list.
+            kind, tid, tgid, start, leader, raw, *n = t_unpack(data, off)
             if kind == thread_kind:
-                c = comms.get(v[comm])
+                cgroup = n.pop()
+                c = comms.get(raw)
                 if c is None:
-                    c = _comm(v[comm])
-                threads.append((v[tid], v[tgid], v[start], v[leader], c,
-                                list(v[counts]), v[cgroup]))
+                    c = _comm(raw)
+                add_thread((tid, tgid, start, leader, c, n, cgroup))
                 off += tsize
                 continue
-        elif off + ksize <= n:
-            kind = k_unpack(data, off)[0]
-        else:
-            raise _malformed(data, off, "%d bytes left, no record kind"
-                             % (n - off))
-        if kind == thread_kind:
-            raise _malformed(data, off, "thread record cut short")
-        if kind != proc_kind:
-            raise _malformed(data, off, "unknown record kind %d" % kind)
-        if off + psize > n:
-            raise _malformed(data, off, "process record cut short")
-        v = p_unpack(data, off)
-        nb, s, nz = v[p_n], v[p_sum], v[p_nz]
-        b = off + psize
-        if b + 8 * sum(nb) > n:
-            raise _malformed(data, off, "process record's %d bucket counts "
-                             "cut short" % sum(nb))
-        if two:
-            # The usual two paths unrolled: one record per active
-            # process, thousands per read.
-            m = b + 8 * nb[0]
-            e = m + 8 * nb[1]
-            runs = [(nz[0], data[b:m], s[0]), (nz[1], data[m:e], s[1])]
-            b = e
-        else:
-            runs = []
-            for p in range(abi.NR_LAT):
-                e = b + 8 * nb[p]
-                runs.append((nz[p], data[b:e], s[p]))
-                b = e
-        c = comms.get(v[p_comm])
-        if c is None:
-            c = _comm(v[p_comm])
-        procs.append((v[p_tgid], v[p_start], c, runs))
-        off = b
+        elif low == proc_kind and off + psize <= size:
+            v = p_unpack(data, off)
+            if v[0] == proc_kind:
+                b = off + psize
+                if two:
+                    # The usual two paths unrolled: one record per
+                    # active process, thousands per read.
+                    _, tgid, start, raw, s0, s1, nz0, nz1, n0, n1 = v
+                    m = b + 8 * n0
+                    e = m + 8 * n1
+                    if e > size:
+                        raise _malformed(data, off, "process record's %d "
+                                         "bucket counts cut short"
+                                         % (n0 + n1))
+                    runs = [(nz0, data[b:m], s0), (nz1, data[m:e], s1)]
+                else:
+                    tgid, start, raw = v[1:4]
+                    s, nz, nb = (v[4 + i * abi.NR_LAT:4 + (i + 1) * abi.NR_LAT]
+                                 for i in range(3))
+                    e = b + 8 * sum(nb)
+                    if e > size:
+                        raise _malformed(data, off, "process record's %d "
+                                         "bucket counts cut short"
+                                         % sum(nb))
+                    runs = []
+                    for p in range(abi.NR_LAT):
+                        m = b + 8 * nb[p]
+                        runs.append((nz[p], data[b:m], s[p]))
+                        b = m
+                c = comms.get(raw)
+                if c is None:
+                    c = _comm(raw)
+                add_proc((tgid, start, c, runs))
+                off = e
+                continue
+        raise _bad_record(data, off)
     return threads, procs
+
+
+def _bad_record(data, off):
+    """What is wrong with the record at data[off:], which neither
+    parser of _parse_dump took."""
+    n = len(data)
+    if off + _KIND.size > n:
+        return _malformed(data, off, "%d bytes left, no record kind"
+                          % (n - off))
+    kind = _KIND.unpack_from(data, off)[0]
+    if kind == abi.REC_THREAD:
+        return _malformed(data, off, "thread record cut short")
+    if kind != abi.REC_PROC:
+        return _malformed(data, off, "unknown record kind %d" % kind)
+    return _malformed(data, off, "process record cut short")
