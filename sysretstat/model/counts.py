@@ -8,22 +8,56 @@ from sysretstat.model.histogram import Hist
 from sysretstat.model.validate import count
 
 
-class _Difference:
-    """Latency not yet subtracted: `base` minus `older`, per path.
+class _Pending:
+    """Latency a Counts holds but has not made Hists of yet (see
+    Counts.lat): most rows' latency is never read."""
+
+    __slots__ = ()
+
+    def compute(self):
+        raise NotImplementedError
+
+
+class KernelLatency(_Pending):
+    """A row's latency as the kernel wrote it: the (where, raw, sum_ns)
+    runs of each path (Hist.from_kernel), made Hists when first read.
+
+    The collector gives one to a process each time its record comes;
+    every Counts made from it until the next shares it, and so the
+    Hists made from it: a frame of top reads the latency of a
+    screenful of thousands of processes."""
+
+    __slots__ = ("runs", "_hists")
+
+    def __init__(self, runs):
+        self.runs = runs
+        self._hists = None
+
+    def compute(self):
+        hists = self._hists
+        if hists is None:
+            from_kernel = Hist.from_kernel
+            hists = self._hists = [from_kernel(*r) for r in self.runs]
+        return hists
+
+
+class _Difference(_Pending):
+    """Latency not yet subtracted: `new`'s minus `older`'s, per path.
 
     Counts.minus() leaves one, and Counts.lat computes it when first
     read: a frame of top sorts thousands of interval rows by their
-    counts and reads the latency of a screenful."""
+    counts and reads the latency of a screenful.  It holds the two
+    Counts, not their latency, which may be pending too."""
 
-    __slots__ = ("base", "older")
+    __slots__ = ("new", "older")
 
-    def __init__(self, base, older):
-        self.base = base
+    def __init__(self, new, older):
+        self.new = new
         self.older = older
 
     def compute(self):
-        lat = [h.copy() for h in self.base or (Hist(), Hist())]
-        for a, b in zip(lat, self.older):
+        lat = [h.copy() for h in self.new.lat or (Hist(), Hist())]
+        for a, b in zip(lat, self.older.lat or ()):
             a.add(b, -1)
         return lat
 
@@ -55,15 +89,26 @@ class Counts:
         self.n = list(n) if n is not None else [0] * abi.NR_OUTCOMES
         self.detail = dict(detail) if detail else None
         # lat[0]: SYSRET (ERETU on FRED kernels), lat[1]: IRET; None
-        # where the row has no latency (threads); or a _Difference.  One
+        # where the row has no latency (threads); or _Pending.  One
         # attribute, replaced whole, like Hist._data, so that a thread
         # reading it while another computes it sees one or the other.
         self._lat = list(lat) if isinstance(lat, tuple) else lat
 
+    @classmethod
+    def of(cls, n, lat=None, detail=None):
+        """Counts holding n, lat (a list, or a KernelLatency) and detail
+        themselves, not copies: the caller never changes them.  The
+        collector makes one per changed row per read."""
+        c = cls.__new__(cls)
+        c.n = n
+        c._lat = lat
+        c.detail = detail or None
+        return c
+
     @property
     def lat(self):
         lat = self._lat
-        if isinstance(lat, _Difference):
+        if isinstance(lat, _Pending):
             lat = lat.compute()
             self._lat = lat
         return lat
@@ -135,9 +180,8 @@ class Counts:
         # active row.
         c = Counts.__new__(Counts)
         c.n = list(map(sub, self.n, older.n))
-        lat, olat = self.lat, older.lat
-        c._lat = _Difference(lat, olat or ()) \
-            if lat is not None or olat is not None else None
+        c._lat = _Difference(self, older) \
+            if self._lat is not None or older._lat is not None else None
         c.detail = _detail_sum(self.detail, older.detail, -1) \
             if older.detail else self.detail
         return c
@@ -153,6 +197,8 @@ class Counts:
                 self.lat[1].sum_ns == other.lat[1].sum_ns))
 
     def is_zero(self):
+        # Returns first: most rows have some, and their latency may be
+        # pending.
         return not any(self.n) and (self.lat is None or
                                     not any(h.count for h in self.lat))
 

@@ -20,8 +20,10 @@ from operator import add, ge, sub
 
 from sysretstat import __version__
 from sysretstat.kernel import abi, bpf, hostinfo
+from sysretstat.kernel.abi import FIRST_IRET
 from sysretstat.kernel.cgroups import CgroupPaths
 from sysretstat.source.sampling import Sampler
+from sysretstat.model.counts import KernelLatency
 from sysretstat.model.snapshot import Counts, Hist, Row, Snapshot
 from sysretstat.model.syscalls import syscall_name
 from sysretstat.kernel.tracer import Options, Tracer
@@ -40,11 +42,15 @@ def bpf_stats_sysctl():
 
 
 class _Thread:
-    __slots__ = ("tid", "start", "pkey", "comm", "n", "dead", "counts",
-                 "extra", "row", "shown", "cgroup")
+    __slots__ = ("key", "tid", "start", "pkey", "proc", "comm", "n", "dead",
+                 "evicted", "counts", "extra", "row", "shown", "total",
+                 "ahead", "cgroup", "fields")
 
     def __init__(self, tid, start, pkey, comm):
+        self.key = (tid, start)
         self.tid, self.start, self.pkey, self.comm = tid, start, pkey, comm
+        self.proc = None     # the _Proc of pkey, while not evicted
+        self.evicted = False
         self.cgroup = 0      # its cgroup v2 id (0: not read yet)
         self.n = [0] * abi.NR_OUTCOMES
         self.dead = False
@@ -52,18 +58,28 @@ class _Thread:
         self.extra = None    # deltas still in a CPU's cache, this read
         self.row = None      # the Row last handed out (False: no row)
         self.shown = None    # the counts last handed out (see _floor)
+        self.total = 0       # their sum
+        # Whether shown may be ahead of storage (it held a cache's
+        # deltas): only then can a read go below it (see _floor).
+        self.ahead = False
+        self.fields = None   # identity fields of its rows, while unchanged
 
 
 class _Proc:
-    __slots__ = ("pid", "start", "comm", "n", "hist", "dead", "threads",
-                 "counts", "extra_n", "extra_hist", "row", "shown",
-                 "shown_hist", "shown_live", "fields", "cgroup")
+    __slots__ = ("key", "pid", "start", "comm", "n", "hist", "dead",
+                 "evicted", "threads", "counts", "extra_n", "extra_hist",
+                 "row", "shown", "total", "ahead", "shown_hist",
+                 "shown_live", "fields", "cgroup")
 
-    def __init__(self, pid, start, comm):
+    def __init__(self, pid, start, comm, n=None):
+        self.key = (pid, start)
         self.pid, self.start, self.comm = pid, start, comm
+        self.evicted = False
         self.cgroup = 0
-        self.n = [0] * abi.NR_OUTCOMES
-        self.hist = None
+        # Sums of its threads' storage.  While one thread holds all of
+        # its returns, n is that thread's own list (see _threads_update).
+        self.n = n if n is not None else [0] * abi.NR_OUTCOMES
+        self.hist = None     # a KernelLatency, or None
         self.dead = False
         self.threads = 0   # live (not yet exited) threads remembered
         self.counts = None
@@ -71,6 +87,8 @@ class _Proc:
         self.extra_hist = None
         self.row = None
         self.shown = None
+        self.total = 0
+        self.ahead = False   # as _Thread.ahead
         self.shown_hist = None
         self.shown_live = False   # shown_hist held a cache's deltas
         self.fields = None   # identity fields of its rows, while unchanged
@@ -103,6 +121,10 @@ class Collector:
         # (a dump holds only what changed), and the returns they hold.
         self._rows = {"threads": {}, "processes": {}}
         self._attributed = {"threads": 0, "processes": 0}
+        # What a read touched: entries (_Thread, _Proc; a set of objects
+        # hashes by identity, cheaper than by key for thousands), and
+        # the keys of the rest (exits folded away, reason detail).
+        self._touched = {"threads": set(), "processes": set()}
         self._dirty = {"threads": set(), "processes": set()}
         self._stats_fd = -1
         self._t0 = None
@@ -179,17 +201,17 @@ class Collector:
     def _apply(self, raw):
         self._threads_update(raw.threads, dead=False)
         self._threads_update(raw.exited_threads, dead=True)
-        dirty = self._dirty["processes"]
+        touched = self._touched["processes"]
         procs, new_proc = self.procs, _Proc
-        from_kernel = Hist.from_kernel
         for pid, start, comm, hist in raw.procs + raw.exited_procs:
             key = (pid, start)
-            dirty.add(key)
             p = procs.get(key)
             if p is None:
                 p = procs[key] = new_proc(pid, start, comm)
+            touched.add(p)
             p.comm = comm or p.comm
-            p.hist = [from_kernel(*h) for h in hist]
+            # Hists only when read: most processes' latency never is.
+            p.hist = KernelLatency(hist)
             p.counts = None
         for pid, start, _, _ in raw.exited_procs:
             procs[(pid, start)].dead = True
@@ -287,22 +309,34 @@ class Collector:
     def _threads_update(self, recs, dead):
         """Thread records of a dump or of the exit queue: one loop over
         thousands, with what it touches held in locals."""
-        dirty_t = self._dirty["threads"]
-        dirty_p = self._dirty["processes"]
+        touched_t = self._touched["threads"]
+        touched_p = self._touched["processes"]
         threads, procs = self.threads, self.procs
         new_thread, new_proc = _Thread, _Proc
         for tid, tgid, start, leader_start, comm, new, cgroup in recs:
             key = (tid, start)
-            pkey = (tgid, leader_start)
-            dirty_t.add(key)
-            dirty_p.add(pkey)
-            p = procs.get(pkey)
-            if p is None:
-                p = procs[pkey] = new_proc(tgid, leader_start, comm)
             t = threads.get(key)
             if t is None:
+                pkey = (tgid, leader_start)
+                p = procs.get(pkey)
                 t = threads[key] = new_thread(tid, start, pkey, comm)
+                if p is None:
+                    # Its sums are this thread's: the same list, which
+                    # saves a sum per read while no other thread counts.
+                    p = procs[pkey] = new_proc(tgid, leader_start, comm,
+                                               t.n)
+                t.proc = p
                 p.threads += 1
+            else:
+                p = t.proc
+                if p.evicted:
+                    p = procs.get(t.pkey)
+                    if p is None:
+                        p = procs[t.pkey] = new_proc(tgid, leader_start,
+                                                     comm)
+                    t.proc = p
+            touched_t.add(t)
+            touched_p.add(p)
             if tid == tgid or not p.comm:
                 p.comm = comm
             t.comm = comm
@@ -311,7 +345,17 @@ class Collector:
                 if tid == tgid or not p.cgroup:
                     p.cgroup = cgroup
             if new != t.n:
-                p.n = list(map(add, p.n, map(sub, new, t.n)))
+                old = t.n
+                if p.n is old:
+                    p.n = new
+                elif new[FIRST_IRET:] == old[FIRST_IRET:]:
+                    # Only its fast paths' counts changed, as most do:
+                    # two additions rather than seventeen.
+                    pn = p.n
+                    p.n = [pn[0] + new[0] - old[0], pn[1] + new[1] - old[1]]
+                    p.n += pn[FIRST_IRET:]
+                else:
+                    p.n = list(map(add, p.n, map(sub, new, old)))
                 p.counts = None
                 t.n = new
                 t.counts = None
@@ -337,6 +381,7 @@ class Collector:
             if len(rows) <= limit:
                 break
             if rows[key].dead:
+                rows[key].evicted = True
                 del rows[key]
                 self._det[table].pop(key, None)
                 self._dirty[table].add(key)
@@ -382,10 +427,8 @@ class Collector:
                 row.counts.detail = _detail_of(row.counts.detail, d)
         totals.detail = dict(self._det["totals"]) or None
 
-        threads = self._update_rows("threads", self.threads,
-                                    self._thread_row)
-        processes = self._update_rows("processes", self.procs,
-                                      self._proc_row)
+        threads = self._thread_rows()
+        processes = self._proc_rows()
 
         lost = dict(raw.lost)
         lost["evicted_threads"] = self.evicted["threads"]
@@ -412,79 +455,154 @@ class Collector:
                            stats=bool(getattr(self, "_stats_on", False)))
         return Snapshot(meta, totals, processes, threads, syscalls, cpus)
 
-    def _update_rows(self, table, known, make_row):
-        """The table's rows: last snapshot's, with those of the entries
-        touched since rebuilt (copied, so handed-out tables never
-        change).  Unchanged rows are the same objects, which
-        Snapshot.delta() skips by identity."""
-        rows = self._rows[table]
-        attributed = self._attributed[table]
-        pop, get = rows.pop, known.get
-        for key in self._dirty[table]:
-            old = pop(key, None)
-            if old is not None:
-                attributed -= sum(old.counts.n)
-            entry = get(key)
-            row = make_row(key, entry) if entry is not None else None
-            if row:
-                rows[key] = row
-                attributed += sum(row.counts.n)
-        self._attributed[table] = attributed
-        self._dirty[table] = set()
+    # Rows of a table are the last snapshot's, with those of the entries
+    # touched since rebuilt (copied, so handed-out tables never
+    # change).  Unchanged rows are the same objects, which
+    # Snapshot.delta() skips by identity.  One loop per table, with what
+    # it touches in locals: with thousands of active processes these
+    # two loops were the collector's largest cost.  A changed row
+    # replaces its key's in place: deleting and adding thousands of
+    # keys per read left the dict to be resized and compacted, and its
+    # order (first seen) is then stable.
+
+    def _thread_rows(self):
+        rows = self._rows["threads"]
+        touched, gone = self._entries_touched("threads", self.threads)
+        attributed = self._attributed["threads"]
+        shown = rows.get
+        det = self._det["threads"]
+        counts_of, new_row = Counts.of, Row.__new__
+        for t in touched:
+            c = t.counts
+            was_n, was_total = t.shown, t.total
+            if c is None:
+                n = t.n
+                if t.extra is not None:
+                    n = list(map(add, n, t.extra))
+                if t.ahead:
+                    n = _floor(n, t.shown)
+                # Storage only grows: shown is ahead of it only with a
+                # cache's deltas or a floor's values in it.
+                t.ahead = n is not t.n
+                t.shown = n
+                t.total = sum(n)
+                d = det.get(t.key) if det else None
+                c = t.counts = counts_of(n, None, dict(d) if d else None)
+                t.row = None
+            row = t.row
+            if row is None or (row and row.fields["comm"] != t.comm):
+                if any(c.n):
+                    # The fields stay those of the last row while the
+                    # name does: a new Row then costs no new dict.
+                    f = t.fields
+                    if f is None or f["comm"] != t.comm:
+                        f = t.fields = {"pid": t.pkey[0], "tid": t.tid,
+                                        "comm": t.comm, "start_ns": t.start}
+                    # Without Row.__init__ (a Python frame each).
+                    row = t.row = new_row(Row)
+                    row.key, row.fields, row.counts = t.key, f, c
+                else:
+                    row = t.row = False
+            old = shown(t.key)
+            if row is not old:
+                # As _replace, inline, with the sums kept: thousands of
+                # rows per read.
+                if old is not None:
+                    attributed -= was_total if old.counts.n is was_n \
+                        else sum(old.counts.n)
+                if row:
+                    rows[t.key] = row
+                    attributed += t.total
+                elif old is not None:
+                    del rows[t.key]
+        for key in gone:
+            attributed += _replace(rows, key, shown(key), None)
+        self._attributed["threads"] = attributed
         return dict(rows)
 
-    def _thread_row(self, key, t):
-        if t.counts is None:
-            t.shown = _floor(t.n if t.extra is None else
-                             list(map(add, t.n, t.extra)), t.shown)
-            t.counts = Counts(t.shown, None, self._det["threads"].get(key))
-            t.row = None
-        row = t.row
-        if row is None or (row and row.fields["comm"] != t.comm):
-            # The fields stay those of the last row while the name
-            # does: a new Row then costs no new dict.
-            f = row.fields if row else None
-            if f is None or f["comm"] != t.comm:
-                f = {"pid": t.pkey[0], "tid": t.tid, "comm": t.comm,
-                     "start_ns": t.start}
-            t.row = row = Row(key, f, t.counts) if any(t.counts.n) \
-                else False
-        return row
+    def _proc_rows(self):
+        rows = self._rows["processes"]
+        touched, gone = self._entries_touched("processes", self.procs)
+        attributed = self._attributed["processes"]
+        shown = rows.get
+        det = self._det["processes"]
+        new_row = Row.__new__
+        latency = self.options.latency
+        proc_counts = self._proc_counts
+        cgroup_path = self.cgroups.path
+        for p in touched:
+            c = p.counts
+            was_n, was_total = p.shown, p.total
+            if c is None:
+                d = det.get(p.key) if det else None
+                c = p.counts = proc_counts(p, latency,
+                                           dict(d) if d else None)
+                p.row = None
+            row = p.row
+            cgroup = cgroup_path(p.cgroup) if p.cgroup else ""
+            if row is None or (row and (
+                    row.fields["comm"] != p.comm or
+                    row.fields.get("cgroup", "") != cgroup)):
+                if any(c.n) or not c.is_zero():
+                    f = p.fields
+                    if f is None or f["comm"] != p.comm or \
+                            f.get("cgroup", "") != cgroup:
+                        f = p.fields = {"pid": p.pid, "comm": p.comm,
+                                        "start_ns": p.start}
+                        if cgroup:
+                            f["cgroup"] = cgroup
+                    row = p.row = new_row(Row)
+                    row.key, row.fields, row.counts = p.key, f, c
+                else:
+                    row = p.row = False
+            old = shown(p.key)
+            if row is not old:
+                if old is not None:
+                    attributed -= was_total if old.counts.n is was_n \
+                        else sum(old.counts.n)
+                if row:
+                    rows[p.key] = row
+                    attributed += p.total
+                elif old is not None:
+                    del rows[p.key]
+        for key in gone:
+            attributed += _replace(rows, key, shown(key), None)
+        self._attributed["processes"] = attributed
+        return dict(rows)
 
-    def _proc_row(self, key, p):
-        if p.counts is None:
-            p.counts = self._proc_counts(p, self.options.latency)
-            p.counts.detail = self._det["processes"].get(key)
-            if p.counts.detail:
-                p.counts.detail = dict(p.counts.detail)
-            p.row = None
-        row = p.row
-        cgroup = self.cgroups.path(p.cgroup)
-        if row is None or (row and (row.fields["comm"] != p.comm or
-                                    row.fields.get("cgroup", "") != cgroup)):
-            f = p.fields
-            if f is None or f["comm"] != p.comm or \
-                    f.get("cgroup", "") != cgroup:
-                f = p.fields = {"pid": p.pid, "comm": p.comm,
-                                "start_ns": p.start}
-                if cgroup:
-                    f["cgroup"] = cgroup
-            p.row = row = Row(key, f, p.counts) \
-                if not p.counts.is_zero() else False
-        return row
+    def _entries_touched(self, table, known):
+        """The entries of `table` touched since its rows were last made,
+        and the keys it touched that no longer have one (folded away);
+        both start empty again."""
+        touched, dirty = self._touched[table], self._dirty[table]
+        self._touched[table], self._dirty[table] = set(), set()
+        gone = []
+        for key in dirty:
+            e = known.get(key)
+            if e is None:
+                gone.append(key)
+            else:
+                touched.add(e)
+        return touched, gone
 
     @staticmethod
-    def _proc_counts(p, latency):
-        n = p.n if p.extra_n is None else list(map(add, p.n, p.extra_n))
-        p.shown = n = _floor(n, p.shown)
+    def _proc_counts(p, latency, detail):
+        n = p.n
+        if p.extra_n is not None:
+            n = list(map(add, n, p.extra_n))
+        if p.ahead:
+            n = _floor(n, p.shown)
+        p.ahead = n is not p.n
+        p.shown = n
+        p.total = sum(n)
         if not latency:
-            return Counts(n)
+            return Counts.of(n, None, detail)
         hist = p.hist
         live = p.extra_hist is not None
         if live:
+            base = hist.compute() if hist is not None else (None, None)
             hist = [(h.copy() if h is not None else Hist()).add(x)
-                    for h, x in zip(hist or [None, None], p.extra_hist)]
-        hist = hist or [Hist(), Hist()]
+                    for h, x in zip(base, p.extra_hist)]
         shown = p.shown_hist
         if shown is not None and p.shown_live:
             # A read that missed a cache's flush (see _floor) has fewer
@@ -493,6 +611,10 @@ class Collector:
             # only grows from dump to dump, and summing the counts of
             # thousands of histograms per read would cost more than the
             # rest of their rows.
+            if hist is None:
+                hist = [Hist(), Hist()]
+            elif not live:
+                hist = hist.compute()
             kept = [new if new is old or (new.sum_ns >= old.sum_ns and
                                           new.count >= old.count) else old
                     for new, old in zip(hist, shown)]
@@ -501,7 +623,8 @@ class Collector:
             hist = kept
         p.shown_live = live
         p.shown_hist = hist
-        return Counts(n, hist)
+        return Counts.of(n, hist if hist is not None else [Hist(), Hist()],
+                         detail)
 
     def _meta(self, elapsed, lost):
         o = self.options
@@ -535,6 +658,20 @@ def _floor(n, shown):
     if shown is None or all(map(ge, n, shown)):
         return n
     return list(map(max, n, shown))
+
+
+def _replace(rows, key, old, row):
+    """Put `row` (None or False: no row) in the place of `old` in
+    rows[key]; the returns the table gained."""
+    gained = 0
+    if old is not None:
+        gained -= sum(old.counts.n)
+    if row:
+        rows[key] = row
+        gained += sum(row.counts.n)
+    elif old is not None:
+        del rows[key]
+    return gained
 
 
 def _detail_of(have, add):
