@@ -174,16 +174,20 @@ class Snapshot:
         totals = self.totals if older is None else \
             self.totals.minus(older.totals)
         out = Snapshot(meta, totals.copy() if older is None else totals)
+        # The returns each table's rows gained, by the lists subtracted
+        # (see _table_delta), when every table is made now.
+        gained = None if lazy else {}
         for t in TABLES:
             if lazy:
                 out._tables[t] = _Deferred(self._table_delta, t, older)
             else:
-                setattr(out, t, self._table_delta(t, older))
+                setattr(out, t, self._table_delta(t, older, gained))
         return out
 
-    def _table_delta(self, t, older):
+    def _table_delta(self, t, older, gained=None):
         theirs = older.table(t) if older is not None else {}
         get = theirs.get
+        new_row = Row.__new__
         out = {}
         for k, row in self.table(t).items():
             rc = row.counts
@@ -199,7 +203,23 @@ class Snapshot:
                 if rc.n != oc.n:
                     # Returns changed, so the row is in the interval:
                     # no need to ask is_zero().
-                    out[k] = Row(k, row.fields, rc.minus(oc))
+                    if gained is None:
+                        c = rc.minus(oc)
+                    else:
+                        # A process whose one thread holds all its
+                        # returns has that thread's count lists (see
+                        # the collector): its row and the thread's
+                        # gained the same, subtracted once.
+                        seen = gained.get(id(rc.n))
+                        if seen is not None and seen[0] is oc.n:
+                            c = rc.minus(oc, seen[1])
+                        else:
+                            c = rc.minus(oc)
+                            gained[id(rc.n)] = (oc.n, c.n)
+                    # Made without Row.__init__ (a Python frame per
+                    # row): a delta has thousands.
+                    out[k] = r = new_row(Row)
+                    r.key, r.fields, r.counts = k, row.fields, c
                     continue
                 if rc.same(oc):
                     # Equal ones made this interval nothing.
