@@ -4,7 +4,7 @@ order changes under it.
 """
 
 from sysretstat.model.fields import GROUPED, REPORT_VIEWS as TABLE_OF
-from sysretstat.model.reasons import time_lost_ns
+from sysretstat.model.reasons import FIRST_IRET, time_lost_ns
 from sysretstat.model.snapshot import Counts, counts_sort_value
 from sysretstat.render.safe import safe
 from sysretstat.top.state import ASCENDING
@@ -95,32 +95,30 @@ class ViewRows:
     frame sorts thousands of rows and shows a screenful.  Reads as a
     list of RowViews (index, slice, len, iteration)."""
 
-    __slots__ = ("keys", "_entries", "_made", "_make")
+    __slots__ = ("keys", "_made", "_make")
 
-    def __init__(self, entries, make):
-        # entries: (key, ident, name, counts, cost_ns or None, host), in
-        # order; cost None is computed when the row is made.
-        self._entries = entries
-        self.keys = [e[0] for e in entries]
-        self._made = [None] * len(entries)
+    def __init__(self, keys, make):
+        # The rows' keys in order; make(i) makes the RowView of the i-th.
+        self.keys = keys
+        self._made = [None] * len(keys)
         self._make = make
 
     def __len__(self):
-        return len(self._entries)
+        return len(self.keys)
 
     def __bool__(self):
-        return bool(self._entries)
+        return bool(self.keys)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self._entries)))]
+            return [self[j] for j in range(*i.indices(len(self.keys)))]
         r = self._made[i]
         if r is None:
-            r = self._made[i] = self._make(*self._entries[i])
+            r = self._made[i] = self._make(i)
         return r
 
     def __iter__(self):
-        for i in range(len(self._entries)):
+        for i in range(len(self.keys)):
             yield self[i]
 
     def index(self, key):
@@ -135,6 +133,23 @@ _FIGURES = {
     "iret": lambda c: c.iret,
     "sysret": lambda c: c.sysret,
 }
+
+# A view's identity cells of a row's fields, by the fields dict:
+# {view: {id(fields): (fields, ident, name, host, tie)}}.  Rows of
+# successive snapshots and their deltas share a fields dict while the
+# row's identity is unchanged, and never change it, so a frame of
+# thousands of rows mostly finds theirs here; the dict is held, so its
+# id cannot be another's.
+_IDENTS = {}
+
+
+def _ident_cache(view, rows):
+    cache = _IDENTS.get(view)
+    # Bounded: emptied once it holds many more than the table (rows
+    # gone since, or a source whose rows are new every frame).
+    if cache is None or len(cache) > 2 * rows + 1024:
+        cache = _IDENTS[view] = {}
+    return cache
 
 
 def build_rows(delta, state, calibration=None, hosts=None):
@@ -159,44 +174,68 @@ def build_rows(delta, state, calibration=None, hosts=None):
         return []
     view, key = state.view, state.sort
     by_cost = key == "cost"
-    entries = []
-    for k, r in delta.table(TABLE_OF[view]).items():
-        f = r.fields
-        ident, name = _ident(view, f, k)
-        if state.filter and not _matches(ident, name, state.filter):
-            continue
-        host = f.get("host")
-        entries.append((k, ident, name, r.counts,
-                        row_cost_ns(r.counts, calibration, host)
-                        if by_cost else None, host))
-    # As sort_rows: by identity, then (stably) by the key; on indexes,
-    # so that neither sort calls Python per comparison.
-    tb = [(e[1], str(e[2])) if e[1] else ((), str(e[0])) for e in entries]
-    order = sorted(range(len(entries)), key=tb.__getitem__)
-    fig = _FIGURES.get(key)
-    if fig is not None:
-        vals = [fig(e[3]) for e in entries]
+    table = delta.table(TABLE_OF[view])
+    keys, rows = list(table), list(table.values())
+    # Each row's (fields, ident, name, host, tie), mostly from the cache.
+    cache = _ident_cache(view, len(rows))
+    idents = [cache.get(id(r.fields)) for r in rows]
+    for i, e in enumerate(idents):
+        if e is None:
+            k, f = keys[i], rows[i].fields
+            ident, name = _ident(view, f, k)
+            # As sort_rows, ties go by identity, then by name.  Flat
+            # (the identity's cells, then the name), which orders as
+            # (ident, name) does (a view's identities are all as long)
+            # and sorts several times faster: its first cells are ints.
+            e = idents[i] = (f, ident, name, f.get("host"),
+                             ident + (str(name),) if ident else (str(k),))
+            if ident:
+                # Without identity cells the name is the row's key.
+                cache[id(f)] = e
+    if state.filter:
+        text = state.filter
+        keep = [i for i, e in enumerate(idents)
+                if _matches(e[1], e[2], text)]
+        keys = [keys[i] for i in keep]
+        rows = [rows[i] for i in keep]
+        idents = [idents[i] for i in keep]
+    counts = [r.counts for r in rows]
+    costs = [row_cost_ns(c, calibration, e[3])
+             for c, e in zip(counts, idents)] if by_cost else None
+    # On indexes, so that neither sort calls Python per comparison:
+    # by identity, then (stably) by the key.
+    order = sorted(range(len(idents)),
+                   key=[e[4] for e in idents].__getitem__)
+    if key == "iret":
+        # The default sort, inlined (Counts.iret).
+        first = FIRST_IRET
+        vals = [sum(c.n[first:]) for c in counts]
+    elif key in _FIGURES:
+        vals = list(map(_FIGURES[key], counts))
     elif by_cost:
-        vals = [e[4] or 0.0 for e in entries]
+        vals = [v or 0.0 for v in costs]
     elif key == "name":
-        vals = [str(e[2]).lower() for e in entries]
+        vals = [str(e[2]).lower() for e in idents]
     elif key == "id":
-        vals = [e[1] for e in entries]
+        vals = [e[1] for e in idents]
     else:
         vals = []
-        for e in entries:
-            v = counts_sort_value(e[3], key)
-            vals.append(e[3].returns if v is None else v)
+        for c in counts:
+            v = counts_sort_value(c, key)
+            vals.append(c.returns if v is None else v)
     desc = key not in ASCENDING
     if state.reverse:
         desc = not desc
     order.sort(key=vals.__getitem__, reverse=desc)
 
-    def make(k, ident, name, counts, cost, host):
-        return RowView(k, ident, name, counts, dt,
-                       row_cost_ns(counts, calibration, host)
-                       if cost is None else cost, host)
-    return ViewRows([entries[i] for i in order], make)
+    def make(i):
+        j = order[i]
+        _, ident, name, host, _ = idents[j]
+        c = counts[j]
+        return RowView(keys[j], ident, name, c, dt,
+                       costs[j] if by_cost else
+                       row_cost_ns(c, calibration, host), host)
+    return ViewRows([keys[i] for i in order], make)
 
 
 def _matches(ident, name, text):
