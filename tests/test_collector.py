@@ -2,6 +2,7 @@
 produce (forced through the same BPF code), system-wide collection, and
 what happens to the kernel objects when the collector goes away."""
 
+import contextlib
 import json
 import os
 import signal
@@ -20,16 +21,24 @@ pytestmark = pytest.mark.bpf
 N = 30
 
 
-def collect(workloads, args, **opts):
-    cmd = GatedCommand([os.path.join(workloads, "retpaths")] + args)
+@contextlib.contextmanager
+def traced(workloads, args, **opts):
+    """retpaths ARGS held at its gate, and a collection following it."""
+    cmd = GatedCommand([os.path.join(workloads, "retpaths")] +
+                       [str(a) for a in args])
     col = Collector(Options(filter=True, **opts))
     col.start()
     try:
         col.add_pid(cmd.pid, follow=True)
-        assert cmd.wait() == 0
-        return col.stop()
+        yield cmd, col
     finally:
         col.close()
+
+
+def collect(workloads, args, **opts):
+    with traced(workloads, args, **opts) as (cmd, col):
+        assert cmd.wait() == 0
+        return col.stop()
 
 
 @pytest.mark.parametrize("latency", [True, False])
@@ -61,20 +70,13 @@ def test_reason_detail_entries_go_with_their_threads(workloads):
     # N fork children, each one entry in the kernel's details map: once
     # their exits are read, the collector forgets them there (the map
     # is bounded), and the snapshot keeps what they counted.
-    cmd = GatedCommand([os.path.join(workloads, "retpaths"), "fork",
-                        str(N)])
-    col = Collector(Options(filter=True))
-    col.start()
-    try:
-        col.add_pid(cmd.pid, follow=True)
+    with traced(workloads, ["fork", N]) as (cmd, col):
         assert cmd.wait() == 0
         s = col.snapshot()
         assert s.totals.detail == {("fork_child", "process"): N}
         assert col.tracer.obj.map("details").items() == []
         s = col.snapshot()
         assert s.totals.detail == {("fork_child", "process"): N}
-    finally:
-        col.close()
 
 
 def test_sampled_durations_match_every_duration(workloads):
@@ -123,19 +125,12 @@ def test_a_hot_syscall_is_sampled_and_its_counts_stay_exact(workloads):
     # every return is still counted, and the untimed ones are put down
     # to sampling exactly.
     calls = 3000000
-    cmd = GatedCommand([os.path.join(workloads, "retpaths"), "sysret",
-                        str(calls)])
-    col = Collector(Options(filter=True))
-    col.start()
-    try:
-        col.add_pid(cmd.pid, follow=True)
+    with traced(workloads, ["sysret", calls]) as (cmd, col):
         cmd.release()
         while cmd.poll() is None:
             col.snapshot()
         assert cmd.wait() == 0
         s = col.stop()
-    finally:
-        col.close()
     getppid = s.syscalls[("x64", 110)].counts
     assert getppid.sysret == calls
     assert s.meta["latency_sample"] == 64

@@ -117,17 +117,17 @@ def test_comm_filter(run_cli, workloads, tmp_path):
     assert getppid_returns(doc) == 21
 
 
-@pytest.mark.bpf
-def test_cgroup_filter(run_cli, workloads, tmp_path):
+def record_in_and_out_of_a_cgroup(workloads, f, name, record_args):
+    """Record while `retpaths sysret 17` runs in a new cgroup v2 named
+    `name` and `retpaths sysret 11` in ours; return the cgroup's path."""
     root = cgroup2_mount()
     if root is None:
         pytest.skip("no cgroup v2 mount")
-    cg = os.path.join(root, "sysretstat-test-%d" % os.getpid())
+    cg = os.path.join(root, name)
     os.mkdir(cg)
-    f = tmp_path / "g.data"
     p = None
     try:
-        p = start_record("-q", "-o", f, "-i", "0.2", "--cgroup", cg)
+        p = start_record("-q", "-o", f, "-i", "0.2", *record_args(cg))
         wait_started(f, p)
 
         def enter():
@@ -144,6 +144,15 @@ def test_cgroup_filter(run_cli, workloads, tmp_path):
             p.kill()
             p.wait()
         os.rmdir(cg)
+    return cg
+
+
+@pytest.mark.bpf
+def test_cgroup_filter(run_cli, workloads, tmp_path):
+    f = tmp_path / "g.data"
+    cg = record_in_and_out_of_a_cgroup(
+        workloads, f, "sysretstat-test-%d" % os.getpid(),
+        lambda cg: ("--cgroup", cg))
     doc, _ = report(run_cli, f)
     assert doc["meta"]["filters"]["cgroup"] == cg
     assert getppid_returns(doc) == 17
@@ -164,35 +173,17 @@ def test_returns_by_cgroup(run_cli, workloads, tmp_path):
     # One workload in a cgroup of its own, one in ours: report --by
     # cgroup names both paths, each with exactly its own returns, and
     # each process row carries its cgroup.
-    root = cgroup2_mount()
-    if root is None:
-        pytest.skip("no cgroup v2 mount")
     name = "sysretstat-bycg-%d" % os.getpid()
-    cg = os.path.join(root, name)
-    os.mkdir(cg)
     f = tmp_path / "g.data"
-    p = None
-    try:
-        p = start_record("-q", "-o", f, "-i", "0.2", "-c", "retpaths")
-        wait_started(f, p)
-
-        def enter():
-            with open(os.path.join(cg, "cgroup.procs"), "w") as fh:
-                fh.write(str(os.getpid()))
-        subprocess.run(["%s/retpaths" % workloads, "sysret", "17"],
-                       check=True, capture_output=True, preexec_fn=enter)
-        subprocess.run(["%s/retpaths" % workloads, "sysret", "11"],
-                       check=True, capture_output=True)
-        rc, err = stop(p)
-        assert rc == 0, err
-    finally:
-        if p is not None and p.poll() is None:
-            p.kill()
-            p.wait()
-        os.rmdir(cg)
+    record_in_and_out_of_a_cgroup(workloads, f, name,
+                                  lambda cg: ("-c", "retpaths"))
+    # The whole document holds both tables; --by cgroup keeps the one.
+    doc, _ = report(run_cli, f)
     r = run_cli("report", f, "--json", "--by", "cgroup")
     assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
+    by_cgroup = json.loads(r.stdout)
+    assert by_cgroup["cgroups"] == doc["cgroups"]
+    assert not by_cgroup.get("processes")
     rows = {c["cgroup"]: c for c in doc["cgroups"]}
     assert set(rows) == {"/" + name, own_cgroup()}, rows.keys()
     procs = {pr["cgroup"]: pr for pr in doc["processes"]}

@@ -360,6 +360,11 @@ def test_full_names_at_80x24(workload, hermetic, calibrated, cal):
         s = t.wait_for(lambda s: "[5 cpu]" in s and {"signal",
                        "rcx_ne_rip"} & set(cells(s, "REASON")))
         assert full(cells(s, "REASON"), REASONS), s
+        # Cgroup view: the workloads run in ours.
+        t.keys("7")
+        s = t.wait_for(lambda s: "[7 cgroup]" in s and {"signal",
+                       "rcx_ne_rip"} & set(cells(s, "REASON")))
+        assert full(cells(s, "REASON"), REASONS), s
         # Help: whole at 80x24.
         t.keys("h")
         s = t.wait_for(lambda s: "Any key closes this help." in s)
