@@ -3,6 +3,7 @@ tracer hands it RawRead values, so change tracking, the floor of live
 reads, eviction and exits are checked without BPF or privilege."""
 
 import pytest
+from fake_tracer import FakeTracer
 
 from sysretstat.kernel import abi
 from sysretstat.kernel.tracer import Options, RawRead
@@ -17,42 +18,6 @@ def n(sysret=0, signal=0):
     v = [0] * abi.NR_OUTCOMES
     v[SYSRET], v[SIGNAL] = sysret, signal
     return v
-
-
-class FakeTracer:
-    """What the collector uses of a Tracer; read() returns the next
-    queued RawRead."""
-
-    def __init__(self):
-        self.reads = []
-        self.forgotten = []
-        self.guard = {"task_size_max": 1 << 47, "xen_pv": False,
-                      "fred": False, "la57": False, "pre_6_7": False}
-        self.attached = []
-        self.obj = None
-
-    def open(self):
-        self.obj = object()
-        return self
-
-    def attach(self):
-        self.attached = ["sr_sys_exit"]
-        return self
-
-    def read(self):
-        return self.reads.pop(0)
-
-    def forget_details(self, keys):
-        self.forgotten.extend(keys)
-
-    def run_stats(self):
-        return {p: (0, 0) for p in self.attached}
-
-    def detach(self):
-        self.attached = []
-
-    def close(self):
-        self.obj = None
 
 
 def raw(total, threads=(), procs=(), exited_threads=(), exited_procs=(),

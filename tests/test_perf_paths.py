@@ -7,6 +7,7 @@ import random
 from operator import sub
 
 import pytest
+from fake_tracer import FakeTracer
 
 from sysretstat.errors import KernelDataError
 from sysretstat.kernel import abi, tracer
@@ -20,40 +21,6 @@ from sysretstat.top import state as ts
 
 NR = abi.NR_OUTCOMES
 SIGNAL = abi.OUTCOMES.index("signal")
-
-
-class FakeTracer:
-    guard = {"task_size_max": 1 << 47, "xen_pv": False, "fred": False,
-             "la57": False, "pre_6_7": False}
-
-    def __init__(self):
-        self.reads, self.attached, self.obj = [], [], None
-
-    def open(self):
-        self.obj = object()
-        return self
-
-    def attach(self):
-        self.attached = ["sr_sys_exit"]
-        return self
-
-    def read(self):
-        return self.reads.pop(0)
-
-    def forget_details(self, keys):
-        pass
-
-    def run_stats(self):
-        return {}
-
-    def set_sample_shifts(self, shifts):
-        pass
-
-    def detach(self):
-        self.attached = []
-
-    def close(self):
-        self.obj = None
 
 
 def collector(latency=True, **kw):

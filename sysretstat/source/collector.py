@@ -476,16 +476,7 @@ class Collector:
             c = t.counts
             was_n, was_total = t.shown, t.total
             if c is None:
-                n = t.n
-                if t.extra is not None:
-                    n = list(map(add, n, t.extra))
-                if t.ahead:
-                    n = _floor(n, t.shown)
-                # Storage only grows: shown is ahead of it only with a
-                # cache's deltas or a floor's values in it.
-                t.ahead = n is not t.n
-                t.shown = n
-                t.total = sum(n)
+                n = _shown_counts(t, t.extra)
                 d = det.get(t.key) if det else None
                 c = t.counts = counts_of(n, None, dict(d) if d else None)
                 t.row = None
@@ -505,20 +496,10 @@ class Collector:
                     row = t.row = False
             old = shown(t.key)
             if row is not old:
-                # As _replace, inline, with the sums kept: thousands of
-                # rows per read.
-                if old is not None:
-                    attributed -= was_total if old.counts.n is was_n \
-                        else sum(old.counts.n)
-                if row:
-                    rows[t.key] = row
-                    attributed += t.total
-                elif old is not None:
-                    del rows[t.key]
-        for key in gone:
-            attributed += _replace(rows, key, shown(key), None)
-        self._attributed["threads"] = attributed
-        return dict(rows)
+                # With the sums kept: thousands of rows per read.
+                attributed += _replace(rows, t.key, old, row, t.total,
+                                       was_n, was_total)
+        return self._rows_made("threads", gone, attributed)
 
     def _proc_rows(self):
         rows = self._rows["processes"]
@@ -557,17 +538,17 @@ class Collector:
                     row = p.row = False
             old = shown(p.key)
             if row is not old:
-                if old is not None:
-                    attributed -= was_total if old.counts.n is was_n \
-                        else sum(old.counts.n)
-                if row:
-                    rows[p.key] = row
-                    attributed += p.total
-                elif old is not None:
-                    del rows[p.key]
+                attributed += _replace(rows, p.key, old, row, p.total,
+                                       was_n, was_total)
+        return self._rows_made("processes", gone, attributed)
+
+    def _rows_made(self, table, gone, attributed):
+        """Drop the rows of the keys `gone`, keep the table's attributed
+        returns, and hand out a copy of its rows."""
+        rows = self._rows[table]
         for key in gone:
-            attributed += _replace(rows, key, shown(key), None)
-        self._attributed["processes"] = attributed
+            attributed += _replace(rows, key, rows.get(key), None)
+        self._attributed[table] = attributed
         return dict(rows)
 
     def _entries_touched(self, table, known):
@@ -587,14 +568,7 @@ class Collector:
 
     @staticmethod
     def _proc_counts(p, latency, detail):
-        n = p.n
-        if p.extra_n is not None:
-            n = list(map(add, n, p.extra_n))
-        if p.ahead:
-            n = _floor(n, p.shown)
-        p.ahead = n is not p.n
-        p.shown = n
-        p.total = sum(n)
+        n = _shown_counts(p, p.extra_n)
         if not latency:
             return Counts.of(n, None, detail)
         hist = p.hist
@@ -660,15 +634,35 @@ def _floor(n, shown):
     return list(map(max, n, shown))
 
 
-def _replace(rows, key, old, row):
+def _shown_counts(e, extra):
+    """The counts an entry (thread or process) shows now: storage plus
+    a CPU cache's deltas `extra`, never below what it showed before;
+    kept as e.shown with their sum e.total."""
+    n = e.n
+    if extra is not None:
+        n = list(map(add, n, extra))
+    if e.ahead:
+        n = _floor(n, e.shown)
+    # Storage only grows: shown is ahead of it only with a cache's
+    # deltas or a floor's values in it.
+    e.ahead = n is not e.n
+    e.shown = n
+    e.total = sum(n)
+    return n
+
+
+def _replace(rows, key, old, row, row_sum=None, old_n=None, old_sum=0):
     """Put `row` (None or False: no row) in the place of `old` in
-    rows[key]; the returns the table gained."""
+    rows[key]; the returns the table gained.  `row_sum` is the sum of
+    the new row's counts, and `old_sum` that of `old_n`, where the
+    caller keeps them: `old`'s counts are summed only when they are no
+    longer `old_n`."""
     gained = 0
     if old is not None:
-        gained -= sum(old.counts.n)
+        gained -= old_sum if old.counts.n is old_n else sum(old.counts.n)
     if row:
         rows[key] = row
-        gained += sum(row.counts.n)
+        gained += sum(row.counts.n) if row_sum is None else row_sum
     elif old is not None:
         del rows[key]
     return gained
