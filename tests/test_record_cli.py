@@ -198,6 +198,62 @@ def test_returns_by_cgroup(run_cli, workloads, tmp_path):
 
 
 @pytest.mark.bpf
+def test_a_build_by_comm_and_cgroup(run_cli, tmp_path):
+    # `make -j2` of four C files, recorded from a cgroup of its own:
+    # report --by comm shows one cc1 row and one as row of four
+    # processes each (one per file, by construction), and --by cgroup
+    # one row holding every return.
+    root = cgroup2_mount()
+    if root is None:
+        pytest.skip("no cgroup v2 mount")
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / ("f%d.c" % i)).write_text("int f%d(void) { return %d; }\n"
+                                         % (i, i))
+    (src / "main.c").write_text(
+        "int f0(void), f1(void), f2(void), f3(void);\n"
+        "int main(void) { return f0() + f1() + f2() + f3() - 6; }\n")
+    (src / "Makefile").write_text(
+        "OBJS = f0.o f1.o f2.o f3.o\n"
+        "prog: main.c $(OBJS)\n\tgcc -o prog main.c $(OBJS)\n"
+        "%.o: %.c\n\tgcc -c -o $@ $<\n")
+    name = "sysretstat-build-%d" % os.getpid()
+    cg = os.path.join(root, name)
+    os.mkdir(cg)
+    f = tmp_path / "build.data"
+    try:
+        def enter():
+            with open(os.path.join(cg, "cgroup.procs"), "w") as fh:
+                fh.write(str(os.getpid()))
+        r = subprocess.run(
+            [sys.executable, "-m", "sysretstat", "record", "-q", "-o",
+             str(f), "-i", "0.2", "--", "make", "-s", "-j2", "-C",
+             str(src)], cwd=ROOT, capture_output=True, text=True,
+            timeout=120, preexec_fn=enter)
+        assert r.returncode == 0, r.stderr
+    finally:
+        os.rmdir(cg)
+    assert subprocess.run([str(src / "prog")]).returncode == 0
+    doc, _ = report(run_cli, f)
+    comms = {c["comm"]: c for c in doc["comms"]}
+    # main.c is compiled too, by the link's gcc: five cc1 and five as.
+    assert comms["cc1"]["processes"] == 5, sorted(comms)
+    assert comms["as"]["processes"] == 5, sorted(comms)
+    assert sum(c["returns"] for c in doc["comms"]) == \
+        doc["totals"]["returns"]
+    for comm, row in comms.items():
+        assert row["returns"] == sum(p["returns"] for p in doc["processes"]
+                                     if p["comm"] == comm), comm
+    assert [(c["cgroup"], c["returns"]) for c in doc["cgroups"]] == \
+        [("/" + name, doc["totals"]["returns"])]
+    for by in ("comm", "cgroup"):
+        r = run_cli("report", f, "--by", by)
+        assert r.returncode == 0, r.stderr
+        assert ("cc1" if by == "comm" else "/" + name) in r.stdout
+
+
+@pytest.mark.bpf
 def test_pid_filter(run_cli, workloads, tmp_path):
     # The target waits on stdin, then execs the workload (same pid).
     target = subprocess.Popen(
