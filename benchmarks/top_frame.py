@@ -14,6 +14,7 @@ half of the frames (by then every process has made a syscall).
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -29,7 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # forever.  Active: 400-600 ms sleeps, so every interval has about N
 # active rows.  Sparse: 8-12 s sleeps, so every process is known after
 # a few seconds but only ~10% are active in an interval, closer to a
-# real host.  SIGTERM to the parent ends the group.
+# real host.  Idle: 5 as in active, the rest blocked in a read
+# (benchmarks/interval_real.py).  SIGTERM to the group ends it.
 SWARM_C = r"""
 #include <signal.h>
 #include <stdlib.h>
@@ -45,10 +47,23 @@ int main(int argc, char **argv)
 	 * in an interval; active: one every ~0.5 s, every row is. */
 	long base = argc > 2 && argv[2][0] == 's' ? 8000 : 400;
 	long spread = argc > 2 && argv[2][0] == 's' ? 4000 : 200;
+	/* idle: the first 5 as in active, the rest block in a read of a
+	 * pipe nothing writes (no syscall returns), until the parent ends. */
+	int idle = argc > 2 && argv[2][0] == 'i', fds[2];
 	setpgid(0, 0);
+	if (idle && pipe(fds) != 0)
+		return 1;
 	for (int i = 0; i < n; i++) {
 		pid_t p = fork();
 		if (p == 0) {
+			char c;
+			if (idle)
+				close(fds[1]);
+			if (idle && i >= 5) {
+				while (read(fds[0], &c, 1) < 0)
+					;
+				_exit(0);
+			}
 			long ms = base + (i * 7919L) % spread;
 			struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 			for (;;) {
@@ -75,33 +90,48 @@ def build_swarm(tmp):
     return exe
 
 
+@contextlib.contextmanager
+def swarm(exe, n, mode):
+    """N processes of `mode` (SWARM_C: sparse, active or idle), all
+    spawned, for the duration of the block; then the whole group ends."""
+    p = subprocess.Popen([exe, str(n), mode], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        # SWARM_C's first call is setpgid: the group is there once it
+        # says anything (or exits).
+        if p.stdout.readline().strip() != "ready":
+            sys.exit("top_frame: could not spawn %d processes" % n)
+        yield p
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        p.wait()
+        p.stdout.close()
+
+
 def run(exe, mode, args, tmp):
     """Frames of one top run next to N processes: [(data s, view s,
     active rows, known processes)]."""
     log = os.path.join(tmp, "frames.%s.log" % mode)
     sock = "top_frame_%d" % os.getpid()
-    swarm = subprocess.Popen([exe, str(args.processes), mode],
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        if swarm.stdout.readline().strip() != "ready":
-            sys.exit("top_frame: could not spawn %d processes"
-                     % args.processes)
+    with swarm(exe, args.processes, mode):
         cmd = "cd %s && PYTHONPATH=%s %s -m sysretstat top -i %g -n %d " \
               "--frame-log %s" % (ROOT, ROOT, sys.executable, args.interval,
                                   args.frames, log)
-        subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-x", "80",
-                        "-y", "24", cmd], check=True)
-        deadline = time.monotonic() + args.frames * args.interval + 60
-        while time.monotonic() < deadline:
-            if subprocess.run(["tmux", "-L", sock, "has-session"],
-                              capture_output=True).returncode != 0:
-                break
-            time.sleep(0.5)
-    finally:
-        subprocess.run(["tmux", "-L", sock, "kill-server"],
-                       capture_output=True)
-        os.killpg(swarm.pid, signal.SIGTERM)
-        swarm.wait()
+        try:
+            subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-x",
+                            "80", "-y", "24", cmd], check=True)
+            deadline = time.monotonic() + args.frames * args.interval + 60
+            while time.monotonic() < deadline:
+                if subprocess.run(["tmux", "-L", sock, "has-session"],
+                                  capture_output=True).returncode != 0:
+                    break
+                time.sleep(0.5)
+        finally:
+            subprocess.run(["tmux", "-L", sock, "kill-server"],
+                           capture_output=True)
     frames = []
     with open(log) as f:
         for line in f:
