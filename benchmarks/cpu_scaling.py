@@ -16,12 +16,23 @@ a mix of 40 syscalls on every CPU (so that every CPU has state in every
 slot used), then 7 reads are timed (Tracer.read, and the whole
 Collector.snapshot); the locked memory is the sum of `memlock` over the
 collection's BPF maps (fdinfo), also shown per map.
+
+What fdinfo's memlock counts depends on the kernel: 6.1 counts every
+map at its full size (the hash maps without preallocation too, as if
+full), newer kernels (6.18 here) what the map uses now.  A per-CPU
+array counts value size x entries x possible CPUs in both, so the
+growth from one CPU count to the next is the same figure.  Each guest
+runs chrooted in a cached export of / as tools/vmtest.py's do; under
+TCG on 2 host cores a 64-vCPU guest takes about 12 minutes to boot and
+measure (--timeout, default 1800 s a guest).
 """
 
 import argparse
+import ctypes
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -56,8 +67,29 @@ for k in kids:
 """
 
 
+class _MapInfo(ctypes.Structure):
+    # The head of struct bpf_map_info (the kernel fills what fits).
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32),
+                ("key_size", ctypes.c_uint32),
+                ("value_size", ctypes.c_uint32),
+                ("max_entries", ctypes.c_uint32),
+                ("map_flags", ctypes.c_uint32),
+                ("name", ctypes.c_char * 16)]
+
+
+def _map_name(fd):
+    from sysretstat.kernel import libbpf
+    info = _MapInfo()
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    if libbpf.lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info),
+                                           ctypes.byref(size)) < 0:
+        return "?"
+    return info.name.decode(errors="replace") or "?"
+
+
 def memlock():
-    """{map name: bytes locked} of this process's BPF maps."""
+    """{map id: (name, bytes locked)} of this process's BPF maps (a map
+    held by two fds counts once)."""
     out = {}
     for fd in os.listdir("/proc/self/fdinfo"):
         try:
@@ -68,7 +100,7 @@ def memlock():
         m = re.search(r"memlock:\s+(\d+)", text)
         if m and "map_type" in text:
             mid = re.search(r"map_id:\s+(\d+)", text).group(1)
-            out[mid] = int(m.group(1))
+            out[mid] = (_map_name(int(fd)), int(m.group(1)))
     return out
 
 
@@ -94,8 +126,11 @@ def measure(rounds=7, calls=200):
         mem = memlock()
         return {"possible_cpus": bpf.possible_cpus(),
                 "kernel": os.uname().release,
-                "memlock_bytes": sum(mem.values()),
-                "memlock_by_map": sorted(mem.values(), reverse=True)[:8],
+                "memlock_bytes": sum(b for _, b in mem.values()),
+                "maps": len(mem),
+                "memlock_by_map": sorted(
+                    ([n, b] for n, b in mem.values()),
+                    key=lambda x: -x[1])[:8],
                 "read_ms_median": round(statistics.median(reads) * 1e3, 2),
                 "snapshot_ms_median": round(statistics.median(snaps) * 1e3,
                                             2)}
@@ -104,16 +139,76 @@ def measure(rounds=7, calls=200):
         col.close()
 
 
-def in_guest(kernel, cpus, tmp):
+def _vmtest():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "vmtest", os.path.join(ROOT, "tools", "vmtest.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# As tools/vmtest.py's guests: Python runs chrooted in a second export
+# of / mounted with cache=loose (vng's own root mount reads every file
+# anew, seconds per Python start under TCG); /proc, /sys, /dev and the
+# guest's /tmp (which holds the results directory) are bound in.
+GUEST_SCRIPT = """\
+exec >{res}/guest{n}.log 2>&1
+if [ -z "$SCALING_CHROOTED" ]; then
+  r=/run/scaling-root
+  mkdir -p $r
+  if mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose,msize=512000,ro \\
+      {tag} $r; then
+    for d in proc sys dev tmp; do mount --rbind /$d $r/$d || exit 1; done
+    SCALING_CHROOTED=1 exec chroot $r bash {script}
+  fi
+  echo "cpu_scaling: cached root mount failed: running uncached"
+fi
+cd {root}
+export PYTHONDONTWRITEBYTECODE=1
+echo "cpu_scaling: $(uname -r), $(nproc) CPUs online, possible $(cat /sys/devices/system/cpu/possible)"
+{py} {me} --inner {out}
+echo "cpu_scaling: inner exit $?"
+"""
+
+
+def in_guest(kernel, cpus, tmp, timeout, log=sys.stderr):
+    vm = _vmtest()
     out = os.path.join(tmp, "g%d.json" % cpus)
-    cmd = ("cd %s && %s %s --inner %s" % (ROOT, sys.executable,
-                                         os.path.abspath(__file__), out))
-    subprocess.run(["vng", "--run", kernel, "--disable-kvm", "--force-9p",
-                    "--cpus", str(cpus), "--memory", "4G", "--rwdir", tmp,
-                    "--append", "no5lvl", "--exec", cmd], check=True,
-                   capture_output=True, timeout=1800)
+    script = os.path.join(tmp, "guest%d.sh" % cpus)
+    with open(script, "w") as f:
+        f.write(GUEST_SCRIPT.format(
+            res=shlex.quote(tmp), n=cpus, tag=vm.CACHED_TAG,
+            script=shlex.quote(script), root=shlex.quote(ROOT),
+            py=shlex.quote(sys.executable),
+            me=shlex.quote(os.path.abspath(__file__)),
+            out=shlex.quote(out)))
+    qemu = ("-fsdev local,id=%s,path=/,security_model=none,readonly=on,"
+            "multidevs=remap -device virtio-9p-pci,fsdev=%s,mount_tag=%s"
+            % ((vm.CACHED_TAG,) * 3))
+    cmd = [vm.vng(), "--run", kernel, "--disable-kvm", "--force-9p",
+           "--cpus", str(cpus), "--memory", "4G", "--rwdir", tmp,
+           "--cwd", ROOT, "--append", "no5lvl", "--qemu-opts=" + qemu,
+           "--exec", "bash %s" % shlex.quote(script)]
+    print("cpu_scaling: booting %s with %d vCPUs (TCG)" % (
+        os.path.basename(kernel), cpus), file=log, flush=True)
+    t0 = time.monotonic()
+    done = vm._run_session(cmd, timeout)
+    secs = time.monotonic() - t0
+    glog = vm._read(os.path.join(tmp, "guest%d.log" % cpus)) or ""
+    if done is None or not os.path.exists(out):
+        why = ("no result within %d s" % timeout if done is None else
+               "no result (vng exit %d)" % done[0])
+        tail = glog.strip().splitlines()[-8:] or (
+            done[1].strip().splitlines()[-8:] if done else [])
+        raise RuntimeError("guest with %d vCPUs: %s; its log ends:\n  %s"
+                           % (cpus, why, "\n  ".join(tail) or "(empty)"))
+    print("cpu_scaling: %d vCPUs done in %.0f s" % (cpus, secs), file=log,
+          flush=True)
     with open(out) as f:
-        return json.load(f)
+        r = json.load(f)
+    r["guest_seconds"] = round(secs)
+    return r
 
 
 def main():
@@ -122,39 +217,64 @@ def main():
                     help="measure in qemu guests with these vCPU counts")
     ap.add_argument("--kernel", default=None,
                     help="guest kernel (default: the newest /boot/vmlinuz-*)")
+    ap.add_argument("--timeout", type=int, default=1800,
+                    help="seconds for one guest's boot and measure")
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--inner", metavar="FILE", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
+        r = measure()   # no file unless it succeeded
         with open(args.inner, "w") as f:
-            json.dump(measure(), f)
+            json.dump(r, f)
         return 0
     if os.geteuid() != 0:
         sys.exit("cpu_scaling.py: needs root (BPF)")
-    results = []
+    results, failed = [], []
     if args.guest:
         kernel = args.kernel or sorted(
             p for p in (os.path.join("/boot", n) for n in os.listdir("/boot"))
             if os.path.basename(p).startswith("vmlinuz-"))[-1]
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(prefix="cpu-scaling-") as tmp:
             for n in args.guest:
-                r = in_guest(kernel, n, tmp)
+                try:
+                    r = in_guest(kernel, n, tmp, args.timeout)
+                except RuntimeError as e:
+                    # Keep what the other counts gave.
+                    print("cpu_scaling: %s" % e, file=sys.stderr)
+                    failed.append(n)
+                    continue
                 r["where"] = "qemu TCG guest"
                 results.append(r)
+        # TCG slows every guest, the more vCPUs the more: their times
+        # compare with the fewest-CPU guest's of the same run.
+        if results:
+            base = min(results, key=lambda r: r["possible_cpus"])
+            for r in results:
+                for k in ("read_ms_median", "snapshot_ms_median"):
+                    r[k[:-len("_ms_median")] + "_vs_%dcpu" %
+                      base["possible_cpus"]] = round(
+                          r[k] / base[k], 2) if base[k] else None
     else:
         r = measure()
         r["where"] = "this machine"
         results.append(r)
-    print("%-16s %5s %12s %10s %13s" % ("where", "cpus", "memlock MiB",
-                                        "read ms", "snapshot ms"))
+    print("%-16s %-16s %5s %12s %10s %13s %s" % (
+        "where", "kernel", "cpus", "memlock MiB", "read ms", "snapshot ms",
+        "relative read/snapshot"))
     for r in results:
-        print("%-16s %5d %12.2f %10.2f %13.2f" % (
-            r["where"][:16], r["possible_cpus"],
+        rel = ["%s %.2f" % (k, v) for k, v in sorted(r.items())
+               if "_vs_" in k and v is not None]
+        print("%-16s %-16s %5d %12.2f %10.2f %13.2f %s" % (
+            r["where"][:16], r["kernel"][:16], r["possible_cpus"],
             r["memlock_bytes"] / 2 ** 20, r["read_ms_median"],
-            r["snapshot_ms_median"]))
+            r["snapshot_ms_median"], ", ".join(rel)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    if failed:
+        print("cpu_scaling: no result for %s vCPUs" %
+              " ".join(map(str, failed)), file=sys.stderr)
+        return 1
     return 0
 
 
