@@ -6,8 +6,13 @@ every interval (a thread record and a process record with two latency
 buckets each), goes through what a live read does after the map reads:
 the dump parser (kernel/tracer.py), the collector (source/collector.py,
 fed RawReads by a fake tracer), the interval delta and then either top's
-rows (lazy delta, build_rows, a screenful's percentiles) or the whole
-delta as the daemon and record take it (every table).
+rows (lazy delta, build_rows, a screenful's percentiles), the whole
+delta as the daemon takes it (every table), or record's interval: the
+whole delta and the snapshot written by the real record.Writer to a
+file in a temporary directory, checkpoints included (with 5,000 active
+one falls every few intervals: CHECKPOINT_BYTES of deltas).  Record's
+line also gives the mean, which counts the checkpoint intervals the
+median passes over, and the bytes written per interval.
 
 Usage:  python3 benchmarks/interval_cpu.py [-n 5000] [-i 12] [--mode M]
 Run it from a checkout (it imports the tree it is in); compare two
@@ -22,11 +27,13 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from sysretstat import record  # noqa: E402
 from sysretstat.kernel import abi, tracer  # noqa: E402
 from sysretstat.kernel.tracer import Options, RawRead  # noqa: E402
 from sysretstat.model.quietgc import FrameGC  # noqa: E402
@@ -80,11 +87,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", "--processes", type=int, default=5000)
     ap.add_argument("-i", "--intervals", type=int, default=12)
-    ap.add_argument("--mode", choices=("top", "daemon"),
+    ap.add_argument("--mode", choices=("top", "daemon", "record"),
                     help="only this one, in this process")
     args = ap.parse_args()
     if args.mode is None:
-        for mode in ("top", "daemon"):
+        for mode in ("top", "daemon", "record"):
             sys.stdout.flush()
             subprocess.run([sys.executable, os.path.abspath(__file__),
                             "-n", str(args.processes),
@@ -92,12 +99,25 @@ def main():
                            check=True)
         return
     mode = args.mode
+    if mode == "record":
+        with tempfile.TemporaryDirectory() as d:
+            return run(args, mode, os.path.join(d, "bench.data"))
+    return run(args, mode)
+
+
+def run(args, mode, path=None):
     fake = Fake([dump(args.processes, k)
                  for k in range(1, args.intervals + 2)])
     col = Collector(Options(latency=True), tracer=fake,
                     clock=iter(range(10 ** 6)).__next__)
     col.start()
     prev = col.snapshot()
+    writer = None
+    if mode == "record":
+        # As record does: meta first, then each interval's delta and
+        # the snapshot after it (a checkpoint when one is due).
+        writer = record.Writer(path)
+        writer.begin(dict(prev.meta, interval_s=1.0))
     gcf = FrameGC()
     st = ViewState()
     cpu = []
@@ -110,15 +130,24 @@ def main():
                 rows = top_rows.build_rows(d, st)
                 for r in rows[:20]:
                     r.counts.lat[0].percentile(.99)
+            elif mode == "record":
+                writer.interval(s.delta(prev), s)
             else:
                 d = s.delta(prev)
             cpu.append(time.process_time() - t0)
             prev = s
     steady = cpu[len(cpu) // 2:]
+    extra = ""
+    if writer is not None:
+        nbytes = writer.bytes
+        writer.close()
+        extra = "; mean %.1f ms (checkpoints included), %.0f KB per " \
+            "interval" % (statistics.mean(cpu) * 1e3,
+                          nbytes / 1e3 / args.intervals)
     print("%s: %d active processes, median interval %.1f ms CPU "
-          "(%.1f us per process)" % (
+          "(%.1f us per process)%s" % (
               mode, args.processes, statistics.median(steady) * 1e3,
-              statistics.median(steady) * 1e6 / args.processes))
+              statistics.median(steady) * 1e6 / args.processes, extra))
 
 
 if __name__ == "__main__":

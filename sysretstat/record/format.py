@@ -51,10 +51,12 @@ the mark of a cut, read up to the last committed interval with a warning.
 """
 
 import json
+import struct
 import zlib
 
 from sysretstat.kernel import abi
-from sysretstat.model.counts import _detail_sum, parse_detail
+from sysretstat.model.counts import (KernelLatency, _detail_sum,
+                                     _Difference, parse_detail)
 from sysretstat.model.snapshot import (SCHEMA, Counts, Hist, Row, Snapshot,
                                        bucket, check_fields, count)
 
@@ -131,20 +133,166 @@ class OutcomeOrder:
 def _enc_counts(c):
     n = c.n
     last = len(n)
+    if last > 2 and not any(n[2:]):
+        # No IRET reason, as for most rows: skip their zeros at once.
+        last = 2
     while last and not n[last - 1]:
         last -= 1
     out = [n[:last]]
-    if c.lat is not None:
-        for h in c.lat:
-            flat = []
-            for b in sorted(h.buckets):
-                flat.append(b)
-                flat.append(h.buckets[b])
-            out.append(h.sum_ns)
-            out.append(flat)
+    if c._lat is not None:
+        enc = _enc_pending(c._lat)
+        if enc is not None:
+            out += enc
+        else:
+            lat = c.lat
+            if lat is not None:
+                for h in lat:
+                    flat = []
+                    for b in sorted(h.buckets):
+                        flat.append(b)
+                        flat.append(h.buckets[b])
+                    out.append(h.sum_ns)
+                    out.append(flat)
     if c.detail:
         out.append(c.reason_detail())
     return out
+
+
+# Encoding a row's latency straight from what the kernel wrote.  Each
+# interval record writes every active process's latency: made Hists
+# (Counts.lat), a delta's is the copy of one histogram's pending runs
+# with the other's added and both expanded into dicts, then sorted.
+# From the runs themselves it is one pass over the two arrays of int64
+# counts, whose buckets are already in increasing order.  What this
+# writes is what Counts.lat gives (its non-zero buckets, sorted, and
+# its sums); anything but pending kernel runs takes that way.
+
+# Bucket indexes of a bitmap (abi.set_bits), by the bitmap: thousands
+# of processes' histograms share a few.
+_POSITIONS = {}
+_POSITIONS_MAX = 4096
+
+
+def _positions(where, n):
+    """The first n bucket indexes a kernel run counts (Hist.from_kernel):
+    from bucket `where` on (an int), or a bitmap's bits."""
+    if isinstance(where, int):
+        return range(where, where + n)
+    if type(where) is not bytes:
+        # Not a key (a memoryview): worked out each time.
+        return abi.set_bits(where)
+    pos = _POSITIONS.get(where)
+    if pos is None:
+        if len(_POSITIONS) >= _POSITIONS_MAX:
+            _POSITIONS.clear()
+        pos = _POSITIONS[where] = tuple(abi.set_bits(where))
+    return pos
+
+
+def _kernel_runs(lat):
+    """A Counts' latency as the kernel's (where, raw, sum_ns) runs, one
+    per path; None when it is not that (no latency, or latency already
+    made Hists, which are then what is written)."""
+    if type(lat) is KernelLatency and lat._hists is None:
+        return lat.runs
+    return None
+
+
+def _enc_pending(lat):
+    """[sum, flat] per path of a pending latency (see above), or None
+    where Counts.lat must be made."""
+    if type(lat) is _Difference:
+        new = lat.new._lat
+        older = lat.older._lat
+        if new is None or older is None:
+            return None
+        new = _kernel_runs(new)
+        if new is None:
+            return None
+        older = _kernel_runs(older)
+        if older is None:
+            return None
+        out = []
+        # zip(): as _Difference.compute subtracts.
+        for (w, raw, s), (ow, oraw, os_) in zip(new, older):
+            out.append(int(s) - int(os_))
+            out.append(_flat_diff(w, raw, ow, oraw))
+        for w, raw, s in new[len(older):]:
+            out.append(int(s))
+            out.append(_flat_one(w, raw))
+        return out
+    runs = _kernel_runs(lat)
+    if runs is None:
+        return None
+    out = []
+    for w, raw, s in runs:
+        out.append(int(s))
+        out.append(_flat_one(w, raw))
+    return out
+
+
+# Unpacks n int64s in native order, as memoryview(raw).cast("q") reads
+# them (Hist), by n: one call gives the tuple.
+_UNPACK = {}
+
+
+def _ints(raw):
+    n = len(raw) >> 3
+    unpack = _UNPACK.get(n)
+    if unpack is None:
+        if len(raw) & 7:
+            # As memoryview.cast would: refuse it.
+            memoryview(raw).cast("q")
+        unpack = _UNPACK[n] = struct.Struct("=%dq" % n).unpack
+    return unpack(raw)
+
+
+def _flat_one(where, raw):
+    if not raw:
+        return []
+    vals = _ints(raw)
+    flat = []
+    for i, c in zip(_positions(where, len(vals)), vals):
+        if c:
+            flat.append(i)
+            flat.append(c)
+    return flat
+
+
+def _flat_diff(where, raw, owhere, oraw):
+    if where == owhere:
+        if raw == oraw:
+            # Nothing on this path since (most processes' IRET path).
+            return []
+        if len(raw) == len(oraw):
+            vals = _ints(raw)
+            flat = []
+            for i, a, b in zip(_positions(where, len(vals)), vals,
+                               _ints(oraw)):
+                if a != b:
+                    flat.append(i)
+                    flat.append(a - b)
+            return flat
+    if not oraw:
+        return _flat_one(where, raw)
+    # Different buckets: as the Hists would add them.
+    b = {}
+    if raw:
+        vals = _ints(raw)
+        for i, c in zip(_positions(where, len(vals)), vals):
+            if c:
+                b[i] = c
+    ovals = _ints(oraw)
+    for i, c in zip(_positions(owhere, len(ovals)), ovals):
+        if c:
+            b[i] = b.get(i, 0) - c
+    flat = []
+    for i in sorted(b):
+        c = b[i]
+        if c:
+            flat.append(i)
+            flat.append(c)
+    return flat
 
 
 def _split_detail(v):
