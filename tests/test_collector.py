@@ -173,20 +173,28 @@ def test_system_wide_sees_the_workload(workloads):
 
 
 def test_pid_filter_keeps_only_that_process(workloads):
+    # The sleeper's loop starts once tracing has (a line on stdin): 200
+    # getppid calls and 200 sleeps, each a return, all after attach.
     sleeper = subprocess.Popen([sys.executable, "-c",
-                                "import time,os\nfor _ in range(200):\n"
-                                " os.getppid(); time.sleep(0.005)"])
+                                "import sys,time,os\nsys.stdin.readline()\n"
+                                "for _ in range(200):\n"
+                                " os.getppid(); time.sleep(0.005)"],
+                               stdin=subprocess.PIPE)
     col = Collector(Options(pids=(sleeper.pid,)))
     col.start()
     try:
+        sleeper.stdin.write(b"go\n")
+        sleeper.stdin.close()
         subprocess.run([os.path.join(workloads, "retpaths"), "signal", "5"],
                        check=True, capture_output=True)
-        sleeper.wait()
+        assert sleeper.wait() == 0
         s = col.stop()
     finally:
         col.close()
+        if sleeper.poll() is None:
+            sleeper.kill()
     assert {r.fields["pid"] for r in s.processes.values()} == {sleeper.pid}
-    assert s.totals.returns > 200
+    assert s.totals.returns >= 400
 
 
 # Waits for a line, makes syscalls whose latencies span the histogram
