@@ -14,20 +14,12 @@ NR = abi.NR_OUTCOMES
 
 
 def _reference(c):
-    """The encoding as it was, from Counts.lat."""
+    """The encoding as it was, from Counts.lat (made Hists)."""
     n = c.n
     last = len(n)
     while last and not n[last - 1]:
         last -= 1
-    out = [n[:last]]
-    if c.lat is not None:
-        for h in c.lat:
-            flat = []
-            for b in sorted(h.buckets):
-                flat.append(b)
-                flat.append(h.buckets[b])
-            out.append(h.sum_ns)
-            out.append(flat)
+    out = [n[:last]] + fmt._enc_hists(c.lat)
     if c.detail:
         out.append(c.reason_detail())
     return out

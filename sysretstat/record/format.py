@@ -144,17 +144,23 @@ def _enc_counts(c):
         if enc is not None:
             out += enc
         else:
-            lat = c.lat
-            if lat is not None:
-                for h in lat:
-                    flat = []
-                    for b in sorted(h.buckets):
-                        flat.append(b)
-                        flat.append(h.buckets[b])
-                    out.append(h.sum_ns)
-                    out.append(flat)
+            out += _enc_hists(c.lat)
     if c.detail:
         out.append(c.reason_detail())
+    return out
+
+
+def _enc_hists(lat):
+    """Made Hists (Counts.lat, or None) as written: per path its sum and
+    its non-zero buckets, sorted, flat."""
+    out = []
+    for h in lat or ():
+        flat = []
+        for b in sorted(h.buckets):
+            flat.append(b)
+            flat.append(h.buckets[b])
+        out.append(h.sum_ns)
+        out.append(flat)
     return out
 
 
