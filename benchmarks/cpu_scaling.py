@@ -148,23 +148,10 @@ def _vmtest():
     return mod
 
 
-# As tools/vmtest.py's guests: Python runs chrooted in a second export
-# of / mounted with cache=loose (vng's own root mount reads every file
-# anew, seconds per Python start under TCG); /proc, /sys, /dev and the
-# guest's /tmp (which holds the results directory) are bound in.
-GUEST_SCRIPT = """\
-exec >{res}/guest{n}.log 2>&1
-if [ -z "$SCALING_CHROOTED" ]; then
-  r=/run/scaling-root
-  mkdir -p $r
-  if mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose,msize=512000,ro \\
-      {tag} $r; then
-    for d in proc sys dev tmp; do mount --rbind /$d $r/$d || exit 1; done
-    SCALING_CHROOTED=1 exec chroot $r bash {script}
-  fi
-  echo "cpu_scaling: cached root mount failed: running uncached"
-fi
-cd {root}
+# After tools/vmtest.py's CACHED_ROOT (Python runs chrooted in a second
+# export of / mounted with cache=loose: vng's own root mount reads every
+# file anew, seconds per Python start under TCG).
+GUEST_RUN = """\
 export PYTHONDONTWRITEBYTECODE=1
 echo "cpu_scaling: $(uname -r), $(nproc) CPUs online, possible $(cat /sys/devices/system/cpu/possible)"
 {py} {me} --inner {out}
@@ -177,8 +164,9 @@ def in_guest(kernel, cpus, tmp, timeout, log=sys.stderr):
     out = os.path.join(tmp, "g%d.json" % cpus)
     script = os.path.join(tmp, "guest%d.sh" % cpus)
     with open(script, "w") as f:
-        f.write(GUEST_SCRIPT.format(
-            res=shlex.quote(tmp), n=cpus, tag=vm.CACHED_TAG,
+        f.write((vm.CACHED_ROOT + GUEST_RUN).format(
+            log=shlex.quote(os.path.join(tmp, "guest%d.log" % cpus)),
+            tag=vm.CACHED_TAG,
             script=shlex.quote(script), root=shlex.quote(ROOT),
             py=shlex.quote(sys.executable),
             me=shlex.quote(os.path.abspath(__file__)),

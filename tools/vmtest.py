@@ -175,8 +175,10 @@ CACHED_TAG = "vmtestroot"
 # start cost seconds under TCG (0.5 s with the cache).  The host's files
 # do not change during a run.  /proc, /sys, /dev and the guest's
 # writable /tmp (which holds the results directory) are bound in.
-GUEST_SCRIPT = """\
-exec >{res}/guest.log 2>&1
+# The start of every guest script (benchmarks/cpu_scaling.py's too):
+# output to {log}, then this script again in the cached chroot.
+CACHED_ROOT = """\
+exec >{log} 2>&1
 if [ -z "$VMTEST_CHROOTED" ]; then
   r=/run/vmtest-root
   mkdir -p $r
@@ -185,9 +187,11 @@ if [ -z "$VMTEST_CHROOTED" ]; then
     for d in proc sys dev tmp; do mount --rbind /$d $r/$d || exit 1; done
     VMTEST_CHROOTED=1 exec chroot $r bash {script}
   fi
-  echo "vmtest: cached root mount failed: running uncached"
+  echo "guest: cached root mount failed: running uncached"
 fi
 cd {root}
+"""
+GUEST_SCRIPT = CACHED_ROOT.replace("{log}", "{res}/guest.log") + """\
 export CI={ci} PYTHONDONTWRITEBYTECODE=1
 uname -r >{res}/uname
 grep -m1 '^flags' /proc/cpuinfo >{res}/cpuflags
